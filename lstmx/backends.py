@@ -1,0 +1,52 @@
+"""The one dispatcher that maps a backend name to a layer implementation.
+
+Every backend implements the same contract as
+`lstmx.reference.lstm_layer_reference`:
+``layer(params, xs [T,B,D], mask [T,B] | None, h0, c0, *, reverse, unroll,
+compute_dtype, precision) -> (ys [T,B,H], (h_n, c_n))``.
+New kernels (Pallas, cuDNN) register here and join the contract tests in
+``tests/test_contract.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Callable
+
+from lstmx.reference import lstm_layer_reference
+from lstmx.scan import lstm_layer_scan
+
+
+class Backend(enum.Enum):
+  AUTO = "auto"
+  SCAN = "scan"
+  REFERENCE = "reference"
+
+
+_LAYERS: dict[Backend, Callable] = {
+    Backend.SCAN: lstm_layer_scan,
+    Backend.REFERENCE: lstm_layer_reference,
+}
+
+
+def names() -> tuple[str, ...]:
+  return tuple(b.value for b in Backend)
+
+
+def resolve(backend: str | Backend) -> Backend:
+  """Resolves a name (or `Backend`) to a concrete backend; ``auto`` -> ``scan``.
+
+  ``auto`` picks the fastest backend that supports the call on the current
+  platform; today that is the fused scan on every platform.
+  """
+  try:
+    b = Backend(backend)
+  except ValueError:
+    raise ValueError(f"backend must be one of {names()}; got backend={backend!r}") from None
+  if b is Backend.AUTO:
+    return Backend.SCAN
+  return b
+
+
+def layer_fn(backend: str | Backend) -> Callable:
+  return _LAYERS[resolve(backend)]
