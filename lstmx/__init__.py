@@ -6,7 +6,7 @@ with PyTorch's conventions on a fused scan kernel with a hand-written
 backward. `lstmx.nn` holds thin Flax NNX wrappers.
 """
 
-from lstmx import backends
+from lstmx import backends, nn
 from lstmx.backends import Backend
 from lstmx.cell import lstm_step
 from lstmx.interop import (from_flax_linen, from_flax_nnx, from_torch, to_flax_linen,
@@ -19,7 +19,7 @@ from lstmx.scan import lstm_layer_scan
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "GATES", "LSTMParams", "backends", "from_flax_linen", "from_flax_nnx",
+    "Backend", "GATES", "LSTMParams", "backends", "nn", "from_flax_linen", "from_flax_nnx",
     "from_torch", "init_layer", "init_lstm", "lengths_to_mask", "lstm",
     "lstm_layer_reference", "lstm_layer_scan", "lstm_step", "param_count",
     "to_flax_linen", "to_flax_nnx", "to_torch",

@@ -22,7 +22,8 @@ def matmul(a: jax.Array, b: jax.Array, compute_dtype=None, precision=None) -> ja
   With `compute_dtype` (e.g. bfloat16) both operands are cast to it and the
   product is accumulated and returned in the wider of their original dtypes.
   """
-  out_dtype = jnp.result_type(a.dtype, b.dtype)
+  # The wider of the two (both are floating); no implicit promotion needed.
+  out_dtype = a.dtype if a.dtype.itemsize >= b.dtype.itemsize else b.dtype
   if compute_dtype is not None:
     a = a.astype(compute_dtype)
     b = b.astype(compute_dtype)
@@ -62,6 +63,6 @@ def lstm_step(
   """
   h, c = carry
   z = (matmul(x_t, params.w_ih, compute_dtype, precision)
-       + matmul(h, params.w_hh, compute_dtype, precision) + params.b)
+       + matmul(h, params.w_hh, compute_dtype, precision) + params.b[None, :])
   h_new, c_new = cell_update(z, c)
   return (h_new, c_new), h_new

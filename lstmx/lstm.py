@@ -13,7 +13,7 @@ from lstmx.params import LSTMParams, as_stacked
 
 def lengths_to_mask(seq_lengths: jax.Array, T: int) -> jax.Array:
   """[T, B] bool mask, True where t < seq_lengths[b]."""
-  return jnp.arange(T)[:, None] < seq_lengths[None, :]
+  return jnp.arange(T, dtype=seq_lengths.dtype)[:, None] < seq_lengths[None, :]
 
 
 def lstm(

@@ -82,7 +82,7 @@ def _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c
   T, B, D = xs.shape
   w_hh = params.w_hh if compute_dtype is None else params.w_hh.astype(compute_dtype)
   xp = matmul(xs.reshape(T * B, D), params.w_ih, compute_dtype, precision)
-  xp = (xp + params.b).reshape(T, B, -1).astype(h0.dtype)
+  xp = (xp + params.b[None, :]).reshape(T, B, -1).astype(h0.dtype)
 
   def step(carry, inputs):
     h, c = carry

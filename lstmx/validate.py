@@ -52,7 +52,8 @@ def check_input(x: jax.Array, input_size: int, time_major: bool) -> tuple[int, i
 
 
 def check_seq_lengths(seq_lengths, B: int, T: int) -> jax.Array:
-  seq_lengths = jnp.asarray(seq_lengths)
+  if not isinstance(seq_lengths, jax.core.Tracer):
+    seq_lengths = np.asarray(seq_lengths)
   if seq_lengths.shape != (B,):
     raise ValueError(f"seq_lengths: expected shape ({B},) (one length per batch "
                      f"row); got {tuple(seq_lengths.shape)}")
@@ -63,7 +64,7 @@ def check_seq_lengths(seq_lengths, B: int, T: int) -> jax.Array:
     if lo < 1 or hi > T:
       raise ValueError(f"seq_lengths: expected values in [1, {T}] (T={T}); got "
                        f"min {lo}, max {hi}")
-  return seq_lengths
+  return jnp.asarray(seq_lengths)
 
 
 def check_state(initial_state, shape: tuple[int, int, int]):

@@ -1,0 +1,19 @@
+"""Strict numerics for the whole suite (see STYLE.md, item 13)."""
+
+import os
+
+# Eight fake CPU devices for the sharding tests; must be set before jax starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def x64():
+  """Runs a test in float64."""
+  with jax.enable_x64(True):
+    yield

@@ -1,0 +1,64 @@
+"""Shared test helpers: random problems and a loss that touches every output."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lstmx
+
+
+def random_problem(seed, B, T, D, H, *, num_layers=1, bidirectional=False,
+                   masked=False, with_state=True, dtype=jnp.float64):
+  rng = np.random.default_rng(seed)
+  params = lstmx.init_lstm(jax.random.key(seed), D, H, num_layers=num_layers,
+                           bidirectional=bidirectional, init="torch", dtype=dtype)
+  # Non-trivial biases so every gate is exercised.
+  params = jax.tree.map(lambda a: a + jnp.asarray(0.1 * rng.standard_normal(a.shape), dtype),
+                        params)
+  x = jnp.asarray(rng.standard_normal((B, T, D)), dtype)
+  lens = jnp.asarray(rng.integers(1, T + 1, size=B), jnp.int32) if masked else None
+  state = None
+  if with_state:
+    n = num_layers * (2 if bidirectional else 1)
+    state = tuple(jnp.asarray(0.5 * rng.standard_normal((n, B, H)), dtype) for _ in range(2))
+  return params, x, lens, state
+
+
+def weighted_loss(seed, y_shape, h_shape):
+  """A loss with random weights on y, h_n and c_n, so every cotangent is non-trivial."""
+  rng = np.random.default_rng(seed + 1000)
+  wy = rng.standard_normal(y_shape)
+  wh = rng.standard_normal(h_shape)
+  wc = rng.standard_normal(h_shape)
+
+  def loss(y, h, c):
+    return (jnp.sum(jnp.asarray(wy, y.dtype) * y) + jnp.sum(jnp.asarray(wh, h.dtype) * h)
+            + jnp.sum(jnp.asarray(wc, c.dtype) * c))
+  return loss
+
+
+def value_and_grads(params, x, lens, state, backend, *, seed=0, **kw):
+  """Outputs and gradients w.r.t. params, x and the initial state."""
+  y0, (h0, _) = lstmx.lstm(params, x, seq_lengths=lens, initial_state=state,
+                           backend="reference", **kw)
+  loss = weighted_loss(seed, y0.shape, h0.shape)
+
+  def f(params, x, state):
+    y, (h, c) = lstmx.lstm(params, x, seq_lengths=lens, initial_state=state,
+                           backend=backend, **kw)
+    return loss(y, h, c), (y, h, c)
+
+  (_, out), grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True))(
+      params, x, state)
+  return out, grads
+
+
+def assert_trees_close(a, b, rtol, atol):
+  la, ta = jax.tree.flatten(a)
+  lb, tb = jax.tree.flatten(b)
+  assert ta == tb, (ta, tb)
+  for i, (u, v) in enumerate(zip(la, lb)):
+    np.testing.assert_allclose(np.asarray(u, np.float64), np.asarray(v, np.float64),
+                               rtol=rtol, atol=atol, err_msg=f"leaf {i}")
