@@ -1,0 +1,173 @@
+"""Copy-memory tasks: copy, variable copy and selective copy.
+
+Symbols: 0 is the blank, 1..num_categories the data symbols, and
+num_categories + 1 the delimiter (or recall marker). Outputs are classes
+0..num_categories (blank or a symbol).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmx.tasks.base import Batch, Task, check_int, masked_mean, one_hot
+
+
+def _entropy_blank_or_uniform(p_symbol: np.ndarray, k: int) -> np.ndarray:
+  """Entropy (nats) of: blank w.p. 1 - p, else uniform over k symbols."""
+  p = np.clip(p_symbol, 0.0, 1.0)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    h = -np.where(p < 1, (1 - p) * np.log(1 - p), 0.0) - np.where(p > 0, p * np.log(p / k), 0.0)
+  return h
+
+
+@dataclasses.dataclass(frozen=True)
+class Copy(Task):
+  """Copy memory (Arjovsky, Shah & Bengio 2016, "Unitary evolution RNNs").
+
+  Input: `num_symbols` symbols drawn from `num_categories`, ``delay - 1``
+  blanks, a delimiter, `num_symbols` blanks; length ``delay + 2 * num_symbols``.
+  Target: blanks, then the symbols in order over the last `num_symbols` steps.
+  The loss is the cross-entropy averaged over all steps; the memoryless
+  baseline (blank, then uniform) is ``S ln K / (T + 2S)`` (10 ln 8 / (T + 20)
+  in the paper's setting).
+  """
+
+  name = "copy"
+  solved_rule = ("copy_accuracy >= 0.99 on the recalled symbols (lstmx's criterion; "
+                 "Arjovsky et al. 2016 compare loss curves against the baseline)")
+  delay: int = 100
+  num_symbols: int = 10
+  num_categories: int = 8
+
+  def validate(self):
+    check_int(self.name, "delay", self.delay, 1)
+    check_int(self.name, "num_symbols", self.num_symbols, 1)
+    check_int(self.name, "num_categories", self.num_categories, 2)
+
+  input_size = property(lambda self: self.num_categories + 2)
+  output_size = property(lambda self: self.num_categories + 1)
+  length = property(lambda self: self.delay + 2 * self.num_symbols)
+
+  @property
+  def baseline_loss(self) -> float:
+    return self.num_symbols * math.log(self.num_categories) / self.length
+
+  @property
+  def chance_accuracy(self) -> float:
+    return (self.length - self.num_symbols * (1 - 1 / self.num_categories)) / self.length
+
+  def _delimiter_at(self, key, batch_size):
+    return jnp.full((batch_size,), self.num_symbols + self.delay - 1, jnp.int32)
+
+  def _draw(self, key: jax.Array, batch_size: int) -> Batch:
+    S, K, T = self.num_symbols, self.num_categories, self.length
+    k_sym, k_pos = jax.random.split(key)
+    symbols = jax.random.randint(k_sym, (batch_size, S), 1, K + 1)
+    delim = self._delimiter_at(k_pos, batch_size)
+    t = jnp.arange(T)[None, :]
+    inputs = jnp.zeros((batch_size, T), jnp.int32).at[:, :S].set(symbols)
+    inputs = jnp.where(t == delim[:, None], K + 1, inputs)
+    out_idx = t - delim[:, None] - 1
+    in_window = (out_idx >= 0) & (out_idx < S)
+    targets = jnp.where(
+        in_window, jnp.take_along_axis(symbols, jnp.clip(out_idx, 0, S - 1), axis=1), 0)
+    return {"inputs": one_hot(inputs, K + 2), "targets": targets.astype(jnp.int32),
+            "mask": jnp.ones((batch_size, T), jnp.float32),
+            "lengths": jnp.full((batch_size,), T, jnp.int32),
+            "recall": in_window.astype(jnp.float32)}
+
+  def metrics(self, outputs, batch):
+    out = super().metrics(outputs, batch)
+    correct = (jnp.argmax(outputs, -1) == batch["targets"]).astype(jnp.float32)
+    out["copy_accuracy"] = masked_mean(correct, batch["recall"])
+    return out
+
+  def solved(self, metrics) -> bool:
+    return float(metrics["copy_accuracy"]) >= 0.99
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableCopy(Copy):
+  """Variable-delay copy (Henaff, Szlam & LeCun 2016).
+
+  As `Copy`, but the delimiter falls uniformly at random in steps
+  ``[S, S + delay - 1]``, so the recall window moves; the sequence length
+  stays ``delay + 2S``. The memoryless baseline is computed exactly by
+  enumerating the delimiter position: at a blank-input step t the best
+  memoryless prediction is blank w.p. 1 - P(t in window | t, blank input),
+  uniform over the symbols otherwise.
+  """
+
+  name = "variable_copy"
+
+  def _delimiter_at(self, key, batch_size):
+    S = self.num_symbols
+    return jax.random.randint(key, (batch_size,), S, S + self.delay)
+
+  @property
+  def baseline_loss(self) -> float:
+    S, K, T, n = self.num_symbols, self.num_categories, self.length, self.delay
+    delims = np.arange(S, S + n)
+    t = np.arange(T)[:, None]
+    in_window = ((t > delims[None]) & (t <= delims[None] + S)).astype(float)
+    blank_input = (t >= S) & (t != delims[None])
+    p_blank_in = blank_input.mean(axis=1)
+    p_win = np.where(p_blank_in > 0, in_window.mean(axis=1) / np.maximum(p_blank_in, 1e-300), 0)
+    # Expected loss: the entropy at step t applies when the input is blank.
+    return float(np.sum(p_blank_in * _entropy_blank_or_uniform(p_win, K)) / T)
+
+  @property
+  def chance_accuracy(self) -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectiveCopy(Task):
+  """Selective copy (Gu & Dao 2023, "Mamba").
+
+  `num_symbols` data symbols sit at random distinct positions among `delay`
+  steps of blanks; then `num_symbols` recall markers, at which the model must
+  output the data symbols in order. Loss and accuracy count the recall steps
+  only; the memoryless baseline is ``ln num_categories`` and chance accuracy
+  ``1 / num_categories``.
+  """
+
+  name = "selective_copy"
+  solved_rule = "accuracy >= 0.99 on the recall steps (Gu & Dao 2023 report accuracy)"
+  delay: int = 64
+  num_symbols: int = 8
+  num_categories: int = 8
+
+  def validate(self):
+    check_int(self.name, "num_symbols", self.num_symbols, 1)
+    check_int(self.name, "delay", self.delay, self.num_symbols)
+    check_int(self.name, "num_categories", self.num_categories, 2)
+
+  input_size = property(lambda self: self.num_categories + 2)
+  output_size = property(lambda self: self.num_categories + 1)
+  length = property(lambda self: self.delay + self.num_symbols)
+  baseline_loss = property(lambda self: math.log(self.num_categories))
+  chance_accuracy = property(lambda self: 1.0 / self.num_categories)
+
+  def _draw(self, key: jax.Array, batch_size: int) -> Batch:
+    S, K, L = self.num_symbols, self.num_categories, self.delay
+    k_sym, k_pos = jax.random.split(key)
+    symbols = jax.random.randint(k_sym, (batch_size, S), 1, K + 1)
+    order = jnp.argsort(jax.random.uniform(k_pos, (batch_size, L)), axis=1)
+    positions = jnp.sort(order[:, :S], axis=1)
+    body = jnp.zeros((batch_size, L), jnp.int32)
+    body = body.at[jnp.arange(batch_size)[:, None], positions].set(symbols)
+    inputs = jnp.concatenate([body, jnp.full((batch_size, S), K + 1, jnp.int32)], axis=1)
+    targets = jnp.concatenate([jnp.zeros((batch_size, L), jnp.int32), symbols], axis=1)
+    mask = jnp.concatenate([jnp.zeros((batch_size, L)), jnp.ones((batch_size, S))], axis=1)
+    return {"inputs": one_hot(inputs, K + 2), "targets": targets.astype(jnp.int32),
+            "mask": mask.astype(jnp.float32),
+            "lengths": jnp.full((batch_size,), L + S, jnp.int32)}
+
+  def solved(self, metrics) -> bool:
+    return float(metrics["accuracy"]) >= 0.99

@@ -1,0 +1,140 @@
+"""Synthetic tasks: analytic baselines against Monte-Carlo estimates from the
+generators, determinism, shapes, and clear errors."""
+
+import collections
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lstmx.tasks as tasks
+
+SMALL = {
+    "copy": dict(delay=5, num_symbols=3, num_categories=3),
+    "variable_copy": dict(delay=6, num_symbols=2, num_categories=3),
+    "selective_copy": dict(delay=6, num_symbols=2, num_categories=3),
+    "adding": dict(length=20),
+    "associative_recall": dict(num_pairs=2, num_keys=3, num_values=3),
+    "mqar": dict(length=8, num_pairs=2, num_keys=3, num_values=3),
+    "parity": dict(train_length=6, test_length=9),
+    "even_pairs": dict(train_length=6, test_length=9),
+    "cycle_navigation": dict(train_length=6, test_length=9),
+}
+
+
+def memoryless_entropy(batch) -> float:
+  """Plug-in estimate of H(target | position, current input), weighted by the mask."""
+  inputs = np.asarray(batch["inputs"])
+  targets, mask = np.asarray(batch["targets"]), np.asarray(batch["mask"])
+  counts = collections.defaultdict(collections.Counter)
+  for b, t in zip(*np.nonzero(mask)):
+    counts[(t, inputs[b, t].tobytes())][targets[b, t]] += 1
+  total = mask.sum()
+  h = 0.0
+  for c in counts.values():
+    n = sum(c.values())
+    p = np.array(list(c.values())) / n
+    h += n / total * -np.sum(p * np.log(p))
+  return h
+
+
+def test_registry_lists_every_task():
+  assert set(tasks.names()) == set(SMALL)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_baseline_matches_monte_carlo(name):
+  task = tasks.make(name, **SMALL[name])
+  batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 40000)
+  if task.kind == "regression":
+    t = np.asarray(batch["targets"])[np.asarray(batch["mask"]) > 0]
+    estimate = float(np.var(t))
+  else:
+    estimate = memoryless_entropy(batch)
+  assert estimate == pytest.approx(task.baseline_loss, rel=0.03, abs=2e-3)
+
+
+def test_copy_baseline_is_arjovsky_formula():
+  for T in (10, 100, 1000):
+    assert tasks.make("copy", delay=T).baseline_loss == pytest.approx(10 * math.log(8) / (T + 20))
+
+
+def test_adding_baselines():
+  assert tasks.make("adding").baseline_loss == pytest.approx(1 / 6)
+  task = tasks.make("adding", form="hochreiter1997", length=100)
+  batch = task.sample(jax.random.key(1), 100000)
+  t = np.asarray(batch["targets"])[np.asarray(batch["mask"]) > 0]
+  assert np.mean(t) == pytest.approx(0.5, abs=2e-3)
+  assert np.var(t) == pytest.approx(task.baseline_loss, rel=0.02)
+  x = np.asarray(batch["inputs"])
+  assert np.all(np.sum(x[..., 1] == 1.0, axis=1) == 2)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_deterministic_shapes_and_dtypes(name):
+  task = tasks.make(name, **SMALL[name])
+  a = task.sample(jax.random.key(3), 16)
+  b = task.sample(jax.random.key(3), 16)
+  c = task.sample(jax.random.key(4), 16)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  assert any(not np.array_equal(a[k], c[k]) for k in ("inputs", "targets"))
+  T = a["inputs"].shape[1]
+  assert a["inputs"].shape == (16, T, task.input_size) and a["inputs"].dtype == jnp.float32
+  assert a["targets"].shape == a["mask"].shape == (16, T)
+  assert a["targets"].dtype == (jnp.int32 if task.kind == "classification" else jnp.float32)
+  assert a["lengths"].shape == (16,) and int(a["lengths"].max()) <= T
+  assert float(a["mask"].sum()) > 0
+  if task.kind == "classification":
+    assert int(a["targets"].max()) < task.output_size
+
+
+def test_perfect_predictions_are_solved_and_baseline_is_not():
+  for name in sorted(SMALL):
+    task = tasks.make(name, **SMALL[name])
+    split = "test" if name in ("parity", "even_pairs", "cycle_navigation") else "train"
+    batch = task.sample(jax.random.key(5), 64, split=split)
+    if task.kind == "classification":
+      perfect = 10.0 * jax.nn.one_hot(batch["targets"], task.output_size)
+      blind = jnp.zeros_like(perfect)
+    else:
+      perfect = batch["targets"][..., None]
+      blind = jnp.full_like(perfect, 1.0)
+    assert task.solved(task.metrics(perfect, batch)), name
+    assert not task.solved(task.metrics(blind, batch)), name
+
+
+def test_length_generalization_splits():
+  task = tasks.make("parity", train_length=10, test_length=30)
+  train = task.sample(jax.random.key(0), 500)
+  test = task.sample(jax.random.key(0), 500, split="test")
+  assert int(train["lengths"].min()) >= 1 and int(train["lengths"].max()) <= 10
+  assert int(test["lengths"].min()) >= 11 and int(test["lengths"].max()) <= 30
+  # parity label equals the sum of ones mod 2 over the valid part
+  x, n = np.asarray(test["inputs"]), np.asarray(test["lengths"])
+  label = np.asarray(test["targets"])[np.arange(500), n - 1]
+  np.testing.assert_array_equal(label, x[..., 1].sum(1) % 2)
+
+
+def test_even_pairs_is_first_equals_last():
+  task = tasks.make("even_pairs")
+  batch = task.sample(jax.random.key(2), 300)
+  x, n = np.asarray(batch["inputs"]).argmax(-1), np.asarray(batch["lengths"])
+  label = np.asarray(batch["targets"])[np.arange(300), n - 1]
+  np.testing.assert_array_equal(label, (x[:, 0] == x[np.arange(300), n - 1]).astype(int))
+
+
+@pytest.mark.parametrize("call,pattern", [
+    (lambda: tasks.make("copy", delay=0), r"copy.delay: expected an int >= 1; got 0"),
+    (lambda: tasks.make("nope"), r"task: expected one of .*got 'nope'"),
+    (lambda: tasks.make("copy", length=3), r"copy: unknown parameter\(s\) \['length'\]"),
+    (lambda: tasks.make("adding", form="x"), r"adding.form: expected"),
+    (lambda: tasks.make("mqar", length=5, num_pairs=2), r"mqar.length: expected an int >= 6"),
+    (lambda: tasks.make("parity").sample(jax.random.key(0), 2, split="dev"),
+     r"split: expected one of"),
+])
+def test_bad_parameters_raise(call, pattern):
+  with pytest.raises(ValueError, match=pattern):
+    call()
