@@ -1,0 +1,68 @@
+"""The ``lstmx`` command line: thin, it parses arguments and calls library functions.
+
+    lstmx train EXPERIMENT_FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+
+from lstmx.config import Config, override
+
+
+def load_experiment(spec: str):
+  """The module of ``path/to/file.py`` (the part before an optional ``:VARIANT``)."""
+  path = spec.split(":", 1)[0]
+  if not os.path.exists(path):
+    raise SystemExit(f"lstmx: experiment file {path!r} does not exist")
+  name = "lstmx_experiment_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  sys.modules[name] = module
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def resolve_config(spec: str, sets: list[str]) -> Config:
+  """Config of ``FILE[:VARIANT]`` (variant ``base`` by default) with overrides applied."""
+  module = load_experiment(spec)
+  variant = spec.split(":", 1)[1] if ":" in spec else "base"
+  variants = getattr(module, "VARIANTS", {})
+  if variant not in variants:
+    raise SystemExit(f"lstmx: variant {variant!r} not in {spec.split(':')[0]}; "
+                     f"expected one of {sorted(variants)}")
+  try:
+    return override(variants[variant](), sets)
+  except ValueError as e:
+    raise SystemExit(f"lstmx: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+  ap = argparse.ArgumentParser(prog="lstmx", description="lstmx command line")
+  sub = ap.add_subparsers(dest="command", required=True)
+  tr = sub.add_parser("train", help="train one config; rerun to resume")
+  tr.add_argument("experiment", help="EXPERIMENT_FILE[:VARIANT]")
+  tr.add_argument("--workdir", required=True)
+  tr.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+  tr.add_argument("--force", action="store_true",
+                  help="resume even if the workdir's config differs")
+  args = ap.parse_args(argv)
+  if args.command == "train":
+    from lstmx.train import train_and_evaluate
+    config = resolve_config(args.experiment, args.sets)
+    try:
+      summary = train_and_evaluate(config, args.workdir, force=args.force)
+    except ValueError as e:
+      raise SystemExit(f"lstmx: {e}") from None
+    print(json.dumps({k: summary[k] for k in ("status", "stop_reason", "steps", "final")},
+                     indent=1))
+    print(f"run directory: {os.path.abspath(args.workdir)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

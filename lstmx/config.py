@@ -1,0 +1,196 @@
+"""Typed, frozen experiment configs and dotted-key overrides.
+
+    >>> cfg = Config()
+    >>> cfg = override(cfg, ["optimizer.lr=3e-3", "task.params.delay=50"])
+    >>> cfg.optimizer.lr
+    0.003
+
+Variants derive with `dataclasses.replace`; `override` parses command-line
+``key=value`` strings against the field types and raises on an unknown key or
+a value of the wrong type. `to_dict` / `from_dict` round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """A sequence model: input projection, a stacked LSTM, a per-step linear head."""
+
+  kind: str = "lstm"
+  hidden_size: int = 64
+  num_layers: int = 1
+  bidirectional: bool = False
+  init: str = "forget_bias"
+  chrono_max_length: int | None = None
+  backend: str = "auto"
+  unroll: int = 1
+  compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+  """A task from `lstmx.tasks` (``name``) with its parameters (``params``)."""
+
+  name: str = "copy"
+  params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """An optax chain: clip -> optimizer (+ weight decay) -> schedule.
+
+  ``weight_decay`` is decoupled (AdamW-style) for ``adamw`` and coupled L2
+  (added to the gradient) otherwise; it applies to parameters whose path
+  contains one of ``decay_patterns`` (weights, not biases).
+  """
+
+  name: str = "adam"  # adam | adamw | sgd | rmsprop
+  lr: float = 1e-3
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  decay_patterns: tuple[str, ...] = ("w_ih", "w_hh", "kernel", "embedding")
+  clip_norm: float | None = 1.0
+  schedule: str = "constant"  # constant | cosine | step
+  warmup_steps: int = 0
+  step_every: int = 1000  # step decay: multiply by step_factor every step_every steps
+  step_factor: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  steps: int = 1000
+  batch_size: int = 32
+  seed: int = 0
+  log_every: int = 50
+  eval_every: int = 100
+  eval_batches: int = 4
+  checkpoint_every: int = 100
+  keep_checkpoints: int = 2
+  patience: int = 0  # evaluations without improvement before stopping; 0 = off
+  min_delta: float = 0.0
+  monitor: str = "loss"  # validation metric for early stopping and the best checkpoint
+  monitor_mode: str = "min"
+  progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingConfig:
+  """Where the arrays live: ``preset`` none | data_parallel | hidden_parallel."""
+
+  preset: str = "none"
+  model_axis_size: int = 1  # devices on the "model" axis for hidden_parallel
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  name: str = "run"
+  model: ModelConfig = ModelConfig()
+  task: TaskConfig = TaskConfig()
+  optimizer: OptimizerConfig = OptimizerConfig()
+  train: TrainConfig = TrainConfig()
+  sharding: ShardingConfig = ShardingConfig()
+
+
+def _parse(value: str, tp, key: str):
+  """Parses a command-line string as type `tp`, or raises naming `key`."""
+  origin = typing.get_origin(tp)
+  args = typing.get_args(tp)
+  if origin in (typing.Union, types.UnionType):
+    if value.lower() in ("none", "null") and type(None) in args:
+      return None
+    errors = []
+    for a in args:
+      if a is type(None):
+        continue
+      try:
+        return _parse(value, a, key)
+      except ValueError as e:
+        errors.append(str(e))
+    raise ValueError(errors[0])
+  if tp is bool:
+    if value.lower() in ("true", "1", "yes"):
+      return True
+    if value.lower() in ("false", "0", "no"):
+      return False
+  elif tp is int:
+    try:
+      return int(value)
+    except ValueError:
+      pass
+  elif tp is float:
+    try:
+      return float(value)
+    except ValueError:
+      pass
+  elif tp is str:
+    return value
+  elif origin is tuple:
+    items = [v for v in value.split(",") if v] if not value.startswith("(") else list(
+        ast.literal_eval(value))
+    return tuple(_parse(str(v), args[0], key) for v in items)
+  elif tp is Any:
+    try:
+      return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      return value
+  raise ValueError(f"--set {key}: expected a value of type {getattr(tp, '__name__', tp)}; "
+                   f"got {value!r}")
+
+
+def _replace_path(obj, path: Sequence[str], value: str, full_key: str):
+  head, rest = path[0], path[1:]
+  if isinstance(obj, Mapping):
+    if rest:
+      return {**obj, head: _replace_path(obj.get(head), rest, value, full_key)}
+    return {**obj, head: _parse(value, Any, full_key)}
+  if not dataclasses.is_dataclass(obj):
+    raise ValueError(f"--set {full_key}: {type(obj).__name__} has no field {head!r}")
+  hints = typing.get_type_hints(type(obj))
+  names = [f.name for f in dataclasses.fields(obj)]
+  if head not in names:
+    raise ValueError(f"--set {full_key}: unknown key {head!r}; expected one of {names}")
+  if rest:
+    new = _replace_path(getattr(obj, head), rest, value, full_key)
+  else:
+    new = _parse(value, hints[head], full_key)
+  return dataclasses.replace(obj, **{head: new})
+
+
+def override(config: Config, assignments: Sequence[str]) -> Config:
+  """Applies ``dotted.key=value`` assignments; raises ValueError on a bad one."""
+  for a in assignments:
+    if "=" not in a:
+      raise ValueError(f"--set: expected key=value; got {a!r}")
+    key, value = a.split("=", 1)
+    config = _replace_path(config, key.strip().split("."), value.strip(), key.strip())
+  return config
+
+
+def to_dict(config) -> dict:
+  return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: Mapping):
+  """Rebuilds a (nested) config dataclass from `to_dict` output."""
+  hints = typing.get_type_hints(cls)
+  kwargs = {}
+  for f in dataclasses.fields(cls):
+    if f.name not in data:
+      continue
+    v, tp = data[f.name], hints[f.name]
+    if dataclasses.is_dataclass(tp):
+      v = from_dict(tp, v)
+    elif typing.get_origin(tp) is tuple and v is not None:
+      v = tuple(v)
+    kwargs[f.name] = v
+  return cls(**kwargs)

@@ -1,0 +1,190 @@
+"""`train_and_evaluate(config, workdir)`: one resumable training run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import jax
+import numpy as np
+
+import lstmx
+from lstmx import models, optim, tasks
+from lstmx.config import Config, to_dict
+from lstmx.train.checkpoint import Checkpoints
+from lstmx.train.progress import Progress
+from lstmx.train.rundir import MetricsLog, read_json, write_json
+from lstmx.train.step import init_state, make_eval_step, make_train_step
+
+TERMINAL = ("completed", "early_stopped", "diverged")
+
+
+def _check_config(workdir: str, config: Config, force: bool) -> None:
+  path = os.path.join(workdir, "config.json")
+  new = json.loads(json.dumps(to_dict(config), default=str))
+  if os.path.exists(path) and not force:
+    old = read_json(path)
+    if old != new:
+      diff = sorted(_diff(old, new))
+      raise ValueError(f"workdir {workdir!r} holds a run with a different config "
+                       f"(differs at {diff}); use another workdir or force=True (--force)")
+  write_json(path, new)
+
+
+def _diff(a, b, prefix=""):
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in set(a) | set(b):
+      yield from _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+  elif a != b:
+    yield prefix.rstrip(".")
+
+
+def _versions() -> dict:
+  import flax
+  import optax
+  import orbax.checkpoint
+  return {"lstmx": lstmx.__version__, "jax": jax.__version__, "flax": flax.__version__,
+          "optax": optax.__version__, "orbax": orbax.checkpoint.__version__,
+          "python": platform.python_version()}
+
+
+def _improved(value: float, best: float | None, cfg) -> bool:
+  if best is None:
+    return True
+  if cfg.monitor_mode == "max":
+    return value > best + cfg.min_delta
+  return value < best - cfg.min_delta
+
+
+def evaluate(eval_step, params, task, key, batch_size: int, batches: int, split: str) -> dict:
+  """Mean metrics over `batches` fixed batches of `split`."""
+  rows = []
+  for i in range(batches):
+    batch = task.sample(jax.random.fold_in(key, i), batch_size, split=split)
+    rows.append(jax.device_get(eval_step(params, batch)))
+  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
+
+  Returns the summary (also written to ``workdir/summary.json``), with
+  ``status`` one of completed, early_stopped, diverged.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  _check_config(workdir, config, force)
+  tc = config.train
+  task = tasks.make(config.task.name, **config.task.params)
+  model = models.build(config.model, task.input_size, task.output_size, seed=tc.seed)
+  tx = optim.build(config.optimizer, tc.steps)
+  graphdef, state = init_state(model, tx, tc.seed)
+  n_params = lstmx.param_count(state.params)
+  ckpts = Checkpoints(workdir, tc.keep_checkpoints)
+  log = MetricsLog(workdir)
+  meta = {"best_value": None, "best_step": None, "evals_since_best": 0, "wall_time": 0.0,
+          "status": "running", "stop_reason": None}
+  restored = ckpts.restore_latest(state)
+  if restored is not None:
+    state, meta = restored
+  start = int(state.step)
+  log.truncate_after(start)
+  summary_path = os.path.join(workdir, "summary.json")
+  extend = meta["status"] == "completed" and start < tc.steps  # more steps, forced
+  if meta["status"] in TERMINAL and not extend and os.path.exists(summary_path):
+    ckpts.close()
+    return read_json(summary_path)
+  meta.update(status="running", stop_reason=None)
+
+  key = jax.random.key(tc.seed)
+  data_key = jax.random.fold_in(key, 1)
+  split_keys = {"validation": jax.random.fold_in(key, 2), "test": jax.random.fold_in(key, 3)}
+  sample = jax.jit(lambda k: task.sample(k, tc.batch_size))
+  train_step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef, task))
+
+  t0 = time.perf_counter()
+  first = sample(jax.random.fold_in(data_key, start))
+  compiled = train_step.lower(state, first).compile()
+  compile_time = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  step_bytes = None if mem is None else int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
+                                            + mem.output_size_in_bytes)
+  tokens_per_batch = tc.batch_size * task.length
+
+  progress = Progress(total=tc.steps, initial=start, enabled=tc.progress)
+  run_start, wall0 = time.perf_counter(), meta["wall_time"]
+  window_t, window = time.perf_counter(), []
+  step = start
+  while step < tc.steps:
+    batch = sample(jax.random.fold_in(data_key, step))
+    state, m = compiled(state, batch)
+    step += 1
+    m = jax.device_get(m)
+    if not m["finite"]:
+      meta.update(status="diverged", stop_reason=f"non-finite loss or gradient at step {step}")
+      log.write(step, "train", wall0 + time.perf_counter() - run_start, m)
+      break
+    window.append(m)
+    if step % tc.log_every == 0 or step == tc.steps:
+      dt = time.perf_counter() - window_t
+      row = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "grad_norm")}
+      row["tokens_per_s"] = tokens_per_batch * len(window) / max(dt, 1e-9)
+      log.write(step, "train", wall0 + time.perf_counter() - run_start, row)
+      progress.update(step, row)
+      window_t, window = time.perf_counter(), []
+    if step % tc.eval_every == 0 or step == tc.steps:
+      ev = evaluate(eval_step, state.params, task, split_keys["validation"], tc.batch_size,
+                    tc.eval_batches, "validation")
+      log.write(step, "validation", wall0 + time.perf_counter() - run_start, ev)
+      value = ev[tc.monitor]
+      meta["wall_time"] = wall0 + time.perf_counter() - run_start
+      if _improved(value, meta["best_value"], tc):
+        meta.update(best_value=value, best_step=step, evals_since_best=0)
+        ckpts.save_best(step, state, meta)
+      else:
+        meta["evals_since_best"] += 1
+        if tc.patience and meta["evals_since_best"] >= tc.patience:
+          meta.update(status="early_stopped",
+                      stop_reason=f"no {tc.monitor} improvement > {tc.min_delta} in "
+                                  f"{tc.patience} evaluations (best at step {meta['best_step']})")
+          break
+    if step % tc.checkpoint_every == 0 and step < tc.steps:
+      meta["wall_time"] = wall0 + time.perf_counter() - run_start
+      ckpts.save_latest(step, state, meta)
+  progress.close()
+
+  if meta["status"] == "running":
+    meta.update(status="completed", stop_reason=f"reached {tc.steps} steps")
+  if meta["status"] == "early_stopped":
+    best = ckpts.restore_best(state)
+    if best is not None:
+      state = dataclasses.replace(state, params=best[0].params)
+  final = {}
+  if meta["status"] != "diverged":
+    for split in ("validation", "test"):
+      final[split] = evaluate(eval_step, state.params, task, split_keys[split], tc.batch_size,
+                              tc.eval_batches, split)
+  meta["wall_time"] = wall0 + time.perf_counter() - run_start
+  ckpts.save_latest(step, state, meta)
+  ckpts.close()
+  summary = {
+      "name": config.name, "status": meta["status"], "stop_reason": meta["stop_reason"],
+      "steps": step, "final": final, "best": {"metric": tc.monitor, "value": meta["best_value"],
+                                              "step": meta["best_step"]},
+      "task": {"name": task.name, "baseline_loss": task.baseline_loss,
+               "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
+               "solved": bool(final and task.solved(final["validation"]))},
+      "wall_time": meta["wall_time"], "compile_time": compile_time,
+      "step_memory_bytes": step_bytes,
+      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      "param_count": n_params, "backend": lstmx.backends.resolve(config.model.backend).value,
+      "devices": [str(d) for d in jax.devices()], "versions": _versions(),
+      "argv": sys.argv,
+  }
+  write_json(summary_path, summary)
+  return summary

@@ -1,0 +1,67 @@
+"""The run directory: ``config.json``, ``metrics.jsonl``, ``summary.json``.
+
+``metrics.jsonl`` holds one JSON object per logged step and split:
+``{"step", "split", "wall_time", ...metrics}``. On resume, rows past the
+restored step are dropped so a resumed run's log equals an uninterrupted one's
+(up to wall times).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+
+def _clean(value):
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+def write_json(path: str, data: Any) -> None:
+  """Writes atomically: a temporary file, then a rename."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=1, sort_keys=True, default=str)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+class MetricsLog:
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+
+  def truncate_after(self, step: int) -> None:
+    """Drops rows with step > `step` (written after the checkpoint we resume from)."""
+    if not os.path.exists(self.path):
+      return
+    keep = [line for line in self.read_lines() if line["step"] <= step]
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      for row in keep:
+        f.write(json.dumps(row) + "\n")
+    os.replace(tmp, self.path)
+
+  def read_lines(self) -> list[dict]:
+    rows = []
+    with open(self.path) as f:
+      for line in f:
+        line = line.strip()
+        if line:
+          try:
+            rows.append(json.loads(line))
+          except json.JSONDecodeError:  # a line cut by a kill
+            break
+    return rows
+
+  def write(self, step: int, split: str, wall_time: float, metrics: dict) -> None:
+    row = {"step": int(step), "split": split, "wall_time": round(wall_time, 4)}
+    row.update({k: _clean(float(v)) for k, v in metrics.items()})
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")

@@ -1,0 +1,79 @@
+"""The pure training step: ``train_step(state, batch) -> (state, metrics)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from lstmx.tasks import Batch, Task
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+  """Everything a run needs to continue exactly.
+
+  Attributes:
+    step: int32 scalar, the number of updates applied.
+    params: the model's `nnx.Param` state.
+    opt_state: the optax state.
+    key: uint32 key data of the run's PRNG key (dropout keys fold in the step).
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  key: jax.Array
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int):
+  """(graphdef, TrainState) for a freshly built model."""
+  graphdef, params = nnx.split(model, nnx.Param)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                     key=jax.random.key_data(jax.random.key(seed)))
+  return graphdef, state
+
+
+def apply_model(graphdef, params, batch: Batch) -> jax.Array:
+  model = nnx.merge(graphdef, params)
+  return model(batch["inputs"], batch["lengths"])
+
+
+def make_train_step(graphdef, task: Task, tx: optax.GradientTransformation) -> Callable:
+  """A pure ``train_step(state, batch) -> (state, metrics)`` (jit it yourself).
+
+  A step whose loss or gradients are not finite leaves the state unchanged and
+  reports ``finite = 0``; the loop then ends the run as diverged.
+  """
+
+  def train_step(state: TrainState, batch: Batch):
+    def loss_fn(params):
+      outputs = apply_model(graphdef, params, batch)
+      return task.loss(outputs, batch)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # optax mixes Python floats with int32 step counts, which strict dtype
+    # promotion rejects; the optimizer runs under standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+    new = TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=state.key)
+    # Keep the last good state on a non-finite step.
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+    new = dataclasses.replace(new, step=state.step + 1)
+    return new, {"loss": loss, "grad_norm": grad_norm, "finite": finite.astype(jnp.float32)}
+
+  return train_step
+
+
+def make_eval_step(graphdef, task: Task) -> Callable:
+  def eval_step(params, batch: Batch) -> dict[str, jax.Array]:
+    return task.metrics(apply_model(graphdef, params, batch), batch)
+  return eval_step
