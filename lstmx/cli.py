@@ -50,8 +50,13 @@ def main(argv: list[str] | None = None) -> int:
   tr.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
   tr.add_argument("--force", action="store_true",
                   help="resume even if the workdir's config differs")
+  tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
+  tr.add_argument("--num-processes", type=int)
+  tr.add_argument("--process-id", type=int)
   args = ap.parse_args(argv)
   if args.command == "train":
+    from lstmx import distributed
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     from lstmx.train import train_and_evaluate
     config = resolve_config(args.experiment, args.sets)
     try:

@@ -85,10 +85,9 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ShardingConfig:
-  """Where the arrays live: ``preset`` none | data_parallel | hidden_parallel."""
+  """Where the arrays live: ``preset`` none | data_parallel (see `lstmx.sharding`)."""
 
   preset: str = "none"
-  model_axis_size: int = 1  # devices on the "model" axis for hidden_parallel
 
 
 @dataclasses.dataclass(frozen=True)

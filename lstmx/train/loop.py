@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 import lstmx
-from lstmx import models, optim, tasks
+from lstmx import models, optim, sharding, tasks
 from lstmx.config import Config, to_dict
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.progress import Progress
@@ -33,7 +33,8 @@ def _check_config(workdir: str, config: Config, force: bool) -> None:
       diff = sorted(_diff(old, new))
       raise ValueError(f"workdir {workdir!r} holds a run with a different config "
                        f"(differs at {diff}); use another workdir or force=True (--force)")
-  write_json(path, new)
+  if jax.process_index() == 0:
+    write_json(path, new)
 
 
 def _diff(a, b, prefix=""):
@@ -61,11 +62,12 @@ def _improved(value: float, best: float | None, cfg) -> bool:
   return value < best - cfg.min_delta
 
 
-def evaluate(eval_step, params, task, key, batch_size: int, batches: int, split: str) -> dict:
-  """Mean metrics over `batches` fixed batches of `split`."""
+def evaluate(eval_step, params, task, key, batch_size: int, batches: int, split: str,
+             place=lambda batch: batch) -> dict:
+  """Mean metrics over `batches` fixed batches of `split` (`place` shards a batch)."""
   rows = []
   for i in range(batches):
-    batch = task.sample(jax.random.fold_in(key, i), batch_size, split=split)
+    batch = place(task.sample(jax.random.fold_in(key, i), batch_size, split=split))
     rows.append(jax.device_get(eval_step(params, batch)))
   return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
@@ -83,9 +85,17 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   model = models.build(config.model, task.input_size, task.output_size, seed=tc.seed)
   tx = optim.build(config.optimizer, tc.steps)
   graphdef, state = init_state(model, tx, tc.seed)
+  rules = sharding.preset(config.sharding.preset)
+  mesh = None
+  if rules is not None:
+    mesh = sharding.make_mesh()
+    state = sharding.create_sharded(
+        lambda: init_state(models.build(config.model, task.input_size, task.output_size,
+                                        seed=tc.seed), tx, tc.seed)[1], rules, mesh)
   n_params = lstmx.param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
-  log = MetricsLog(workdir)
+  is_main = jax.process_index() == 0  # the process that writes the run directory
+  log = MetricsLog(workdir, enabled=is_main)
   meta = {"best_value": None, "best_step": None, "evals_since_best": 0, "wall_time": 0.0,
           "status": "running", "stop_reason": None}
   restored = ckpts.restore_latest(state)
@@ -103,7 +113,15 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)
   split_keys = {"validation": jax.random.fold_in(key, 2), "test": jax.random.fold_in(key, 3)}
-  sample = jax.jit(lambda k: task.sample(k, tc.batch_size))
+  sample_local = jax.jit(lambda k: task.sample(k, tc.batch_size))
+  if rules is None:
+    place, sample = (lambda batch: batch), sample_local
+  else:
+    def place(batch):
+      return sharding.place_batch(jax.device_get(batch), rules, mesh)
+
+    def sample(k):
+      return place(sample_local(k))
   train_step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(graphdef, task))
 
@@ -139,7 +157,7 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
       window_t, window = time.perf_counter(), []
     if step % tc.eval_every == 0 or step == tc.steps:
       ev = evaluate(eval_step, state.params, task, split_keys["validation"], tc.batch_size,
-                    tc.eval_batches, "validation")
+                    tc.eval_batches, "validation", place)
       log.write(step, "validation", wall0 + time.perf_counter() - run_start, ev)
       value = ev[tc.monitor]
       meta["wall_time"] = wall0 + time.perf_counter() - run_start
@@ -168,7 +186,7 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   if meta["status"] != "diverged":
     for split in ("validation", "test"):
       final[split] = evaluate(eval_step, state.params, task, split_keys[split], tc.batch_size,
-                              tc.eval_batches, split)
+                              tc.eval_batches, split, place)
   meta["wall_time"] = wall0 + time.perf_counter() - run_start
   ckpts.save_latest(step, state, meta)
   ckpts.close()
@@ -186,5 +204,6 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
       "devices": [str(d) for d in jax.devices()], "versions": _versions(),
       "argv": sys.argv,
   }
-  write_json(summary_path, summary)
+  if is_main:
+    write_json(summary_path, summary)
   return summary

@@ -34,12 +34,15 @@ def read_json(path: str) -> Any:
 
 
 class MetricsLog:
-  def __init__(self, workdir: str):
+  """Appends rows to ``metrics.jsonl``; a no-op where ``enabled`` is False (non-main processes)."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = enabled
 
   def truncate_after(self, step: int) -> None:
     """Drops rows with step > `step` (written after the checkpoint we resume from)."""
-    if not os.path.exists(self.path):
+    if not self.enabled or not os.path.exists(self.path):
       return
     keep = [line for line in self.read_lines() if line["step"] <= step]
     tmp = self.path + ".tmp"
@@ -61,6 +64,8 @@ class MetricsLog:
     return rows
 
   def write(self, step: int, split: str, wall_time: float, metrics: dict) -> None:
+    if not self.enabled:
+      return
     row = {"step": int(step), "split": split, "wall_time": round(wall_time, 4)}
     row.update({k: _clean(float(v)) for k, v in metrics.items()})
     with open(self.path, "a") as f:
