@@ -41,7 +41,26 @@ def memoryless_entropy(batch) -> float:
 
 
 def test_registry_lists_every_task():
-  assert set(tasks.names()) == set(SMALL)
+  assert set(tasks.names()) == set(SMALL) | {"sequential_images"}
+
+
+def test_sequential_digits_pixels_and_permuted():
+  pytest.importorskip("sklearn")
+  task = tasks.make("sequential_images")
+  batch = task.sample(jax.random.key(0), 32, split="validation")
+  assert batch["inputs"].shape == (32, 64, 1) and task.output_size == 10
+  assert 0.0 <= float(batch["inputs"].min()) and float(batch["inputs"].max()) <= 1.0
+  assert task.baseline_loss == pytest.approx(math.log(10), rel=0.01)
+  perm = tasks.make("sequential_images", permuted=True)
+  pb = perm.sample(jax.random.key(0), 32, split="validation")
+  np.testing.assert_array_equal(pb["targets"], batch["targets"])
+  assert not np.array_equal(pb["inputs"], batch["inputs"])
+  np.testing.assert_allclose(np.sort(np.asarray(pb["inputs"]), axis=1),
+                             np.sort(np.asarray(batch["inputs"]), axis=1))
+  rows = tasks.make("sequential_images", layout="rows").sample(jax.random.key(0), 4)
+  assert rows["inputs"].shape == (4, 8, 8)
+  with pytest.raises(ValueError, match="sequential_images.dataset: expected one of"):
+    tasks.make("sequential_images", dataset="cifar")
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

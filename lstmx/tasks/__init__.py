@@ -17,6 +17,7 @@ from lstmx.tasks.adding import Adding
 from lstmx.tasks.base import Batch, Task, cross_entropy, masked_mean
 from lstmx.tasks.formal import CycleNavigation, EvenPairs, Parity
 from lstmx.tasks.memory import Copy, SelectiveCopy, VariableCopy
+from lstmx.tasks.pixels import SequentialImages
 from lstmx.tasks.recall import MQAR, AssociativeRecall
 
 _REGISTRY: dict[str, type[Task]] = {}
@@ -29,7 +30,7 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Copy, VariableCopy, SelectiveCopy, Adding, AssociativeRecall, MQAR, Parity,
-             EvenPairs, CycleNavigation):
+             EvenPairs, CycleNavigation, SequentialImages):
   register(_cls)
 
 
@@ -52,5 +53,5 @@ def make(name: str, **params) -> Task:
 
 
 __all__ = ["Adding", "AssociativeRecall", "Batch", "Copy", "CycleNavigation", "EvenPairs",
-           "MQAR", "Parity", "SelectiveCopy", "Task", "VariableCopy", "cross_entropy",
+           "MQAR", "Parity", "SelectiveCopy", "SequentialImages", "Task", "VariableCopy", "cross_entropy",
            "make", "masked_mean", "names", "register"]
