@@ -53,7 +53,18 @@ def main(argv: list[str] | None = None) -> int:
   tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
   tr.add_argument("--num-processes", type=int)
   tr.add_argument("--process-id", type=int)
+  rp = sub.add_parser("report", help="(re)write the report of an experiment's output directory")
+  rp.add_argument("out_dir")
   args = ap.parse_args(argv)
+  if args.command == "report":
+    import pandas as pd
+
+    from lstmx import report
+    from lstmx.train.rundir import read_json
+    meta = read_json(os.path.join(args.out_dir, "experiment.json"))
+    module = load_experiment(meta["experiment"])
+    results = pd.read_csv(os.path.join(args.out_dir, "results.csv"))
+    print(f"report: {os.path.abspath(report.write(module, args.out_dir, results))}")
   if args.command == "train":
     from lstmx import distributed
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -21,17 +21,29 @@ from typing import Any, Mapping, Sequence
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """A sequence model: input projection, a stacked LSTM, a per-step linear head."""
+  """A model from `lstmx.models` (``kind``): one output per step, [B, T, output_size].
 
-  kind: str = "lstm"
+  ``hidden_size`` and ``num_layers`` are width and depth for every kind (LSTM /
+  GRU layers, Transformer blocks, TCN residual blocks, 2-D conv-pool blocks,
+  MLP hidden layers). The other fields apply to the kinds named beside them.
+  """
+
+  kind: str = "lstm"  # lstm | gru | transformer | tcn | cnn2d | mlp
   hidden_size: int = 64
   num_layers: int = 1
-  bidirectional: bool = False
-  init: str = "forget_bias"
-  chrono_max_length: int | None = None
-  backend: str = "auto"
-  unroll: int = 1
+  bidirectional: bool = False  # lstm, gru
+  init: str = "forget_bias"  # lstm
+  chrono_max_length: int | None = None  # lstm
+  backend: str = "auto"  # lstm
+  unroll: int = 1  # lstm, gru
   compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
+  num_heads: int = 4  # transformer; hidden_size must be a multiple
+  ff_multiple: int = 4  # transformer: feed-forward width = ff_multiple * hidden_size
+  causal: bool = True  # transformer: False attends in both directions
+  positional: str = "sinusoidal"  # transformer: sinusoidal | learned (up to max_length)
+  kernel_size: int = 3  # tcn (1-D), cnn2d (k x k)
+  image_shape: tuple[int, ...] | None = None  # cnn2d: (H, W, C), H*W*C = T*D; None: (T, D, 1)
+  activation: str = "relu"  # transformer feed-forward, tcn, cnn2d, mlp: relu | gelu | tanh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +201,8 @@ def from_dict(cls, data: Mapping):
     v, tp = data[f.name], hints[f.name]
     if dataclasses.is_dataclass(tp):
       v = from_dict(tp, v)
-    elif typing.get_origin(tp) is tuple and v is not None:
-      v = tuple(v)
+    elif v is not None and (typing.get_origin(tp) is tuple or any(
+        typing.get_origin(a) is tuple for a in typing.get_args(tp))):
+      v = tuple(v)  # JSON lists back to tuples, also for ``tuple[...] | None``
     kwargs[f.name] = v
   return cls(**kwargs)

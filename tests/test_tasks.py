@@ -41,7 +41,8 @@ def memoryless_entropy(batch) -> float:
 
 
 def test_registry_lists_every_task():
-  assert set(tasks.names()) == set(SMALL) | {"sequential_images"}
+  assert set(tasks.names()) == set(SMALL) | {"sequential_images", "classify", "char_lm",
+                                             "forecast"}
 
 
 def test_sequential_digits_pixels_and_permuted():
@@ -157,3 +158,39 @@ def test_even_pairs_is_first_equals_last():
 def test_bad_parameters_raise(call, pattern):
   with pytest.raises(ValueError, match=pattern):
     call()
+
+
+def test_dataset_classification_train_size_and_noise():
+  pytest.importorskip("sktime")
+  task = tasks.make("classify", dataset="gunpoint", train_size=20, label_noise=0.25)
+  x, y, k = task.arrays("train")
+  assert x.shape == (20, 150, 1) and k == 2
+  assert abs(float(x.mean())) < 1e-5  # standardized with train statistics
+  clean = tasks.make("classify", dataset="gunpoint", train_size=20).arrays("train")[1]
+  assert int(np.sum(clean != y)) == 5
+  batch = task.sample(jax.random.key(0), 8, split="test")
+  assert batch["inputs"].shape == (8, 150, 1)
+  assert task.baseline_loss == pytest.approx(math.log(2), rel=0.01)
+
+
+def test_char_lm_windows_and_bigram_baseline():
+  try:
+    task = tasks.make("char_lm", seq_len=20, train_size=20000)
+    batch = task.sample(jax.random.key(0), 4)
+  except Exception as e:  # noqa: BLE001
+    pytest.skip(f"shakespeare not available: {e}")
+  x, t = np.asarray(batch["inputs"]).argmax(-1), np.asarray(batch["targets"])
+  np.testing.assert_array_equal(x[:, 1:], t[:, :-1])  # targets are the next characters
+  assert 0.5 < task.baseline_loss < math.log(task.output_size)
+  with pytest.raises(ValueError, match="char_lm.train_size: expected more than"):
+    tasks.make("char_lm", seq_len=20, train_size=10)
+
+
+def test_forecast_persistence_baseline():
+  pytest.importorskip("pmdarima")
+  task = tasks.make("forecast", dataset="sunspots", window=24)
+  batch = task.sample(jax.random.key(0), 512)
+  x, y = np.asarray(batch["inputs"])[:, -1, 0], np.asarray(batch["targets"])[:, -1]
+  assert np.mean((x - y) ** 2) == pytest.approx(task.baseline_loss, rel=0.25)
+  perfect = batch["targets"][..., None]
+  assert task.solved(task.metrics(perfect, batch))

@@ -15,6 +15,7 @@ import dataclasses
 
 from lstmx.tasks.adding import Adding
 from lstmx.tasks.base import Batch, Task, cross_entropy, masked_mean
+from lstmx.tasks.datasets import CharLM, DatasetClassification, Forecast
 from lstmx.tasks.formal import CycleNavigation, EvenPairs, Parity
 from lstmx.tasks.memory import Copy, SelectiveCopy, VariableCopy
 from lstmx.tasks.pixels import SequentialImages
@@ -30,7 +31,8 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Copy, VariableCopy, SelectiveCopy, Adding, AssociativeRecall, MQAR, Parity,
-             EvenPairs, CycleNavigation, SequentialImages):
+             EvenPairs, CycleNavigation, SequentialImages, DatasetClassification, CharLM,
+             Forecast):
   register(_cls)
 
 
@@ -52,6 +54,7 @@ def make(name: str, **params) -> Task:
   return task
 
 
-__all__ = ["Adding", "AssociativeRecall", "Batch", "Copy", "CycleNavigation", "EvenPairs",
+__all__ = ["Adding", "AssociativeRecall", "Batch", "CharLM", "Copy", "CycleNavigation",
+           "DatasetClassification", "EvenPairs", "Forecast",
            "MQAR", "Parity", "SelectiveCopy", "SequentialImages", "Task", "VariableCopy", "cross_entropy",
            "make", "masked_mean", "names", "register"]

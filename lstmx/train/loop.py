@@ -14,10 +14,11 @@ import jax
 import numpy as np
 
 import lstmx
-from lstmx import models, optim, sharding, tasks
+from lstmx import optim, sharding
 from lstmx.config import Config, to_dict
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.progress import Progress
+from lstmx.train.restore import build
 from lstmx.train.rundir import MetricsLog, read_json, write_json
 from lstmx.train.step import init_state, make_eval_step, make_train_step
 
@@ -81,17 +82,15 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   os.makedirs(workdir, exist_ok=True)
   _check_config(workdir, config, force)
   tc = config.train
-  task = tasks.make(config.task.name, **config.task.params)
-  model = models.build(config.model, task.input_size, task.output_size, seed=tc.seed)
+  task, model = build(config)
   tx = optim.build(config.optimizer, tc.steps)
   graphdef, state = init_state(model, tx, tc.seed)
   rules = sharding.preset(config.sharding.preset)
   mesh = None
   if rules is not None:
     mesh = sharding.make_mesh()
-    state = sharding.create_sharded(
-        lambda: init_state(models.build(config.model, task.input_size, task.output_size,
-                                        seed=tc.seed), tx, tc.seed)[1], rules, mesh)
+    state = sharding.create_sharded(lambda: init_state(build(config)[1], tx, tc.seed)[1],
+                                    rules, mesh)
   n_params = lstmx.param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
   is_main = jax.process_index() == 0  # the process that writes the run directory

@@ -1,5 +1,4 @@
-"""Sequence models built from config, with one interface:
-``model(inputs [B, T, D], lengths [B]) -> outputs [B, T, output_size]``."""
+"""The LSTM sequence model: a stacked `lstmx.nn.LSTM` and a linear head per step."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ from flax import nnx
 
 from lstmx.config import ModelConfig
 from lstmx.nn import LSTM
-
-MODELS = ("lstm",)
 
 
 class LSTMSequenceModel(nnx.Module):
@@ -28,10 +25,3 @@ class LSTMSequenceModel(nnx.Module):
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
     y, _ = self.lstm(inputs, seq_lengths=lengths)
     return self.head(y)
-
-
-def build(cfg: ModelConfig, input_size: int, output_size: int, *, seed: int) -> nnx.Module:
-  """Builds the model named by ``cfg.kind``."""
-  if cfg.kind not in MODELS:
-    raise ValueError(f"model.kind: expected one of {MODELS}; got {cfg.kind!r}")
-  return LSTMSequenceModel(cfg, input_size, output_size, rngs=nnx.Rngs(seed))

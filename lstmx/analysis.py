@@ -1,0 +1,45 @@
+"""Diagnostics of trained or fresh models: gradient flow through time."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmx.cell import lstm_step
+
+
+def hidden_gradient_norms(model, task, batch) -> np.ndarray:
+  """Mean over the batch of ||dL/dh_t||, t = 0..T-1, for an `LSTMSequenceModel`.
+
+  L is the task loss restricted to the steps that need memory (the batch's
+  ``recall`` steps where the task marks them, else its loss mask), so the
+  curve against the distance from those steps shows how much gradient signal
+  reaches far into the past: it decays exponentially when gradients vanish.
+  Uses the first layer's forward direction of a one-layer model.
+
+  Returns:
+    [T] float64 array.
+  """
+  params = model.lstm.params
+  if len(params) != 1 or len(params[0]) != 1:
+    raise ValueError("hidden_gradient_norms: expected a one-layer unidirectional LSTM; got "
+                     f"{len(params)} layers x {len(params[0])} directions")
+  p = params[0][0]
+  x = jnp.swapaxes(batch["inputs"], 0, 1)  # [T, B, D]
+  T, B = x.shape[:2]
+  H = p.hidden_size
+  loss_batch = dict(batch, mask=batch.get("recall", batch["mask"]))
+
+  def loss_of(eps):  # eps [T, B, H] added to each h_t
+    def step(carry, inputs):
+      x_t, e_t = inputs
+      (h, c), _ = lstm_step(p, carry, x_t)
+      h = h + e_t
+      return (h, c), h
+    zeros = jnp.zeros((B, H), p.w_hh.dtype)
+    _, hs = jax.lax.scan(step, (zeros, zeros), (x, eps))
+    return task.loss(model.head(jnp.swapaxes(hs, 0, 1)), loss_batch)
+
+  g = jax.jit(jax.grad(loss_of))(jnp.zeros((T, B, H), p.w_hh.dtype))
+  return np.asarray(jnp.mean(jnp.linalg.norm(g, axis=-1), axis=1), np.float64)

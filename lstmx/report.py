@@ -1,0 +1,64 @@
+"""Reports: matplotlib figures (PNG and SVG) and ``report.md`` from a results table.
+
+Called after a sweep and on demand (``lstmx report DIR``). The experiment
+module supplies ``figures(results, fig_dir) -> [(title, stem)]`` (each figure
+saved as ``fig_dir/stem.png`` and ``.svg``, e.g. with `save_figure`) and
+``findings(results) -> [sentences]`` computed from the results.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+COST_COLUMNS = ("status", "steps", "wall_time", "compile_time", "param_count")
+
+
+def save_figure(fig, fig_dir: str, stem: str) -> None:
+  """Saves a matplotlib figure as PNG and SVG and closes it."""
+  import matplotlib.pyplot as plt
+  os.makedirs(fig_dir, exist_ok=True)
+  for ext in ("png", "svg"):
+    fig.savefig(os.path.join(fig_dir, f"{stem}.{ext}"), dpi=120, bbox_inches="tight")
+  plt.close(fig)
+
+
+def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
+  def fmt(v):
+    if isinstance(v, float):
+      return f"{v:.4g}"
+    return "" if v is None else str(v)
+  head = "| " + " | ".join(map(str, df.columns)) + " |"
+  sep = "|" + "---|" * len(df.columns)
+  rows = ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.head(max_rows).itertuples(
+      index=False)]
+  return "\n".join([head, sep, *rows])
+
+
+def write(module, out_dir: str, results: pd.DataFrame) -> str:
+  """Writes ``out_dir/report.md`` (and figures); returns its path."""
+  import matplotlib
+  matplotlib.use("Agg")
+  fig_dir = os.path.join(out_dir, "figures")
+  figures = module.figures(results, fig_dir) if hasattr(module, "figures") else []
+  findings = module.findings(results) if hasattr(module, "findings") else []
+  counts = results["status"].value_counts().to_dict() if "status" in results else {}
+  lines = [f"# {module.NAME}", "", (module.__doc__ or "").strip().splitlines()[0], "",
+           f"{len(results)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()), ""]
+  if findings:
+    lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]
+  for title, stem in figures:
+    lines += [f"## {title}", "", f"![{title}](figures/{stem}.png)", ""]
+  keys = [c for c in results.columns if "." in c and not c.startswith(
+      ("final.", "best.", "task.", "analysis."))]
+  shown = ["trial", *keys, *[c for c in results.columns if c.startswith("final.validation.")],
+           *[c for c in COST_COLUMNS if c in results.columns]]
+  lines += ["## Results", "", markdown_table(results[[c for c in shown if c in results]]), ""]
+  failed = results[results["status"] == "failed"] if "status" in results else results[:0]
+  if len(failed):
+    lines += ["## Failed trials", ""] + [f"- {r.trial}: {r.error}" for r in failed.itertuples()]
+  path = os.path.join(out_dir, "report.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path

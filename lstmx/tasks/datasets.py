@@ -1,0 +1,224 @@
+"""Tasks over the real datasets of `lstmx.data`: classification, character-level
+language modelling and forecasting. Batches draw examples (or windows)
+uniformly at random from the requested split, so a run is deterministic given
+its keys and resumes exactly. The training split can be cut to `train_size`
+examples (characters for language modelling) and, for classification, given
+`label_noise`, the knobs of overfitting sweeps. Inputs are standardized with
+statistics of the (cut) training split only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmx.tasks.base import Batch, Task, last_step_mask, one_hot
+
+
+def _load(name: str, split: str, seed: int, **options):
+  from lstmx import data
+  return data.load(name, split, seed=seed, **options)
+
+
+@functools.lru_cache(maxsize=32)
+def _examples(task: "DatasetClassification", split: str):
+  """(inputs float32 [N, T, D], labels int32 [N], num_classes), preprocessed."""
+  from lstmx import data
+  opts = {"layout": task.layout} if task.layout else {}
+  train = _load(task.dataset, "train", task.data_seed, **opts)
+  if train.kind != "classification":
+    raise ValueError(f"classify.dataset: expected a classification dataset; got "
+                     f"{task.dataset!r} of kind {train.kind!r}")
+  if task.train_size is not None:
+    train = data.subsample(train, task.train_size, seed=task.data_seed)
+  if task.label_noise:
+    train = data.add_label_noise(train, task.label_noise, seed=task.data_seed)
+  ds = train if split == "train" else _load(task.dataset, split, task.data_seed, **opts)
+  x = np.asarray(ds.inputs, np.float32)
+  if x.ndim == 2:
+    x = x[:, :, None]
+  if task.scale == "standardize":
+    tx = np.asarray(train.inputs, np.float32)
+    mean, std = tx.mean(), tx.std() + 1e-8
+    x = (x - mean) / std
+  else:  # "unit": intensities to [0, 1] by the training split's maximum
+    x = x / max(float(np.max(train.inputs)), 1.0)
+  if task.permuted:
+    x = x[:, np.random.default_rng(task.permute_seed).permutation(x.shape[1])]
+  return x, np.asarray(ds.targets, np.int32), int(train.num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetClassification(Task):
+  """Sequence classification of a `lstmx.data` dataset; the class is predicted at
+  the last step. Baseline: the entropy of the training labels' prior (a
+  memoryless model sees only the last step); chance: the majority class."""
+
+  name = "classify"
+  solved_rule = "validation accuracy >= 0.9 (lstmx's criterion)"
+  dataset: str = "gunpoint"
+  layout: str | None = None  # passed to data.load where the dataset has layouts
+  train_size: int | None = None
+  label_noise: float = 0.0
+  scale: str = "standardize"  # or "unit"
+  permuted: bool = False
+  permute_seed: int = 0
+  data_seed: int = 0
+
+  def validate(self):
+    if self.scale not in ("standardize", "unit"):
+      raise ValueError(f"{self.name}.scale: expected 'standardize' or 'unit'; got {self.scale!r}")
+    if not 0.0 <= self.label_noise < 1.0:
+      raise ValueError(f"{self.name}.label_noise: expected a fraction in [0, 1); got "
+                       f"{self.label_noise!r}")
+
+  def arrays(self, split: str = "train"):
+    return _examples(self, split)
+
+  input_size = property(lambda self: self.arrays()[0].shape[2])
+  output_size = property(lambda self: self.arrays()[2])
+  length = property(lambda self: self.arrays()[0].shape[1])
+
+  @property
+  def baseline_loss(self) -> float:
+    _, y, k = self.arrays()
+    p = np.bincount(y, minlength=k) / len(y)
+    p = p[p > 0]
+    return float(-np.sum(p * np.log(p)))
+
+  @property
+  def chance_accuracy(self) -> float:
+    _, y, k = self.arrays()
+    return float(np.bincount(y, minlength=k).max() / len(y))
+
+  def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+    self.check_split(split)
+    x, y, _ = self.arrays(split)
+    idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
+    T = x.shape[1]
+    lengths = jnp.full((batch_size,), T, jnp.int32)
+    mask = last_step_mask(lengths, T)
+    labels = jnp.asarray(y)[idx]
+    return {"inputs": jnp.asarray(x)[idx], "mask": mask, "lengths": lengths,
+            "targets": jnp.where(mask > 0, labels[:, None], 0).astype(jnp.int32)}
+
+  def solved(self, metrics) -> bool:
+    return float(metrics["accuracy"]) >= 0.9
+
+
+@functools.lru_cache(maxsize=16)
+def _stream(dataset: str, split: str, train_size: int | None):
+  ds = _load(dataset, split, 0)
+  tokens = np.asarray(ds.inputs, np.int32)
+  if split == "train" and train_size is not None:
+    tokens = tokens[:train_size]
+  return tokens, int(ds.num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class CharLM(Task):
+  """Character-level language modelling (one-hot characters in, next character out).
+
+  Windows of `seq_len` steps start at uniformly random offsets of the split's
+  character stream; the training stream is its first `train_size`
+  characters. Baseline: the bigram conditional entropy H(x_{t+1} | x_t) of
+  the training stream, the best a model that sees only the current character
+  can do. Language modelling has no solved criterion (`solved` is False).
+  """
+
+  name = "char_lm"
+  solved_rule = "none (report perplexity and the train/validation gap)"
+  dataset: str = "shakespeare"
+  seq_len: int = 100
+  train_size: int | None = None
+
+  def validate(self):
+    if self.train_size is not None and self.train_size <= self.seq_len + 1:
+      raise ValueError(f"{self.name}.train_size: expected more than seq_len + 1 = "
+                       f"{self.seq_len + 1} characters; got {self.train_size}")
+
+  input_size = property(lambda self: _stream(self.dataset, "train", None)[1])
+  output_size = property(lambda self: _stream(self.dataset, "train", None)[1])
+  length = property(lambda self: self.seq_len)
+
+  @property
+  def baseline_loss(self) -> float:
+    tokens, v = _stream(self.dataset, "train", self.train_size)
+    counts = np.zeros((v, v))
+    np.add.at(counts, (tokens[:-1], tokens[1:]), 1.0)
+    p_joint = counts / counts.sum()
+    p_cond = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    nz = counts > 0
+    return float(-np.sum(p_joint[nz] * np.log(p_cond[nz])))
+
+  def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+    self.check_split(split)
+    tokens, v = _stream(self.dataset, split, self.train_size)
+    T = self.seq_len
+    start = jax.random.randint(key, (batch_size,), 0, len(tokens) - T - 1)
+    window = jnp.asarray(tokens)[start[:, None] + jnp.arange(T + 1)[None, :]]
+    return {"inputs": one_hot(window[:, :-1], v), "targets": window[:, 1:],
+            "mask": jnp.ones((batch_size, T), jnp.float32),
+            "lengths": jnp.full((batch_size,), T, jnp.int32)}
+
+  def solved(self, metrics) -> bool:
+    return False
+
+
+@functools.lru_cache(maxsize=16)
+def _windows(dataset: str, split: str, window: int, train_size: int | None):
+  """Standardized (inputs [N, W, 1], next value [N]) with train-split statistics."""
+  train = _load(dataset, "train", 0, window=window)
+  tx = np.asarray(train.inputs, np.float32)
+  if train_size is not None:
+    tx = tx[:train_size]
+  mean, std = float(tx.mean()), float(tx.std()) + 1e-8
+  ds = train if split == "train" else _load(dataset, split, 0, window=window)
+  x = (np.asarray(ds.inputs, np.float32) - mean) / std
+  y = (np.asarray(ds.targets, np.float32)[:, 0, 0] - mean) / std
+  if split == "train" and train_size is not None:
+    x, y = x[:train_size], y[:train_size]
+  return x, y
+
+
+@dataclasses.dataclass(frozen=True)
+class Forecast(Task):
+  """One-step-ahead forecasting of a standardized series from a window of its past.
+
+  The target (the next value) is predicted at the window's last step; loss MSE
+  in standardized units. Baseline: the persistence forecast (the current
+  value), the standard memoryless yardstick, measured on the training split.
+  """
+
+  name = "forecast"
+  kind = "regression"
+  solved_rule = "loss below 0.5 x the persistence baseline (lstmx's criterion)"
+  dataset: str = "sunspots"
+  window: int = 132
+  train_size: int | None = None
+
+  input_size = property(lambda self: 1)
+  output_size = property(lambda self: 1)
+  length = property(lambda self: self.window)
+
+  @property
+  def baseline_loss(self) -> float:
+    x, y = _windows(self.dataset, "train", self.window, self.train_size)
+    return float(np.mean((x[:, -1, 0] - y) ** 2))
+
+  def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+    self.check_split(split)
+    x, y = _windows(self.dataset, split, self.window, self.train_size)
+    idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
+    T = self.window
+    lengths = jnp.full((batch_size,), T, jnp.int32)
+    mask = last_step_mask(lengths, T)
+    return {"inputs": jnp.asarray(x)[idx], "targets": mask * jnp.asarray(y)[idx][:, None],
+            "mask": mask, "lengths": lengths}
+
+  def solved(self, metrics) -> bool:
+    return float(metrics["loss"]) < 0.5 * self.baseline_loss

@@ -1,0 +1,31 @@
+"""Rebuilding a trained model from a run directory."""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from lstmx import models, optim, tasks
+from lstmx.config import Config
+from lstmx.train.checkpoint import Checkpoints
+from lstmx.train.step import init_state
+
+
+def build(config: Config, *, seed: int | None = None):
+  """(task, model) freshly initialized from `config`."""
+  task = tasks.make(config.task.name, **config.task.params)
+  model = models.build(config.model, task.input_size, task.output_size,
+                       seed=config.train.seed if seed is None else seed, max_length=task.length)
+  return task, model
+
+
+def load_trained(config: Config, workdir: str):
+  """(task, model) with the parameters of the run's latest checkpoint."""
+  task, model = build(config)
+  tx = optim.build(config.optimizer, config.train.steps)
+  graphdef, target = init_state(model, tx, config.train.seed)
+  ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
+  restored = ckpts.restore_latest(target)
+  ckpts.close()
+  if restored is None:
+    raise FileNotFoundError(f"workdir: no checkpoint in {workdir!r}")
+  return task, nnx.merge(graphdef, restored[0].params)
