@@ -50,7 +50,7 @@ def test_smoke_run_writes_run_directory(tmp_path):
   assert {r["split"] for r in rows} == {"train", "validation"}
   assert summary["param_count"] > 0 and summary["compile_time"] > 0
   assert summary["step_memory_bytes"] > 0
-  assert set(summary["final"]) == {"validation", "test"}
+  assert set(summary["final"]) == {"train", "validation", "test"}
   # Rerunning a finished run returns its summary without training again.
   assert train_and_evaluate(cfg, str(tmp_path))["wall_time"] == summary["wall_time"]
 

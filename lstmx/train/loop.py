@@ -111,7 +111,8 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)
-  split_keys = {"validation": jax.random.fold_in(key, 2), "test": jax.random.fold_in(key, 3)}
+  split_keys = {"validation": jax.random.fold_in(key, 2), "test": jax.random.fold_in(key, 3),
+                "train": jax.random.fold_in(key, 4)}
   sample_local = jax.jit(lambda k: task.sample(k, tc.batch_size))
   if rules is None:
     place, sample = (lambda batch: batch), sample_local
@@ -183,7 +184,7 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
       state = dataclasses.replace(state, params=best[0].params)
   final = {}
   if meta["status"] != "diverged":
-    for split in ("validation", "test"):
+    for split in ("train", "validation", "test"):  # train: deterministic, for the gap
       final[split] = evaluate(eval_step, state.params, task, split_keys[split], tc.batch_size,
                               tc.eval_batches, split, place)
   meta["wall_time"] = wall0 + time.perf_counter() - run_start
