@@ -3,7 +3,10 @@
 Every backend implements the same contract as
 `lstmx.reference.lstm_layer_reference`:
 ``layer(params, xs [T,B,D], mask [T,B] | None, h0, c0, *, reverse, unroll,
-compute_dtype, precision) -> (ys [T,B,H], (h_n, c_n))``.
+compute_dtype, precision, recurrent_mask [B,H] | None, zoneout_h | None,
+zoneout_c | None) -> (ys [T,B,H], (h_n, c_n))``; the regularization arguments
+(see `lstmx.regularization`) must be handled inside the kernel, never by
+falling back to another backend.
 New kernels (Pallas, cuDNN) register here and join the contract tests in
 ``tests/test_contract.py``.
 """

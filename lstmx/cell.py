@@ -43,6 +43,16 @@ def cell_update(z: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
   return o * jnp.tanh(c_new), c_new
 
 
+def zoneout_mix(z: jax.Array | None, previous: jax.Array, new: jax.Array) -> jax.Array:
+  """Zoneout's state update z * previous + (1 - z) * new; `new` itself if z is None.
+
+  z holds 0/1 in training (1 keeps the previous value) and the rate in evaluation.
+  """
+  if z is None:
+    return new
+  return z * previous + (1 - z) * new
+
+
 def lstm_step(
     params: LSTMParams,
     carry: tuple[jax.Array, jax.Array],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import jax
@@ -9,6 +10,8 @@ import jax.numpy as jnp
 
 from lstmx import backends, validate
 from lstmx.params import LSTMParams, as_stacked
+from lstmx.penalties import ar_penalty, tar_penalty
+from lstmx.regularization import Masks, Regularization, apply_mask, draw_masks
 
 
 def lengths_to_mask(seq_lengths: jax.Array, T: int) -> jax.Array:
@@ -27,7 +30,11 @@ def lstm(
     compute_dtype=None,
     precision=None,
     time_major: bool = False,
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    regularization: Regularization | None = None,
+    key: jax.Array | None = None,
+    deterministic: bool | None = None,
+    return_penalties: bool = False,
+):
   """Runs a stacked, optionally bidirectional LSTM over a batch of sequences.
 
   Per layer and direction, with gates in order i, f, g, o:
@@ -43,6 +50,13 @@ def lstm(
   each sequence's valid part only (packed-sequence semantics). The padded
   content of `x` never affects the result.
 
+  With `regularization` (see `lstmx.Regularization`), every mask is drawn once
+  from `key` before any scan (`lstmx.draw_masks`): input / between-layer /
+  output dropout multiply the activations here, weight drop multiplies each
+  w_hh before its scan, and recurrent dropout and zoneout go into the layer
+  kernel, whose custom backward handles them. Padded steps still pass the carry
+  through and output zero.
+
   Args:
     params: ``params[layer][direction]`` of `LSTMParams` (see `init_lstm`), or
       a single `LSTMParams` for a one-layer, one-direction LSTM.
@@ -56,16 +70,30 @@ def lstm(
       cell state and accumulation; None computes in the parameters' dtype.
     precision: `jax.lax.Precision` for the matmuls.
     time_major: x and y are [T, B, ...] instead of [B, T, ...].
+    regularization: optional `Regularization`; None (or all rates 0) computes
+      exactly the unregularized LSTM.
+    key: PRNG key for the masks; required in training mode.
+    deterministic: True for evaluation (no dropout, zoneout by its expectation),
+      False for training. Required when `regularization` has a non-zero rate.
+    return_penalties: also return ``{"ar", "tar", "loss"}``: the unweighted
+      `ar_penalty` of y (after output dropout) and `tar_penalty` of the last
+      layer's raw output (before output dropout), over valid steps, and
+      ``loss = reg.ar * ar + reg.tar * tar`` to add to the training loss.
 
   Returns:
     y: [B, T, num_directions * H] outputs of the last layer.
     (h_n, c_n): each [L * num_directions, B, H].
+    penalties: only with `return_penalties` (see above).
 
   Example:
     >>> params = lstmx.init_lstm(jax.random.key(0), 3, 16, num_layers=2)
     >>> y, (h, c) = lstmx.lstm(params, jnp.ones((4, 10, 3)))
     >>> y.shape, h.shape
     ((4, 10, 16), (2, 4, 16))
+    >>> reg = lstmx.Regularization(layer_dropout=0.3, recurrent_dropout=0.2, tar=1.0)
+    >>> y, (h, c), pen = lstmx.lstm(params, jnp.ones((4, 10, 3)), regularization=reg,
+    ...                             key=jax.random.key(1), deterministic=False,
+    ...                             return_penalties=True)   # loss += pen["loss"]
   """
   params = as_stacked(params)
   D, H, L, num_dirs = validate.check_params(params)
@@ -83,19 +111,51 @@ def lstm(
   else:
     h0, c0 = validate.check_state(initial_state, (L * num_dirs, B, H))
     h0, c0 = h0.astype(dtype), c0.astype(dtype)
+  masks = _masks(regularization, key, deterministic, params, T, B)
 
   inputs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)
+  inputs = apply_mask(inputs, masks.input)
   h_n, c_n = [], []
   for l in range(L):
+    if l > 0:
+      inputs = apply_mask(inputs, masks.between[l - 1])
     outs = []
     for d in range(num_dirs):
       k = l * num_dirs + d
-      ys, (h, c) = layer(params[l][d], inputs, mask, h0[k], c0[k], reverse=d == 1,
+      p, m = params[l][d], masks.layers[l][d]
+      if m.weight is not None:
+        p = dataclasses.replace(p, w_hh=p.w_hh * m.weight)
+      ys, (h, c) = layer(p, inputs, mask, h0[k], c0[k], reverse=d == 1,
                          unroll=unroll, compute_dtype=compute_dtype,
-                         precision=precision)
+                         precision=precision, recurrent_mask=m.recurrent,
+                         zoneout_h=m.zoneout_h, zoneout_c=m.zoneout_c)
       outs.append(ys)
       h_n.append(h)
       c_n.append(c)
     inputs = outs[0] if num_dirs == 1 else jnp.concatenate(outs, axis=-1)
+  raw, inputs = inputs, apply_mask(inputs, masks.output)
   y = inputs if time_major else jnp.swapaxes(inputs, 0, 1)
-  return y, (jnp.stack(h_n), jnp.stack(c_n))
+  if not return_penalties:
+    return y, (jnp.stack(h_n), jnp.stack(c_n))
+  reg = regularization or Regularization()
+  ar = ar_penalty(inputs, mask, time_major=True)
+  tar = tar_penalty(raw, mask, time_major=True)
+  penalties = {"ar": ar, "tar": tar, "loss": reg.ar * ar + reg.tar * tar}
+  return y, (jnp.stack(h_n), jnp.stack(c_n)), penalties
+
+
+def _masks(reg: Regularization | None, key, deterministic: bool | None, params, T: int,
+           B: int) -> Masks:
+  """The forward pass's masks; all None without an active regularization."""
+  if reg is not None and not isinstance(reg, Regularization):
+    raise TypeError(f"regularization: expected lstmx.Regularization or None; got "
+                    f"{type(reg).__name__}")
+  if reg is None or not reg.needs_mode:
+    return draw_masks(Regularization(), None, params, T, B, deterministic=True)
+  if deterministic is None:
+    raise ValueError("deterministic: regularization is active, so pass deterministic=True "
+                     "(evaluation) or deterministic=False (training, with key=...); got None")
+  if not deterministic and key is None:
+    raise ValueError("key: training mode (deterministic=False) with regularization needs a "
+                     "PRNG key, e.g. key=jax.random.key(0); got None")
+  return draw_masks(reg, key, params, T, B, deterministic=bool(deterministic))

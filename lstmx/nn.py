@@ -14,6 +14,7 @@ from flax import nnx
 from lstmx.cell import lstm_step
 from lstmx.lstm import lstm
 from lstmx.params import LSTMParams, StackedParams, init_layer, init_lstm
+from lstmx.regularization import Regularization
 
 
 def _suffix(layer: int, direction: int) -> str:
@@ -23,16 +24,27 @@ def _suffix(layer: int, direction: int) -> str:
 class LSTM(nnx.Module):
   """A stacked, optionally bidirectional LSTM layer (batch-major, like PyTorch).
 
+  With a `regularization`, training vs evaluation is explicit, the NNX way:
+  ``model.train()`` / ``model.eval()`` (or ``nnx.view(model, deterministic=...)``)
+  set ``deterministic``, and a call's ``deterministic=`` overrides it. Masks
+  come from the ``'dropout'`` stream of the `rngs` given at construction (or
+  at call time: an ``nnx.Rngs``, an ``nnx.RngStream`` or a key).
+
   Example:
     >>> layer = lstmx.nn.LSTM(3, 16, num_layers=2, rngs=nnx.Rngs(0))
     >>> y, (h_n, c_n) = layer(jnp.ones((4, 10, 3)))   # y: [4, 10, 16]
+    >>> reg = lstmx.Regularization(recurrent_dropout=0.2, zoneout_c=0.1)
+    >>> layer = lstmx.nn.LSTM(3, 16, regularization=reg, rngs=nnx.Rngs(0, dropout=1))
+    >>> layer.train()
+    >>> y, _ = layer(jnp.ones((4, 10, 3)))            # fresh masks on every call
   """
 
   def __init__(self, in_features: int, hidden_size: int, *, num_layers: int = 1,
                bidirectional: bool = False, init: str = "forget_bias",
                chrono_max_length: int | None = None, backend: str = "auto",
                unroll: int = 1, compute_dtype=None, param_dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               regularization: Regularization | None = None,
+               deterministic: bool | None = None, rngs: nnx.Rngs):
     self.in_features = in_features
     self.hidden_size = hidden_size
     self.num_layers = num_layers
@@ -40,10 +52,19 @@ class LSTM(nnx.Module):
     self.backend = backend
     self.unroll = unroll
     self.compute_dtype = compute_dtype
+    if regularization is not None and not isinstance(regularization, Regularization):
+      raise TypeError(f"regularization: expected lstmx.Regularization or None; got "
+                      f"{type(regularization).__name__}")
+    self.regularization = regularization
+    self.deterministic = deterministic
     params = init_lstm(rngs.params(), in_features, hidden_size, num_layers=num_layers,
                        bidirectional=bidirectional, init=init,
                        chrono_max_length=chrono_max_length, dtype=param_dtype)
     self.load_params(params, create=True)
+    if regularization is not None and regularization.needs_mode:
+      self.rngs = rngs["dropout"].fork()
+    else:
+      self.rngs = nnx.data(None)
 
   def load_params(self, params: StackedParams, *, create: bool = False) -> None:
     """Sets the module's parameters from a ``params[layer][direction]`` pytree."""
@@ -64,11 +85,41 @@ class LSTM(nnx.Module):
               for d in range(self.num_directions))
         for l in range(self.num_layers))
 
+  def set_view(self, deterministic: bool | None = None):
+    """Used by ``nnx.view``.
+
+    Args:
+      deterministic: if True, evaluation mode (no dropout, zoneout by its expectation).
+    """
+    if deterministic is not None:
+      self.deterministic = deterministic
+
   def __call__(self, x: jax.Array, *, seq_lengths: jax.Array | None = None,
-               initial_state: tuple[jax.Array, jax.Array] | None = None):
-    """x [B, T, D] -> (y [B, T, num_dirs*H], (h_n, c_n) [L*num_dirs, B, H])."""
+               initial_state: tuple[jax.Array, jax.Array] | None = None,
+               deterministic: bool | None = None,
+               rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+               return_penalties: bool = False):
+    """x [B, T, D] -> (y [B, T, num_dirs*H], (h_n, c_n) [L*num_dirs, B, H]).
+
+    With ``return_penalties``, also the AR/TAR dict of `lstmx.lstm`.
+    """
+    reg = self.regularization
+    deterministic = self.deterministic if deterministic is None else deterministic
+    key = None
+    if reg is not None and reg.needs_mode and deterministic is False:
+      key = _dropout_key(rngs if rngs is not None else self.rngs)
     return lstm(self.params, x, seq_lengths=seq_lengths, initial_state=initial_state,
-                backend=self.backend, unroll=self.unroll, compute_dtype=self.compute_dtype)
+                backend=self.backend, unroll=self.unroll, compute_dtype=self.compute_dtype,
+                regularization=reg, key=key, deterministic=deterministic,
+                return_penalties=return_penalties)
+
+
+def _dropout_key(rngs) -> jax.Array | None:
+  if isinstance(rngs, nnx.Rngs):
+    return rngs["dropout"]()
+  if isinstance(rngs, nnx.RngStream):
+    return rngs()
+  return rngs  # a key, or None (lstm then raises a clear error)
 
 
 class LSTMCell(nnx.Module):
