@@ -18,6 +18,8 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+from lstmx.regularization import Regularization
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -37,6 +39,9 @@ class ModelConfig:
   backend: str = "auto"  # lstm
   unroll: int = 1  # lstm, gru
   compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
+  # LSTM regularizers (lstmx.Regularization; off by default). AR/TAR weights
+  # are in it too; the training step adds their penalty to the loss.
+  regularization: Regularization = Regularization()
   num_heads: int = 4  # transformer; hidden_size must be a multiple
   ff_multiple: int = 4  # transformer: feed-forward width = ff_multiple * hidden_size
   causal: bool = True  # transformer: False attends in both directions

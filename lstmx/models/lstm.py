@@ -15,13 +15,27 @@ class LSTMSequenceModel(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
     compute_dtype = jnp.dtype(cfg.compute_dtype) if cfg.compute_dtype else None
+    r = cfg.regularization
+    reg = r if (r.needs_mode or r.ar > 0 or r.tar > 0) else None
     self.lstm = LSTM(input_size, cfg.hidden_size, num_layers=cfg.num_layers,
                      bidirectional=cfg.bidirectional, init=cfg.init,
                      chrono_max_length=cfg.chrono_max_length, backend=cfg.backend,
-                     unroll=cfg.unroll, compute_dtype=compute_dtype, rngs=rngs)
+                     unroll=cfg.unroll, compute_dtype=compute_dtype, regularization=reg,
+                     deterministic=True, rngs=rngs)
     width = cfg.hidden_size * (2 if cfg.bidirectional else 1)
     self.head = nnx.Linear(width, output_size, rngs=rngs)
 
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
-    y, _ = self.lstm(inputs, seq_lengths=lengths)
+    """Evaluation: [B, T, D] -> [B, T, output_size], regularizers in evaluation mode."""
+    y, _ = self.lstm(inputs, seq_lengths=lengths, deterministic=True)
     return self.head(y)
+
+  def forward_train(self, inputs: jax.Array, lengths: jax.Array | None,
+                    key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Training: (outputs, penalty) with masks drawn from `key`; the penalty is the
+    weighted AR/TAR loss (zero without them)."""
+    if self.lstm.regularization is None:
+      return self(inputs, lengths), jnp.zeros((), jnp.float32)
+    y, _, pen = self.lstm(inputs, seq_lengths=lengths, deterministic=False, rngs=key,
+                          return_penalties=True)
+    return self.head(y), pen["loss"]

@@ -84,7 +84,7 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   tc = config.train
   task, model = build(config)
   tx = optim.build(config.optimizer, tc.steps)
-  graphdef, state = init_state(model, tx, tc.seed)
+  modeldef, state = init_state(model, tx, tc.seed)
   rules = sharding.preset(config.sharding.preset)
   mesh = None
   if rules is not None:
@@ -122,8 +122,8 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
 
     def sample(k):
       return place(sample_local(k))
-  train_step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(graphdef, task))
+  train_step = jax.jit(make_train_step(modeldef, task, tx), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(modeldef, task))
 
   t0 = time.perf_counter()
   first = sample(jax.random.fold_in(data_key, start))

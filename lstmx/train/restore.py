@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from flax import nnx
-
 from lstmx import models, optim, tasks
 from lstmx.config import Config
 from lstmx.train.checkpoint import Checkpoints
@@ -22,10 +20,10 @@ def load_trained(config: Config, workdir: str):
   """(task, model) with the parameters of the run's latest checkpoint."""
   task, model = build(config)
   tx = optim.build(config.optimizer, config.train.steps)
-  graphdef, target = init_state(model, tx, config.train.seed)
+  modeldef, target = init_state(model, tx, config.train.seed)
   ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
   restored = ckpts.restore_latest(target)
   ckpts.close()
   if restored is None:
     raise FileNotFoundError(f"workdir: no checkpoint in {workdir!r}")
-  return task, nnx.merge(graphdef, restored[0].params)
+  return task, modeldef.merge(restored[0].params)

@@ -31,20 +31,40 @@ class TrainState:
   key: jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelDef:
+  """The static part of a model: its graph and its non-parameter state (e.g. RNG
+  streams, unused by the step, which passes explicit keys)."""
+
+  graphdef: Any
+  rest: Any
+
+  def merge(self, params) -> nnx.Module:
+    return nnx.merge(self.graphdef, params, self.rest)
+
+
 def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int):
-  """(graphdef, TrainState) for a freshly built model."""
-  graphdef, params = nnx.split(model, nnx.Param)
+  """(ModelDef, TrainState) for a freshly built model."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                      key=jax.random.key_data(jax.random.key(seed)))
-  return graphdef, state
+  return ModelDef(graphdef, rest), state
 
 
-def apply_model(graphdef, params, batch: Batch) -> jax.Array:
-  model = nnx.merge(graphdef, params)
-  return model(batch["inputs"], batch["lengths"])
+def apply_model(modeldef: ModelDef, params, batch: Batch) -> jax.Array:
+  """Evaluation-mode outputs [B, T, output_size]."""
+  return modeldef.merge(params)(batch["inputs"], batch["lengths"])
 
 
-def make_train_step(graphdef, task: Task, tx: optax.GradientTransformation) -> Callable:
+def apply_train(modeldef: ModelDef, params, batch: Batch, key: jax.Array):
+  """Training-mode (outputs, penalty): dropout masks from `key`, AR/TAR penalty."""
+  model = modeldef.merge(params)
+  if hasattr(model, "forward_train"):
+    return model.forward_train(batch["inputs"], batch["lengths"], key)
+  return model(batch["inputs"], batch["lengths"]), jnp.zeros((), jnp.float32)
+
+
+def make_train_step(modeldef: ModelDef, task: Task, tx: optax.GradientTransformation) -> Callable:
   """A pure ``train_step(state, batch) -> (state, metrics)`` (jit it yourself).
 
   A step whose loss or gradients are not finite leaves the state unchanged and
@@ -52,11 +72,14 @@ def make_train_step(graphdef, task: Task, tx: optax.GradientTransformation) -> C
   """
 
   def train_step(state: TrainState, batch: Batch):
-    def loss_fn(params):
-      outputs = apply_model(graphdef, params, batch)
-      return task.loss(outputs, batch)
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    def loss_fn(params):
+      outputs, penalty = apply_train(modeldef, params, batch, key)
+      loss = task.loss(outputs, batch)
+      return loss + penalty, loss
+
+    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # optax mixes Python floats with int32 step counts, which strict dtype
@@ -73,7 +96,7 @@ def make_train_step(graphdef, task: Task, tx: optax.GradientTransformation) -> C
   return train_step
 
 
-def make_eval_step(graphdef, task: Task) -> Callable:
+def make_eval_step(modeldef: ModelDef, task: Task) -> Callable:
   def eval_step(params, batch: Batch) -> dict[str, jax.Array]:
-    return task.metrics(apply_model(graphdef, params, batch), batch)
+    return task.metrics(apply_model(modeldef, params, batch), batch)
   return eval_step
