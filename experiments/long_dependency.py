@@ -133,6 +133,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set(title=t, xlabel="sequence length T", ylabel="loss / memoryless baseline", xscale="log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   axes[0][0].legend(fontsize=8)
   save_figure(fig, fig_dir, "loss_vs_length")
   out.append(("Loss relative to the memoryless baseline vs length", "loss_vs_length"))
