@@ -42,8 +42,9 @@ def _examples(task: "DatasetClassification", split: str):
   if x.ndim == 2:
     x = x[:, :, None]
   if task.scale == "standardize":
-    tx = np.asarray(train.inputs, np.float32)
-    mean, std = tx.mean(), tx.std() + 1e-8
+    # Per step and feature (e.g. each column of a table), over training examples.
+    tx = np.asarray(train.inputs, np.float32).reshape(len(train), *x.shape[1:])
+    mean, std = tx.mean(axis=0), tx.std(axis=0) + 1e-6
     x = (x - mean) / std
   else:  # "unit": intensities to [0, 1] by the training split's maximum
     x = x / max(float(np.max(train.inputs)), 1.0)

@@ -1,0 +1,449 @@
+"""Compute cost: step time, tokens/s, compile time, memory vs T, H, B; LSTM vs matched Transformer.
+
+Each trial is a short training run of the adding problem (length T, 2 inputs,
+1 output) whose `analyze` rebuilds the model and measures its jitted train
+step (forward, backward and Adam update) precisely:
+
+* step time: the median of repeated calls after a warm-up call, each timed to
+  ``jax.block_until_ready``; tokens/s = B * T / step time;
+* compile time: ``jit(...).lower(...)`` plus ``.compile()``, wall clock;
+* memory: XLA's memory analysis of the compiled step, peak = arguments +
+  outputs - donated aliases + temporaries (``temp`` alone is the activation
+  memory that grows with T); FLOPs from XLA's cost analysis.
+
+Models: the LSTM on each backend (``scan``: fused scan with a hand-written
+backward; ``reference``: a plain ``lax.scan`` of `lstm_step` differentiated
+by JAX), each with ``unroll`` 1 and 4, and a causal pre-LN Transformer (one
+block, two heads) whose width is chosen by `lstmx.models.match_size` to the
+LSTM's parameter count at the same H. Time and memory are fitted as power laws in T (log-log
+slopes); the crossover is the length where the Transformer's step becomes
+slower than the LSTM's (attention's T^2 against the recurrence's T).
+Throughput against device count: data-parallel steps (`lstmx.sharding`) on
+1, 2, 4, 8 devices; as a script this file asks XLA for 8 fake CPU devices,
+which share the machine's cores, so on a CPU it measures sharding overhead,
+not speed-up (on a multi-GPU host it is the real scaling).
+
+    python experiments/compute.py --preset tiny    # CI, under a minute
+    python experiments/compute.py --preset quick   # 2-core CPU, ~15 min
+    python experiments/compute.py --preset full    # a GPU
+"""
+
+from __future__ import annotations
+
+import os
+
+# Eight fake CPU devices for the device-count study; must precede importing jax.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import dataclasses  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lstmx.config import (Config, ModelConfig, OptimizerConfig, TaskConfig,  # noqa: E402
+                          TrainConfig)
+from lstmx.experiment import Preset, main  # noqa: E402
+from lstmx.models import budget  # noqa: E402
+
+NAME = "compute"
+INPUT_SIZE, OUTPUT_SIZE = 2, 1  # the adding problem's [value, marker] -> sum
+DEVICE_COUNTS = (1, 2, 4, 8)
+TIMING_BUDGET_S = 2.0  # timed calls per measurement: at least 3, more up to 20 within this
+LSTMS = {  # label -> overrides; the Transformer is sized per hidden size (`transformer_width`)
+    "lstm_scan": {"model.kind": "lstm", "model.backend": "scan", "model.unroll": 1},
+    "lstm_scan_u4": {"model.kind": "lstm", "model.backend": "scan", "model.unroll": 4},
+    "lstm_reference": {"model.kind": "lstm", "model.backend": "reference", "model.unroll": 1},
+    "lstm_reference_u4": {"model.kind": "lstm", "model.backend": "reference",
+                          "model.unroll": 4},
+}
+MODELS = (*LSTMS, "transformer")
+# Two heads: widths in steps of 2 let `match_size` meet small budgets (H=32) within 10 %.
+TRANSFORMER = ModelConfig(kind="transformer", num_heads=2)
+
+
+def base() -> Config:
+  """Training is incidental here (two steps); `analyze` does the measuring."""
+  return Config(
+      name=NAME,
+      model=ModelConfig(hidden_size=64),
+      task=TaskConfig(name="adding", params={"length": 128}),
+      optimizer=OptimizerConfig(name="adam", lr=1e-3, clip_norm=1.0),
+      train=TrainConfig(steps=2, batch_size=32, log_every=1, eval_every=2, eval_batches=1,
+                        checkpoint_every=1000, keep_checkpoints=1),
+  )
+
+
+def transformer_width(hidden: int) -> int:
+  """The Transformer width whose parameter count matches a one-layer LSTM of `hidden`.
+
+  Sinusoidal positions have no parameters, so the match holds at every T.
+  """
+  target = budget.count(ModelConfig(kind="lstm", hidden_size=hidden), INPUT_SIZE, OUTPUT_SIZE)
+  return budget.matched(TRANSFORMER, target, INPUT_SIZE, OUTPUT_SIZE).hidden_size
+
+
+def trial(model: str, length: int, hidden: int, batch: int, devices: bool = False) -> dict:
+  """Overrides of one trial; ``meta.hidden`` is the LSTM width the model's size matches."""
+  ov = {"meta.model": model, "meta.length": length, "meta.hidden": hidden, "meta.batch": batch,
+        "task.params.length": length, "train.batch_size": batch}
+  if model == "transformer":
+    ov.update({"model.kind": "transformer", "model.num_heads": TRANSFORMER.num_heads,
+               "model.hidden_size": transformer_width(hidden)})
+  else:
+    ov.update({**LSTMS[model], "model.hidden_size": hidden})
+  if devices:
+    ov.update({"meta.study": "devices", "sharding.preset": "data_parallel"})
+  return ov
+
+
+def sweep(lengths: dict[str, list[int]], hidden: int, batch: int, *,
+          hiddens: list[int] = (), batches: list[int] = (), at_length: int = 128,
+          size_models: tuple[str, ...] = ("lstm_scan", "transformer"),
+          device_batch: int | None = None) -> list[dict]:
+  """The T study (`lengths`: model -> lengths at `hidden`, `batch`), the H and B
+  studies at T = `at_length` for `size_models`, and for each of those a
+  device-count trial of `device_batch` sequences."""
+  out = [trial(m, n, hidden, batch) for m, ns in lengths.items() for n in ns]
+  out += [trial(m, at_length, h, batch) for m in size_models for h in hiddens]
+  out += [trial(m, at_length, hidden, b) for m in size_models for b in batches]
+  if device_batch:
+    out += [trial(m, at_length, hidden, device_batch, devices=True) for m in size_models]
+  unique = {tuple(sorted(ov.items())): ov for ov in out}  # the studies share trials
+  return list(unique.values())
+
+
+def presets() -> dict[str, Preset]:
+  b = base()
+  tiny = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=32))
+  quick = {**{m: [8, 32, 128, 512, 1024] for m in LSTMS}, "transformer": [8, 32, 128, 512]}
+  # Full (one GPU): the Transformer stops at 2048, where attention's B x heads x T^2
+  # scores and their gradients already take about 20 GB.
+  full = {**{m: [16, 64, 256, 1024, 4096] for m in LSTMS},
+          "lstm_scan": [16, 64, 256, 1024, 4096, 8192, 16384],
+          "lstm_reference": [16, 64, 256, 1024, 4096, 8192, 16384],
+          "transformer": [16, 64, 256, 1024, 2048]}
+  return {
+      "tiny": Preset(tiny, sweep({"lstm_scan": [8, 16], "transformer": [8, 16]}, 32, 8,
+                                 at_length=8, size_models=("lstm_scan",), device_batch=8)),
+      "quick": Preset(b, sweep(quick, 64, 32, hiddens=[32, 128, 256], batches=[8, 128],
+                               at_length=128, device_batch=64)),
+      "full": Preset(b, sweep(full, 128, 64, hiddens=[32, 64, 256, 512, 1024],
+                              batches=[8, 16, 128, 256, 512], at_length=1024,
+                              device_batch=256)),
+  }
+
+
+# Measuring.
+
+def measure(step_fn, state, batch, *, min_calls: int = 3, max_calls: int = 20,
+            budget_s: float = 2.0) -> dict:
+  """Compiles and times a jitted ``step_fn(state, batch) -> (state, metrics)``.
+
+  Returns:
+    ``compile_time`` (s, lower + compile), ``step_time`` (s, the median of at
+    least `min_calls` calls after one warm-up call, more while under
+    `budget_s`), ``step_time_min``, ``calls``, the compiled program's memory
+    in bytes (``temp_bytes``, ``argument_bytes``, ``output_bytes``,
+    ``alias_bytes``, ``peak_bytes`` = argument + output - alias + temp) and
+    ``flops`` (XLA's estimate; NaN where the backend gives none).
+  """
+  t0 = time.perf_counter()
+  compiled = step_fn.lower(state, batch).compile()
+  out = {"compile_time": time.perf_counter() - t0}
+  mem = compiled.memory_analysis()
+  if mem is not None:
+    sizes = {k: int(getattr(mem, f"{k}_size_in_bytes")) for k in
+             ("temp", "argument", "output", "alias")}
+    out.update({f"{k}_bytes": v for k, v in sizes.items()})
+    out["peak_bytes"] = sizes["argument"] + sizes["output"] - sizes["alias"] + sizes["temp"]
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  out["flops"] = float(cost.get("flops", math.nan)) if isinstance(cost, dict) else math.nan
+  state, metrics = compiled(state, batch)  # warm-up
+  jax.block_until_ready((state, metrics))
+  times: list[float] = []
+  while len(times) < min_calls or (len(times) < max_calls and sum(times) < budget_s):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t0)
+  out.update(step_time=float(np.median(times)), step_time_min=float(np.min(times)),
+             calls=len(times))
+  return out
+
+
+def analyze(config: Config, workdir: str) -> dict:
+  """Step time, tokens/s, compile time and memory of the trial's train step; for
+  data-parallel trials, step time and tokens/s on each device count instead."""
+  del workdir  # nothing is read from the run; the step is rebuilt and measured afresh
+  from lstmx import optim, sharding
+  from lstmx.train.restore import build
+  from lstmx.train.step import init_state, make_train_step
+  task, model = build(config)
+  tx = optim.build(config.optimizer, config.train.steps)
+  graphdef, state = init_state(model, tx, config.train.seed)
+  B = config.train.batch_size
+  tokens = B * task.length
+  batch = task.sample(jax.random.key(0), B)
+  step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
+  if config.sharding.preset == "none":
+    out = measure(step, state, batch, budget_s=TIMING_BUDGET_S)
+    out["tokens_per_s"] = tokens / out["step_time"]
+    return out
+  rules, host = sharding.preset(config.sharding.preset), jax.device_get(batch)
+  out = {}
+  for n in [n for n in DEVICE_COUNTS if n <= jax.device_count() and B % n == 0]:
+    mesh = sharding.make_mesh(jax.devices()[:n])
+    state = sharding.create_sharded(
+        lambda: init_state(build(config)[1], tx, config.train.seed)[1], rules, mesh)
+    step = jax.jit(make_train_step(graphdef, task, tx), donate_argnums=0)
+    m = measure(step, state, sharding.place_batch(host, rules, mesh), budget_s=TIMING_BUDGET_S)
+    out[f"step_time_dev{n}"] = m["step_time"]
+    out[f"tokens_per_s_dev{n}"] = tokens / m["step_time"]
+  return out
+
+
+# Reporting.
+
+def _single_device(results):
+  ok = results[results["status"] != "failed"]
+  if "meta.study" in ok:
+    ok = ok[ok["meta.study"] != "devices"]
+  return ok.dropna(subset=["analysis.step_time"]) if "analysis.step_time" in ok else ok[:0]
+
+
+def _t_study(results):
+  """Trials of the T study: the most common hidden size and batch size."""
+  df = _single_device(results)
+  if not len(df):
+    return df
+  h, b = df["meta.hidden"].mode()[0], df["meta.batch"].mode()[0]
+  return df[(df["meta.hidden"] == h) & (df["meta.batch"] == b)]
+
+
+def slope(x, y) -> float:
+  """The log-log slope of y against x (least squares); NaN with < 2 points."""
+  x, y = np.asarray(x, float), np.asarray(y, float)
+  keep = (x > 0) & (y > 0) & np.isfinite(y)
+  if keep.sum() < 2:
+    return math.nan
+  return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+
+
+def _plain(v: float, _=None) -> str:
+  """A tick label: 3, 0.5, 20k, 1.5M."""
+  for unit, suffix in ((1e6, "M"), (1e4, "k")):
+    if abs(v) >= unit:
+      return f"{v / (1e3 if suffix == 'k' else unit):g}{suffix}"
+  return f"{v:g}"
+
+
+def _log_ticks(ax, xs) -> None:
+  """Plain-number ticks on log axes: x at the measured values, y at 1-2-5."""
+  import matplotlib.ticker as ticker
+  xs = sorted(set(float(v) for v in xs))
+  ax.set_xticks(xs, [f"{v:g}" for v in xs])
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+  ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(_plain))
+  ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _loglog(ax, df, x: str, y: str, scale: float = 1.0) -> None:
+  for m in [m for m in MODELS if m in set(df["meta.model"])]:
+    g = df[df["meta.model"] == m].sort_values(x)
+    ax.plot(g[x], g[y] * scale, "o-", ms=4,
+            label=f"{m} (slope {slope(g[x], g[y]):.2f})")
+  ax.set(xscale="log", yscale="log")
+  _log_ticks(ax, df[x])
+  ax.legend(fontsize=7)
+
+
+def figures(results, fig_dir: str) -> list[tuple[str, str]]:
+  import matplotlib.pyplot as plt
+  from lstmx.report import save_figure
+  out = []
+  df = _t_study(results)
+  if len(df):
+    h, b = int(df["meta.hidden"].iloc[0]), int(df["meta.batch"].iloc[0])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    _loglog(axes[0], df, "meta.length", "analysis.step_time", 1e3)
+    axes[0].set(xlabel="sequence length T", ylabel="train step time (ms)",
+                title=f"step time (LSTM H={h}, matched Transformer, B={b})")
+    _loglog(axes[1], df, "meta.length", "analysis.compile_time")
+    axes[1].set(xlabel="sequence length T", ylabel="lower + compile time (s)",
+                title="compile time")
+    save_figure(fig, fig_dir, "time_vs_length")
+    out.append(("Train step time and compile time vs T (log-log, fitted slopes)",
+                "time_vs_length"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    _loglog(axes[0], df, "meta.length", "analysis.peak_bytes", 1 / 2**20)
+    axes[0].set(xlabel="sequence length T", ylabel="peak memory (MiB)",
+                title="peak memory of the compiled step (XLA)")
+    _loglog(axes[1], df, "meta.length", "analysis.tokens_per_s")
+    axes[1].set(xlabel="sequence length T", ylabel="tokens / s", title="throughput")
+    save_figure(fig, fig_dir, "memory_vs_length")
+    out.append(("Peak memory and tokens/s vs T (log-log, fitted slopes)", "memory_vs_length"))
+
+  by_h, by_b, t = _size_studies(results)
+  if len(by_h) or len(by_b):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, d, x, name in ((axes[0], by_h, "meta.hidden", "LSTM hidden size H (the budget)"),
+                           (axes[1], by_b, "meta.batch", "batch size B")):
+      if len(d):
+        _loglog(ax, d, x, "analysis.step_time", 1e3)
+      ax.set(xlabel=name, ylabel="train step time (ms)", title=f"T={t}")
+    save_figure(fig, fig_dir, "time_vs_hidden_batch")
+    out.append(("Train step time vs H and B (log-log, fitted slopes)", "time_vs_hidden_batch"))
+
+  dev = _device_table(results)
+  if len(dev):
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (m, g) in enumerate(dev.groupby("model")):
+      g = g.sort_values("devices")
+      line, = ax.plot(g["devices"], g["tokens_per_s"], "o-", label=m)
+      ideal = g["tokens_per_s"].iloc[0] * g["devices"] / g["devices"].iloc[0]
+      ax.plot(g["devices"], ideal, ":", color=line.get_color(),
+              label="linear scaling" if i == 0 else None)
+    ax.set(xscale="log", yscale="log", xlabel="devices (data parallel)", ylabel="tokens / s",
+           title="throughput vs devices")
+    _log_ticks(ax, dev["devices"])
+    ax.legend(fontsize=8)
+    save_figure(fig, fig_dir, "throughput_vs_devices")
+    out.append(("Tokens/s vs device count (data parallel)", "throughput_vs_devices"))
+  return out
+
+
+def _size_studies(results):
+  """(trials varying H, trials varying B, their T): the length at which the
+  most (H, B) pairs were measured, each study keeping models with >= 2 points."""
+  df, t_df = _single_device(results), _t_study(results)
+  if not len(t_df):
+    return df[:0], df[:0], None
+  h, b = t_df["meta.hidden"].iloc[0], t_df["meta.batch"].iloc[0]
+  pairs = {t: len(set(zip(g["meta.hidden"], g["meta.batch"])))
+           for t, g in df.groupby("meta.length")}
+  t = max(pairs, key=pairs.get)
+  at = df[df["meta.length"] == t]
+  by_h = at[at["meta.batch"] == b].groupby("meta.model").filter(
+      lambda g: g["meta.hidden"].nunique() > 1)
+  by_b = at[at["meta.hidden"] == h].groupby("meta.model").filter(
+      lambda g: g["meta.batch"].nunique() > 1)
+  return by_h, by_b, int(t)
+
+
+def _device_table(results):
+  import pandas as pd
+  rows = []
+  if "meta.study" not in results:
+    return pd.DataFrame(rows)
+  dev = results[(results["meta.study"] == "devices") & (results["status"] != "failed")]
+  for _, r in dev.iterrows():
+    for n in DEVICE_COUNTS:
+      v = r.get(f"analysis.tokens_per_s_dev{n}")
+      if v is not None and np.isfinite(v):
+        rows.append({"model": r["meta.model"], "devices": n, "tokens_per_s": v,
+                     "batch": r["meta.batch"], "length": r["meta.length"]})
+  return pd.DataFrame(rows)
+
+
+def crossover(lengths, lstm, transformer) -> float | None:
+  """The first T where the Transformer's cost rises past the LSTM's, interpolated
+  log-linearly between measured lengths; None if the sign never changes that way."""
+  T, a, b = (np.asarray(v, float) for v in (lengths, lstm, transformer))
+  r = np.log(b / a)  # > 0: the Transformer costs more
+  for i in range(len(T) - 1):
+    if r[i] < 0 <= r[i + 1]:
+      w = -r[i] / (r[i + 1] - r[i])
+      return float(np.exp(np.log(T[i]) + w * (np.log(T[i + 1]) - np.log(T[i]))))
+  return None
+
+
+def _crossover_line(df, column: str, what: str) -> str | None:
+  """One sentence: per LSTM variant, the T from which the Transformer costs more."""
+  tr = df[df["meta.model"] == "transformer"].set_index("meta.length")[column]
+  parts = []
+  for m in [m for m in LSTMS if m in set(df["meta.model"])]:
+    ls = df[df["meta.model"] == m].set_index("meta.length")[column]
+    both = sorted(set(tr.index) & set(ls.index))
+    if len(both) < 2:
+      continue
+    a, b = ls[both].to_numpy(float), tr[both].to_numpy(float)
+    t = crossover(both, a, b)
+    ratios = (f"Transformer / LSTM {b[0] / a[0]:.2f}x at T={int(both[0])}, "
+              f"{b[-1] / a[-1]:.2f}x at T={int(both[-1])}")
+    if t is not None:
+      parts.append(f"vs {m} at T ~ {t:.0f} ({ratios})")
+    elif np.all(b >= a):
+      parts.append(f"vs {m} none, the Transformer costs more at every measured T ({ratios})")
+    else:
+      parts.append(f"vs {m} none in T={int(both[0])}..{int(both[-1])} ({ratios})")
+  if not parts:
+    return None
+  return f"{what} crossover, where the Transformer becomes the costlier: " + "; ".join(
+      parts) + "."
+
+
+def _slopes_line(df, column: str, what: str) -> str:
+  """Fitted log-log slopes against T per model, over all lengths and the three longest."""
+  parts = []
+  for m in [m for m in MODELS if m in set(df["meta.model"])]:
+    g = df[df["meta.model"] == m].sort_values("meta.length")
+    part = f"{m} {slope(g['meta.length'], g[column]):.2f}"
+    if len(g) >= 3:
+      tail = g.tail(3)
+      part += f" ({slope(tail['meta.length'], tail[column]):.2f})"
+    parts.append(part)
+  return (f"{what} grows as T^slope; fitted slopes over T={int(df['meta.length'].min())}.."
+          f"{int(df['meta.length'].max())} (over each model's three longest T): "
+          + ", ".join(parts) + ".")
+
+
+def findings(results) -> list[str]:
+  df = _t_study(results)
+  lines = []
+  if len(df):
+    h, b = int(df["meta.hidden"].iloc[0]), int(df["meta.batch"].iloc[0])
+    lines.append(f"T study at LSTM H={h}, B={b}; parameter counts " + ", ".join(
+        f"{m} {int(v)}" for m, v in df.groupby("meta.model")["param_count"].first().items())
+                 + ".")
+    lines.append(_slopes_line(df, "analysis.step_time", "Step time"))
+    lines.append(_slopes_line(df, "analysis.peak_bytes", "Peak memory"))
+    lines += [line for line in (_crossover_line(df, "analysis.step_time", "Step time"),
+                                _crossover_line(df, "analysis.peak_bytes", "Peak memory"))
+              if line]
+    fastest = df.loc[df.groupby("meta.length")["analysis.step_time"].idxmin()]
+    lines.append("Fastest per T: " + ", ".join(
+        f"T={int(r['meta.length'])} {r['meta.model']} ({r['analysis.step_time'] * 1e3:.3g} ms)"
+        for _, r in fastest.iterrows()) + ".")
+    comp = df.groupby("meta.model")["analysis.compile_time"].median()
+    lines.append("Median lower + compile time: " + ", ".join(
+        f"{m} {v:.1f} s" for m, v in comp.items()) + ".")
+  by_h, by_b, t = _size_studies(results)
+  for d, x, what in ((by_h, "meta.hidden", "H (the LSTM width the budget matches)"),
+                     (by_b, "meta.batch", "B")):
+    if len(d):
+      lines.append(f"Step time against {what} at T={t}, fitted slopes: " + ", ".join(
+          f"{m} {slope(g[x], g['analysis.step_time']):.2f}" for m, g in d.groupby("meta.model"))
+                   + ".")
+  dev = _device_table(results)
+  for m, g in dev.groupby("model") if len(dev) else ():
+    g = g.sort_values("devices")
+    best = g.loc[g["tokens_per_s"].idxmax()]
+    one, last = g["tokens_per_s"].iloc[0], g["tokens_per_s"].iloc[-1]
+    lines.append(f"Devices ({m}, B={int(g['batch'].iloc[0])}, T={int(g['length'].iloc[0])}, "
+                 f"data parallel): {one:,.0f} tokens/s on 1 device, {last:,.0f} on "
+                 f"{int(g['devices'].iloc[-1])} ({last / one:.2f}x), best on "
+                 f"{int(best['devices'])} ({best['tokens_per_s'] / one:.2f}x).")
+  if len(dev) and jax.devices()[0].platform == "cpu":
+    lines.append("The device counts are fake CPU devices sharing the host's cores: they "
+                 "measure sharding overhead and the host's spare parallelism, not scaling.")
+  return lines
+
+
+if __name__ == "__main__":
+  main(sys.modules[__name__])

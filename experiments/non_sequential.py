@@ -1,0 +1,289 @@
+"""Images and tables: an LSTM vs a 2-D CNN, an MLP and a Transformer at matched parameter counts.
+
+Does reading an image row by row, or pixel by pixel, or a table's features
+one at a time, cost the LSTM accuracy against models that see the whole
+input at once? Each dataset gets one parameter budget, the count of a
+one-layer LSTM of ``hidden`` units on its first layout, and every model's
+width is chosen by `lstmx.models.match_size` to meet it (`sized_trials`
+checks that the counts lie within 10 % of each other). Models:
+
+* ``lstm_rows`` / ``lstm_pixels``: a one-layer LSTM reading an image one row
+  per step (8 steps of 8 pixels for digits) or one pixel per step (64 steps);
+  ``lstm`` on tables reads one feature per step. The class is read at the
+  last step.
+* ``cnn2d``: two 3x3 conv-pool blocks over the image (images only: a table
+  has no 2-D structure).
+* ``mlp``: two hidden layers over the flattened input.
+* ``transformer``: two pre-LN blocks attending in both directions over the
+  rows of an image (like ViT patches; two heads) or the features of a table
+  (one head, so that widths in steps of 1 meet its small budget).
+
+Datasets: scikit-learn digits (8x8, 10 classes) and the tables iris, wine
+and breast cancer, fed as a sequence of features. The ``classify`` task
+standardizes a table with one mean and std over all its features: on wine
+and breast cancer, whose features span orders of magnitude (wine's proline
+~1000, its hue ~1), most features end up nearly constant, which caps every
+model's accuracy alike (wine: ~0.78 for all three). The full preset adds
+MNIST (10 000 images) and Fashion-MNIST, which must be fetched first
+(``python scripts/fetch_data.py mnist fashion_mnist``; a trial without its
+data fails, its error naming that command); tiny and quick leave them out.
+Every model trains with the same Adam schedule and step budget over several
+seeds; accuracy is on the test split.
+
+    python experiments/non_sequential.py --preset tiny    # CI, under a minute
+    python experiments/non_sequential.py --preset quick   # 2-core CPU, ~15 min
+    python experiments/non_sequential.py --preset full    # a GPU; MNIST, Fashion-MNIST
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
+from lstmx.experiment import Preset, main
+from lstmx.models import budget
+
+NAME = "non_sequential"
+IMAGES = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28)}  # rows, columns
+TABLES = {"iris": 4, "wine": 13, "breast_cancer": 30}  # features
+CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "iris": 3, "wine": 3,
+           "breast_cancer": 2}
+FETCHED = ("mnist", "fashion_mnist")  # need scripts/fetch_data.py; full preset only
+MATCH_TOLERANCE = 0.05  # each model vs the budget, so any two are within 10 %
+SPREAD_LIMIT = 0.10  # largest count / smallest count - 1, per dataset
+
+# label -> (model config, layout); widths are set by `match_size`.
+_TRANSFORMER = ModelConfig(kind="transformer", num_layers=2, num_heads=2, causal=False)
+IMAGE_MODELS = {
+    "lstm_rows": (ModelConfig(kind="lstm"), "rows"),
+    "lstm_pixels": (ModelConfig(kind="lstm"), "pixels"),
+    "cnn2d": (ModelConfig(kind="cnn2d", num_layers=2), "rows"),  # + image_shape per dataset
+    "mlp": (ModelConfig(kind="mlp", num_layers=2), "rows"),
+    "transformer": (_TRANSFORMER, "rows"),
+}
+TABLE_MODELS = {
+    "lstm": (ModelConfig(kind="lstm"), "sequence"),
+    "mlp": (ModelConfig(kind="mlp", num_layers=2), "sequence"),
+    # One head: widths in steps of 1 meet the small budgets of tables within 5 %.
+    "transformer": (dataclasses.replace(_TRANSFORMER, num_heads=1), "sequence"),
+}
+RECURRENT = ("lstm", "lstm_rows", "lstm_pixels")
+MODEL_ORDER = ("lstm_rows", "lstm_pixels", "lstm", "cnn2d", "mlp", "transformer")
+
+
+def base() -> Config:
+  return Config(
+      name=NAME,
+      task=TaskConfig(name="sequential_images", params={}),
+      optimizer=OptimizerConfig(name="adam", lr=2e-3, clip_norm=1.0, schedule="cosine",
+                                warmup_steps=50),
+      train=TrainConfig(steps=1500, batch_size=64, log_every=100, eval_every=500,
+                        eval_batches=8, checkpoint_every=100_000, keep_checkpoints=1),
+  )
+
+
+def shape(dataset: str, layout: str) -> tuple[int, int, int]:
+  """(T, D, classes) of a dataset in a layout, without loading it."""
+  if dataset in IMAGES:
+    r, c = IMAGES[dataset]
+    return (r, c, CLASSES[dataset]) if layout == "rows" else (r * c, 1, CLASSES[dataset])
+  return TABLES[dataset], 1, CLASSES[dataset]
+
+
+def task_overrides(dataset: str, layout: str) -> dict:
+  if dataset in IMAGES:
+    return {"task.name": "sequential_images", "task.params.dataset": dataset,
+            "task.params.layout": layout}
+  return {"task.name": "classify", "task.params.dataset": dataset, "task.params.layout": layout}
+
+
+def model_overrides(cfg: ModelConfig) -> dict:
+  """``model.*`` overrides that turn the default model config into `cfg`: its
+  kind and width, and every other field that differs from the default."""
+  default = ModelConfig()
+  return {f"model.{f.name}": getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+          if f.name in ("kind", "hidden_size")
+          or getattr(cfg, f.name) != getattr(default, f.name)}
+
+
+def sized_models(dataset: str, hidden: int) -> dict[str, tuple[ModelConfig, str, int]]:
+  """label -> (sized model config, layout, parameter count) for one dataset.
+
+  The budget is the count of the first model (an LSTM of `hidden` units);
+  the others get the width whose count is nearest it.
+
+  Raises:
+    ValueError: if the counts spread more than `SPREAD_LIMIT`.
+  """
+  table = IMAGE_MODELS if dataset in IMAGES else TABLE_MODELS
+  out = {}
+  target = None
+  for label, (cfg, layout) in table.items():
+    T, D, k = shape(dataset, layout)
+    if cfg.kind == "cnn2d":
+      cfg = dataclasses.replace(cfg, image_shape=(*IMAGES[dataset], 1))
+    if target is None:
+      cfg = dataclasses.replace(cfg, hidden_size=hidden)
+      target = budget.count(cfg, D, k, T)
+    else:
+      cfg = budget.matched(cfg, target, D, k, T, tolerance=MATCH_TOLERANCE)
+    out[label] = (cfg, layout, budget.count(cfg, D, k, T))
+  counts = [c for _, _, c in out.values()]
+  if max(counts) / min(counts) - 1 > SPREAD_LIMIT:
+    raise ValueError(f"{NAME}: parameter counts on {dataset} spread more than "
+                     f"{SPREAD_LIMIT:.0%}: {({m: c for m, (_, _, c) in out.items()})}")
+  return out
+
+
+def sized_trials(datasets: dict[str, int], seeds: int, models: tuple[str, ...] | None = None
+                 ) -> list[dict]:
+  """One trial per dataset x model x seed; `datasets` maps a dataset to its LSTM width."""
+  out = []
+  for dataset, hidden in datasets.items():
+    for label, (cfg, layout, _) in sized_models(dataset, hidden).items():
+      if models is not None and label not in models:
+        continue
+      for seed in range(seeds):
+        out.append({"meta.dataset": dataset, "meta.model": label,
+                    **task_overrides(dataset, layout), **model_overrides(cfg),
+                    "train.seed": seed})
+  return out
+
+
+def presets() -> dict[str, Preset]:
+  b = base()
+  tiny = dataclasses.replace(b, train=dataclasses.replace(
+      b.train, steps=4, eval_every=4, log_every=2, eval_batches=1, batch_size=16))
+  full = dataclasses.replace(b, train=dataclasses.replace(
+      b.train, steps=10_000, batch_size=128, eval_every=1000, eval_batches=20))
+  tables = {"iris": 32, "wine": 32, "breast_cancer": 32}
+  return {
+      "tiny": Preset(tiny, sized_trials({"digits": 64}, 1, ("lstm_pixels", "cnn2d", "mlp",
+                                                              "transformer"))
+                     + sized_trials({"iris": 32}, 1, ("lstm",))),
+      "quick": Preset(b, sized_trials({"digits": 64, **tables}, 3)),
+      "full": Preset(full, sized_trials({"digits": 64, "mnist": 128, "fashion_mnist": 128,
+                                         **tables}, 5)),
+  }
+
+
+# Reporting.
+
+def _done(results):
+  ok = results[results["status"] != "failed"]
+  return ok.dropna(subset=["final.test.accuracy"]) if "final.test.accuracy" in ok else ok[:0]
+
+
+def _datasets(df) -> list[str]:
+  return [d for d in (*IMAGES, *TABLES) if d in set(df["meta.dataset"])]
+
+
+def _models(df) -> list[str]:
+  return [m for m in MODEL_ORDER if m in set(df["meta.model"])]
+
+
+def figures(results, fig_dir: str) -> list[tuple[str, str]]:
+  import matplotlib.pyplot as plt
+  import matplotlib.ticker as ticker
+  import numpy as np
+  from lstmx.report import save_figure
+  df = _done(results)
+  names = _datasets(df)
+  if not names:
+    return []
+  colors = {m: f"C{i}" for i, m in enumerate(MODEL_ORDER)}
+  out = []
+  fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.8), squeeze=False,
+                           layout="constrained")
+  for ax, d in zip(axes[0], names):
+    g = df[df["meta.dataset"] == d]
+    ms = _models(g)
+    for i, m in enumerate(ms):
+      acc = g[g["meta.model"] == m]["final.test.accuracy"].to_numpy()
+      ax.bar(i, acc.mean(), color=colors[m], alpha=0.35)
+      ax.errorbar(i, acc.mean(), yerr=[[acc.mean() - acc.min()], [acc.max() - acc.mean()]],
+                  color="black", capsize=3, lw=1)
+      ax.plot(i + np.linspace(-0.15, 0.15, len(acc)), acc, "o", ms=3, color=colors[m])
+    chance = g["task.chance_accuracy"].iloc[0] if "task.chance_accuracy" in g else np.nan
+    if np.isfinite(chance):
+      ax.axhline(chance, color="grey", ls="--", lw=1)
+    low = g["final.test.accuracy"].min()
+    ax.set_xticks(range(len(ms)), ms, rotation=35, ha="right", fontsize=8)
+    ax.set(title=f"{d} (~{int(g['param_count'].median())} params)",
+           ylim=(max(0.0, low - 0.05), 1.005))
+  axes[0][0].set_ylabel("test accuracy")
+  fig.suptitle("bar: mean over seeds; whiskers: min-max; dots: seeds; dashed: majority "
+               "class (when in view)", fontsize=9)
+  save_figure(fig, fig_dir, "accuracy_by_model")
+  out.append(("Test accuracy by model at matched parameter count", "accuracy_by_model"))
+
+  fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.4), squeeze=False,
+                           layout="constrained")
+  for ax, d in zip(axes[0], names):
+    g = df[df["meta.dataset"] == d]
+    for m in _models(g):
+      r = g[g["meta.model"] == m]
+      ax.plot(r["wall_time"], r["final.test.accuracy"], "o", color=colors[m], label=m, ms=5,
+              alpha=0.6)
+      ax.plot(r["wall_time"].median(), r["final.test.accuracy"].mean(), "*",
+              color=colors[m], ms=11, mec="black", mew=0.6)
+    ax.set(xscale="log", title=d, xlabel="training loop time (s)",
+           ylim=(max(0.0, g["final.test.accuracy"].min() - 0.02), 1.005))
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.legend(fontsize=7)
+  axes[0][0].set_ylabel("test accuracy")
+  fig.suptitle("dots: seeds; stars: mean accuracy at the median time", fontsize=9)
+  save_figure(fig, fig_dir, "accuracy_vs_time")
+  out.append(("Test accuracy against training time (the loop after compiling the step)",
+              "accuracy_vs_time"))
+  return out
+
+
+def findings(results) -> list[str]:
+  df = _done(results)
+  lines = []
+  for d in _datasets(df):
+    g = df[df["meta.dataset"] == d]
+    stats = g.groupby("meta.model")["final.test.accuracy"].agg(["mean", "std", "count"])
+    stats = stats.sort_values("mean", ascending=False)
+    best = stats.index[0]
+    top = list(stats.index[stats["mean"] >= stats.loc[best, "mean"] - 5e-4])  # ties
+    seeds = int(stats["count"].max())
+    of = f"mean of {seeds} seed{'s' if seeds > 1 else ''}"
+    if len(top) > 1:
+      lines.append(f"{d}: {', '.join(top)} tie at {stats.loc[best, 'mean']:.3f} test accuracy "
+                   f"({of}).")
+    else:
+      line = f"{d}: best {best} at {stats.loc[best, 'mean']:.3f} test accuracy ({of}"
+      line += f", std {stats.loc[best, 'std']:.3f})" if seeds > 1 else ")"
+      if len(stats) > 1:
+        second = stats.index[1]
+        line += (f", {stats.loc[best, 'mean'] - stats.loc[second, 'mean']:+.3f} over {second} "
+                 f"({stats.loc[second, 'mean']:.3f})")
+      lines.append(line + ".")
+    rec = stats[stats.index.isin(RECURRENT)]
+    non = stats[~stats.index.isin(RECURRENT)]
+    if len(rec) and len(non):
+      top_rec, top_non = rec.index[0], non.index[0]
+      gap = non.loc[top_non, "mean"] - rec.loc[top_rec, "mean"]
+      spread = max(stats.loc[[top_rec, top_non], "std"].fillna(0.0))
+      verdict = ("behind" if gap > spread else "ahead of" if gap < -spread
+                 else "level with (within one seed std of)")
+      lines.append(f"{d}: the best LSTM ({top_rec}, {rec.loc[top_rec, 'mean']:.3f}) is "
+                   f"{verdict} the best non-recurrent model ({top_non}, "
+                   f"{non.loc[top_non, 'mean']:.3f}; gap {gap:+.3f}).")
+    if {"lstm_rows", "lstm_pixels"} <= set(stats.index):
+      lines.append(f"{d}: reading pixels (T={shape(d, 'pixels')[0]}) instead of rows "
+                   f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by "
+                   f"{stats.loc['lstm_pixels', 'mean'] - stats.loc['lstm_rows', 'mean']:+.3f}.")
+    t = g.groupby("meta.model")["wall_time"].median()
+    lines.append(f"{d}: median training time " + ", ".join(
+        f"{m} {t[m]:.1f} s" for m in _models(g)) + ".")
+  return lines
+
+
+if __name__ == "__main__":
+  main(sys.modules[__name__])
