@@ -55,7 +55,7 @@ def base() -> Config:
   return Config(name=NAME, model=ModelConfig(hidden_size=128),
                 task=TaskConfig(name="char_lm", params=dict(TASKS["char_lm"][0])),
                 optimizer=OptimizerConfig(name="adam", lr=3e-3),
-                train=TrainConfig(steps=1500, batch_size=32, log_every=50, eval_every=100,
+                train=TrainConfig(steps=1000, batch_size=32, log_every=50, eval_every=100,
                                   eval_batches=4, checkpoint_every=500, keep_checkpoints=1))
 
 

@@ -66,6 +66,14 @@ class OptimizerConfig:
   ``weight_decay`` is decoupled (AdamW-style) for ``adamw`` and coupled L2
   (added to the gradient) otherwise; it applies to parameters whose path
   contains one of ``decay_patterns`` (weights, not biases).
+
+  ``averaging`` averages the iterates after each update (Polyak & Juditsky
+  1992): ``"always"`` from the first step, ``"nt"`` from the first validation
+  evaluation whose monitored metric is worse than the best of all but the last
+  ``nonmono`` evaluations (non-monotonically triggered, Merity et al. 2017).
+  AWD-LSTM's NT-ASGD is ``name="sgd", momentum=0, averaging="nt"``. Evaluation,
+  the best checkpoint and the final metrics use the averaged parameters once
+  averaging is on.
   """
 
   name: str = "adam"  # adam | adamw | sgd | rmsprop
@@ -81,6 +89,8 @@ class OptimizerConfig:
   warmup_steps: int = 0
   step_every: int = 1000  # step decay: multiply by step_factor every step_every steps
   step_factor: float = 0.5
+  averaging: str = "none"  # none | nt | always
+  nonmono: int = 5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,13 +2,96 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
+import jax.numpy as jnp
 import optax
 
 from lstmx.config import OptimizerConfig
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
+AVERAGING = ("none", "nt", "always")
+
+
+class AveragingState(NamedTuple):
+  """Iterate averaging: ``average`` = mean of the parameters after the last
+  ``count`` updates while ``active``; the current parameters while not."""
+
+  average: Any
+  count: jax.Array  # int32
+  active: jax.Array  # bool
+
+
+def averaging(active: bool = False) -> optax.GradientTransformation:
+  """Tracks the running mean of the iterates; leaves the updates unchanged.
+
+  With w_k the parameters after update k and k0 the first update while active,
+  ``average`` = (1 / (k - k0 + 1)) sum_{j=k0..k} w_j, computed incrementally as
+  a <- a + (w_k - a) / n. While inactive, ``average`` follows w_k, so switching
+  on (`start_averaging`) starts the mean at the next iterate (torch ASGD, t0=0).
+  Put it last in a chain: it sees the final updates.
+  """
+
+  def init(params):
+    return AveragingState(average=jax.tree.map(jnp.copy, params),  # no aliasing under donation
+                          count=jnp.zeros((), jnp.int32), active=jnp.asarray(active))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("averaging: update() needs params")
+    new = optax.apply_updates(params, updates)
+    count = jnp.where(state.active, state.count + 1, 0)
+    n = jnp.maximum(count, 1)
+    average = jax.tree.map(
+        lambda a, w: jnp.where(state.active, a + (w - a) / n.astype(a.dtype), w),
+        state.average, new)
+    return updates, AveragingState(average, count, state.active)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _averaging_state(opt_state) -> AveragingState | None:
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, AveragingState))
+           if isinstance(s, AveragingState)]
+  return found[0] if found else None
+
+
+def averaging_active(opt_state) -> bool:
+  s = _averaging_state(opt_state)
+  return s is not None and bool(jax.device_get(s.active))
+
+
+def start_averaging(opt_state):
+  """`opt_state` with averaging switched on (unchanged without `averaging()`)."""
+  def on(s):
+    if not isinstance(s, AveragingState):
+      return s
+    # logical_or keeps the array's sharding, so a compiled step still accepts it.
+    return s._replace(active=jnp.logical_or(s.active, True))
+  return jax.tree.map(on, opt_state, is_leaf=lambda s: isinstance(s, AveragingState))
+
+
+def eval_params(params, opt_state):
+  """The parameters to evaluate and keep: the iterate average once averaging
+  is on, else `params`."""
+  s = _averaging_state(opt_state)
+  if s is None or not bool(jax.device_get(s.active)):
+    return params
+  return s.average
+
+
+def nt_triggered(history: list[float], nonmono: int, mode: str = "min") -> bool:
+  """Merity et al. 2017's trigger, on the validation history with the newest
+  value last: with ``prev`` the values before it, fires when
+  ``len(prev) > nonmono`` and the newest is worse than the best of
+  ``prev[:-nonmono]`` (awd-lstm-lm's main.py); with ``nonmono=0``, worse than
+  the best earlier value."""
+  if len(history) <= nonmono + 1:
+    return False
+  earlier, newest = history[:len(history) - 1 - nonmono], history[-1]
+  return newest > min(earlier) if mode == "min" else newest < max(earlier)
 
 
 def schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
@@ -36,7 +119,7 @@ def decay_mask(params, patterns: tuple[str, ...]):
 
 
 def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
-  """clip_by_global_norm -> [coupled L2] -> optimizer with the schedule.
+  """clip_by_global_norm -> [coupled L2] -> optimizer with the schedule -> [averaging].
 
   ``adamw`` applies decoupled weight decay (Loshchilov & Hutter 2019); the
   others add ``weight_decay * w`` to the gradient (coupled L2). Both use the
@@ -44,6 +127,11 @@ def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformatio
   """
   if cfg.name not in OPTIMIZERS:
     raise ValueError(f"optimizer.name: expected one of {OPTIMIZERS}; got {cfg.name!r}")
+  if cfg.averaging not in AVERAGING:
+    raise ValueError(f"optimizer.averaging: expected one of {AVERAGING}; "
+                     f"got {cfg.averaging!r}")
+  if cfg.nonmono < 0:
+    raise ValueError(f"optimizer.nonmono: expected >= 0; got {cfg.nonmono}")
   lr = schedule(cfg, total_steps)
   mask = lambda params: decay_mask(params, cfg.decay_patterns)  # noqa: E731
   parts = []
@@ -60,4 +148,6 @@ def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformatio
     parts.append(optax.sgd(lr, momentum=cfg.momentum or None))
   else:
     parts.append(optax.rmsprop(lr, eps=cfg.eps, momentum=cfg.momentum or None))
+  if cfg.averaging != "none":
+    parts.append(averaging(active=cfg.averaging == "always"))
   return optax.chain(*parts)

@@ -96,10 +96,10 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   is_main = jax.process_index() == 0  # the process that writes the run directory
   log = MetricsLog(workdir, enabled=is_main)
   meta = {"best_value": None, "best_step": None, "evals_since_best": 0, "wall_time": 0.0,
-          "status": "running", "stop_reason": None}
+          "status": "running", "stop_reason": None, "val_history": [], "averaging_step": None}
   restored = ckpts.restore_latest(state)
   if restored is not None:
-    state, meta = restored
+    state, meta = restored[0], {**meta, **restored[1]}
   start = int(state.step)
   log.truncate_after(start)
   summary_path = os.path.join(workdir, "summary.json")
@@ -156,10 +156,15 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
       progress.update(step, row)
       window_t, window = time.perf_counter(), []
     if step % tc.eval_every == 0 or step == tc.steps:
-      ev = evaluate(eval_step, state.params, task, split_keys["validation"], tc.batch_size,
-                    tc.eval_batches, "validation", place)
+      ev = evaluate(eval_step, optim.eval_params(state.params, state.opt_state), task,
+                    split_keys["validation"], tc.batch_size, tc.eval_batches, "validation", place)
       log.write(step, "validation", wall0 + time.perf_counter() - run_start, ev)
       value = ev[tc.monitor]
+      if config.optimizer.averaging == "nt" and meta["averaging_step"] is None:
+        meta["val_history"].append(value)
+        if optim.nt_triggered(meta["val_history"], config.optimizer.nonmono, tc.monitor_mode):
+          state = dataclasses.replace(state, opt_state=optim.start_averaging(state.opt_state))
+          meta["averaging_step"] = step
       meta["wall_time"] = wall0 + time.perf_counter() - run_start
       if _improved(value, meta["best_value"], tc):
         meta.update(best_value=value, best_step=step, evals_since_best=0)
@@ -181,11 +186,12 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   if meta["status"] == "early_stopped":
     best = ckpts.restore_best(state)
     if best is not None:
-      state = dataclasses.replace(state, params=best[0].params)
+      state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
   final = {}
   if meta["status"] != "diverged":
+    params = optim.eval_params(state.params, state.opt_state)
     for split in ("train", "validation", "test"):  # train: deterministic, for the gap
-      final[split] = evaluate(eval_step, state.params, task, split_keys[split], tc.batch_size,
+      final[split] = evaluate(eval_step, params, task, split_keys[split], tc.batch_size,
                               tc.eval_batches, split, place)
   meta["wall_time"] = wall0 + time.perf_counter() - run_start
   ckpts.save_latest(step, state, meta)
@@ -199,6 +205,9 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
                "solved": bool(final and task.solved(final["validation"]))},
       "wall_time": meta["wall_time"], "compile_time": compile_time,
       "step_memory_bytes": step_bytes,
+      "averaging": {"mode": config.optimizer.averaging,
+                    "start_step": (0 if config.optimizer.averaging == "always"
+                                   else meta["averaging_step"])},
       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
       "param_count": n_params, "backend": lstmx.backends.resolve(config.model.backend).value,
       "devices": [str(d) for d in jax.devices()], "versions": _versions(),

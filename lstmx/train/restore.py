@@ -17,7 +17,8 @@ def build(config: Config, *, seed: int | None = None):
 
 
 def load_trained(config: Config, workdir: str):
-  """(task, model) with the parameters of the run's latest checkpoint."""
+  """(task, model) with the parameters of the run's latest checkpoint (the
+  iterate average when the run averaged, as in its final evaluation)."""
   task, model = build(config)
   tx = optim.build(config.optimizer, config.train.steps)
   modeldef, target = init_state(model, tx, config.train.seed)
@@ -26,4 +27,5 @@ def load_trained(config: Config, workdir: str):
   ckpts.close()
   if restored is None:
     raise FileNotFoundError(f"workdir: no checkpoint in {workdir!r}")
-  return task, modeldef.merge(restored[0].params)
+  state = restored[0]
+  return task, modeldef.merge(optim.eval_params(state.params, state.opt_state))
