@@ -16,6 +16,9 @@ from __future__ import annotations
 import enum
 from typing import Callable
 
+import jax
+
+from lstmx.hidden_parallel import MODEL, lstm_layer_hidden_parallel
 from lstmx.reference import lstm_layer_reference
 from lstmx.scan import lstm_layer_scan
 
@@ -24,12 +27,20 @@ class Backend(enum.Enum):
   AUTO = "auto"
   SCAN = "scan"
   REFERENCE = "reference"
+  HIDDEN_PARALLEL = "hidden_parallel"
 
 
 _LAYERS: dict[Backend, Callable] = {
     Backend.SCAN: lstm_layer_scan,
     Backend.REFERENCE: lstm_layer_reference,
+    Backend.HIDDEN_PARALLEL: lstm_layer_hidden_parallel,
 }
+
+
+def _model_parallel() -> bool:
+  """True under an ambient mesh (`jax.set_mesh`) whose ``model`` axis has > 1 device."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return MODEL in getattr(mesh, "axis_names", ()) and mesh.shape[MODEL] > 1
 
 
 def names() -> tuple[str, ...]:
@@ -37,17 +48,18 @@ def names() -> tuple[str, ...]:
 
 
 def resolve(backend: str | Backend) -> Backend:
-  """Resolves a name (or `Backend`) to a concrete backend; ``auto`` -> ``scan``.
+  """Resolves a name (or `Backend`) to a concrete backend.
 
   ``auto`` picks the fastest backend that supports the call on the current
-  platform; today that is the fused scan on every platform.
+  platform: ``hidden_parallel`` under an ambient mesh with a ``model`` axis of
+  more than one device (`lstmx.hidden_parallel`), else the fused ``scan``.
   """
   try:
     b = Backend(backend)
   except ValueError:
     raise ValueError(f"backend must be one of {names()}; got backend={backend!r}") from None
   if b is Backend.AUTO:
-    return Backend.SCAN
+    return Backend.HIDDEN_PARALLEL if _model_parallel() else Backend.SCAN
   return b
 
 

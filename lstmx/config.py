@@ -112,9 +112,12 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ShardingConfig:
-  """Where the arrays live: ``preset`` none | data_parallel (see `lstmx.sharding`)."""
+  """Where the arrays live: ``preset`` none | data_parallel | hidden_parallel
+  (see `lstmx.sharding`); ``model_axis``: devices on the ``model`` mesh axis for
+  hidden_parallel (0 = all devices; the rest split the batch)."""
 
   preset: str = "none"
+  model_axis: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,7 +64,8 @@ def lstm(
     seq_lengths: optional [B] ints in [1, T].
     initial_state: optional (h_0, c_0), each [L * num_directions, B, H]
       (index ``layer * num_directions + direction``); zeros by default.
-    backend: ``"auto"``, ``"scan"`` or ``"reference"`` (see `lstmx.backends`).
+    backend: ``"auto"``, ``"scan"``, ``"reference"`` or ``"hidden_parallel"``
+      (see `lstmx.backends`).
     unroll: scan steps unrolled per iteration.
     compute_dtype: e.g. ``jnp.bfloat16`` for bf16 matmul inputs with float32
       cell state and accumulation; None computes in the parameters' dtype.

@@ -77,18 +77,26 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
 
   Returns the summary (also written to ``workdir/summary.json``), with
-  ``status`` one of completed, early_stopped, diverged.
+  ``status`` one of completed, early_stopped, diverged. With a sharding
+  preset, everything runs under its mesh (`jax.set_mesh`), so the model's
+  ``backend="auto"`` sees it.
   """
+  rules = sharding.preset(config.sharding.preset)
+  if rules is None:
+    return _train(config, workdir, force, None, None)
+  mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
+  with jax.set_mesh(mesh):
+    return _train(config, workdir, force, rules, mesh)
+
+
+def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   os.makedirs(workdir, exist_ok=True)
   _check_config(workdir, config, force)
   tc = config.train
   task, model = build(config)
   tx = optim.build(config.optimizer, tc.steps)
   modeldef, state = init_state(model, tx, tc.seed)
-  rules = sharding.preset(config.sharding.preset)
-  mesh = None
   if rules is not None:
-    mesh = sharding.make_mesh()
     state = sharding.create_sharded(lambda: init_state(build(config)[1], tx, tc.seed)[1],
                                     rules, mesh)
   n_params = lstmx.param_count(state.params)
