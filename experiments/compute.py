@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 from lstmx.config import (Config, ModelConfig, OptimizerConfig, TaskConfig,  # noqa: E402
                           TrainConfig)
 from lstmx.experiment import Preset, main  # noqa: E402
-from lstmx.models import budget  # noqa: E402
+from lstmx.models import match_size, param_count  # noqa: E402
 
 NAME = "compute"
 INPUT_SIZE, OUTPUT_SIZE = 2, 1  # the adding problem's [value, marker] -> sum
@@ -81,8 +81,8 @@ def transformer_width(hidden: int) -> int:
 
   Sinusoidal positions have no parameters, so the match holds at every T.
   """
-  target = budget.count(ModelConfig(kind="lstm", hidden_size=hidden), INPUT_SIZE, OUTPUT_SIZE)
-  return budget.matched(TRANSFORMER, target, INPUT_SIZE, OUTPUT_SIZE).hidden_size
+  target = param_count(ModelConfig(kind="lstm", hidden_size=hidden), INPUT_SIZE, OUTPUT_SIZE)
+  return match_size(TRANSFORMER, target, INPUT_SIZE, OUTPUT_SIZE).hidden_size
 
 
 def trial(model: str, length: int, hidden: int, batch: int, devices: bool = False) -> dict:

@@ -121,7 +121,7 @@ def _main_sweep(results):
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker
-  from lstmx.report import save_figure
+  from lstmx.report import heatmap, save_figure
   out = []
   df = _main_sweep(results[results["status"] != "failed"])
   task_names = [t for t in LENGTH_KEY if t in set(df["task.name"])]
@@ -145,13 +145,10 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     solved = heat.pivot_table(index="model.hidden_size", columns="meta.length",
                               values="task.solved", aggfunc="max")
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    im = ax.imshow(table.values, cmap="viridis_r", vmin=0, vmax=1.2, aspect="auto")
-    for (i, j), v in np.ndenumerate(solved.values):
-      ax.text(j, i, "solved" if v else f"{table.values[i, j]:.2f}", ha="center", va="center",
-              color="white", fontsize=8)
-    ax.set(xticks=range(len(table.columns)), xticklabels=table.columns,
-           yticks=range(len(table.index)), yticklabels=table.index,
-           xlabel="delay T", ylabel="hidden size", title="LSTM on copy: loss / baseline")
+    labels = [["solved" if v else f"{t:.2f}" for v, t in zip(rs, rt)]
+              for rs, rt in zip(solved.values, table.values)]
+    im = heatmap(ax, table, labels, xlabel="delay T", ylabel="hidden size",
+                 title="LSTM on copy: loss / baseline", cmap="viridis_r", vmin=0, vmax=1.2)
     fig.colorbar(im)
     save_figure(fig, fig_dir, "solved_heatmap")
     out.append(("Copy solved by length x hidden size (LSTM, default init)", "solved_heatmap"))

@@ -42,7 +42,7 @@ import sys
 
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
 from lstmx.experiment import Preset, main
-from lstmx.models import budget
+from lstmx.models import match_size, param_count
 
 NAME = "non_sequential"
 IMAGES = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28)}  # rows, columns
@@ -125,10 +125,10 @@ def sized_models(dataset: str, hidden: int) -> dict[str, tuple[ModelConfig, str,
       cfg = dataclasses.replace(cfg, image_shape=(*IMAGES[dataset], 1))
     if target is None:
       cfg = dataclasses.replace(cfg, hidden_size=hidden)
-      target = budget.count(cfg, D, k, T)
+      target = param_count(cfg, D, k, T)
     else:
-      cfg = budget.matched(cfg, target, D, k, T, tolerance=MATCH_TOLERANCE)
-    out[label] = (cfg, layout, budget.count(cfg, D, k, T))
+      cfg = match_size(cfg, target, D, k, T, tolerance=MATCH_TOLERANCE)
+    out[label] = (cfg, layout, param_count(cfg, D, k, T))
   counts = [c for _, _, c in out.values()]
   if max(counts) / min(counts) - 1 > SPREAD_LIMIT:
     raise ValueError(f"{NAME}: parameter counts on {dataset} spread more than "

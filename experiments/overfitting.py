@@ -22,7 +22,6 @@ import json
 import os
 import sys
 
-import numpy as np
 
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
 from lstmx.experiment import Preset, main
@@ -113,7 +112,7 @@ def _curves(out_dir: str, trial: str):
 
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
-  from lstmx.report import save_figure
+  from lstmx.report import heatmap, save_figure
   out_dir = os.path.dirname(fig_dir)
   df = _with_gap(results)
   hidden = df["model.hidden_size"].mode()[0]
@@ -156,12 +155,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   fig, ax = plt.subplots(figsize=(4.5, 3.4))
   if len(heat):
     table = heat.pivot_table(index="model.hidden_size", columns="meta.train_size", values="gap")
-    im = ax.imshow(table.values, cmap="magma_r", aspect="auto")
-    for (i, j), v in np.ndenumerate(table.values):
-      ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="grey", fontsize=8)
-    ax.set(xticks=range(len(table.columns)), xticklabels=table.columns,
-           yticks=range(len(table.index)), yticklabels=table.index,
-           xlabel="training characters", ylabel="hidden size", title="gap, no regularization")
+    im = heatmap(ax, table, xlabel="training characters", ylabel="hidden size",
+                 title="gap, no regularization", cmap="magma_r")
     fig.colorbar(im)
   save_figure(fig, fig_dir, "gap_heatmap")
   out.append(("Generalization gap over data size x model size (char LM)", "gap_heatmap"))

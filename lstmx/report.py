@@ -24,6 +24,22 @@ def save_figure(fig, fig_dir: str, stem: str) -> None:
   plt.close(fig)
 
 
+def heatmap(ax, table: pd.DataFrame, labels=None, *, xlabel: str, ylabel: str, title: str,
+            **imshow_kw):
+  """Draws a pivot `table` (index -> rows, columns -> columns) as an annotated
+  image on `ax`; `labels` (same shape, strings) replaces the ``.2f`` values.
+  Returns the image, for a colorbar."""
+  import numpy as np
+  im = ax.imshow(table.values, aspect="auto", **imshow_kw)
+  for (i, j), v in np.ndenumerate(table.values):
+    text = f"{v:.2f}" if labels is None else labels[i][j]
+    ax.text(j, i, text, ha="center", va="center", color="grey", fontsize=8)
+  ax.set(xticks=range(len(table.columns)), xticklabels=table.columns,
+         yticks=range(len(table.index)), yticklabels=table.index,
+         xlabel=xlabel, ylabel=ylabel, title=title)
+  return im
+
+
 def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
   def fmt(v):
     if isinstance(v, float):
