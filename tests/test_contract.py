@@ -18,7 +18,10 @@ from helpers import assert_trees_close, random_problem, value_and_grads
 
 BACKENDS = ["scan", "pallas"]
 EXAMPLES = {"scan": 12, "pallas": 3}
-LENGTHS = {"scan": [1, 7, 129, 300], "pallas": [1, 129]}
+LENGTHS = {  # (T, bidirectional)
+    "scan": [(T, bd) for T in (1, 7, 129, 300) for bd in (False, True)],
+    "pallas": [(1, False), (129, True)],
+}
 TOL = dict(rtol=1e-9, atol=1e-10)
 
 
@@ -41,8 +44,8 @@ def test_matches_reference_random_shapes(backend):
   check()
 
 
-@pytest.mark.parametrize("backend,T", [(b, T) for b in BACKENDS for T in LENGTHS[b]])
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("backend,T,bidirectional",
+                         [(b, T, bd) for b in BACKENDS for T, bd in LENGTHS[b]])
 def test_matches_reference_lengths(x64, backend, T, bidirectional):
   problem = random_problem(T, 3, T, 4, 6, num_layers=2, bidirectional=bidirectional,
                            masked=True)
