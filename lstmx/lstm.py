@@ -64,8 +64,8 @@ def lstm(
     seq_lengths: optional [B] ints in [1, T].
     initial_state: optional (h_0, c_0), each [L * num_directions, B, H]
       (index ``layer * num_directions + direction``); zeros by default.
-    backend: ``"auto"``, ``"scan"``, ``"reference"`` or ``"hidden_parallel"``
-      (see `lstmx.backends`).
+    backend: ``"auto"``, ``"scan"``, ``"reference"``, ``"hidden_parallel"``,
+      ``"pallas"`` or ``"cudnn"`` (see `lstmx.backends`).
     unroll: scan steps unrolled per iteration.
     compute_dtype: e.g. ``jnp.bfloat16`` for bf16 matmul inputs with float32
       cell state and accumulation; None computes in the parameters' dtype.
@@ -102,8 +102,6 @@ def lstm(
   dtype = params[0][0].w_hh.dtype
   if not isinstance(unroll, int) or unroll < 1:
     raise ValueError(f"unroll must be a positive int; got unroll={unroll!r}")
-  layer = backends.layer_fn(backend)
-
   mask = None
   if seq_lengths is not None:
     mask = lengths_to_mask(validate.check_seq_lengths(seq_lengths, B, T), T)
@@ -113,6 +111,10 @@ def lstm(
     h0, c0 = validate.check_state(initial_state, (L * num_dirs, B, H))
     h0, c0 = h0.astype(dtype), c0.astype(dtype)
   masks = _masks(regularization, key, deterministic, params, T, B)
+  layer = backends.layer_fn(
+      backend, dtype=dtype, compute_dtype=compute_dtype, precision=precision,
+      regularized=any(m.recurrent is not None or m.zoneout_h is not None
+                      or m.zoneout_c is not None for ms in masks.layers for m in ms))
 
   inputs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)
   inputs = apply_mask(inputs, masks.input)

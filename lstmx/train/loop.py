@@ -55,6 +55,14 @@ def _versions() -> dict:
           "python": platform.python_version()}
 
 
+def _backend(config: Config) -> str:
+  """The LSTM backend the model's layers resolve to (with the call's facts)."""
+  m, reg = config.model, config.model.regularization
+  return lstmx.backends.resolve(
+      m.backend, dtype=np.dtype("float32"), compute_dtype=m.compute_dtype,
+      regularized=bool(reg.recurrent_dropout or reg.zoneout_h or reg.zoneout_c)).value
+
+
 def _improved(value: float, best: float | None, cfg) -> bool:
   if best is None:
     return True
@@ -217,7 +225,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
                     "start_step": (0 if config.optimizer.averaging == "always"
                                    else meta["averaging_step"])},
       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-      "param_count": n_params, "backend": lstmx.backends.resolve(config.model.backend).value,
+      "param_count": n_params, "backend": _backend(config),
       "devices": [str(d) for d in jax.devices()], "versions": _versions(),
       "argv": sys.argv,
   }
