@@ -30,7 +30,7 @@ NAME = "overfitting"
 R = "model.regularization."
 REGULARIZERS = {
     "none": {},
-    "dropout": {R + "output_dropout": 0.3, R + "input_dropout": 0.1},
+    "dropout": {R + "output_dropout": 0.5, R + "input_dropout": 0.1},  # Zaremba: 0.5 (medium)
     "variational": {R + "output_dropout": 0.3, R + "input_dropout": 0.1,
                     R + "variational": True},
     "recurrent": {R + "recurrent_dropout": 0.25},
