@@ -34,6 +34,7 @@ def lstm(
     key: jax.Array | None = None,
     deterministic: bool | None = None,
     return_penalties: bool = False,
+    remat_every: int | None = None,
 ):
   """Runs a stacked, optionally bidirectional LSTM over a batch of sequences.
 
@@ -79,6 +80,9 @@ def lstm(
       `ar_penalty` of y (after output dropout) and `tar_penalty` of the last
       layer's raw output (before output dropout), over valid steps, and
       ``loss = reg.ar * ar + reg.tar * tar`` to add to the training loss.
+    remat_every: memory mode of the layer kernel for long sequences: None saves
+      every step's residuals; k saves only the carries every k steps and
+      recomputes each segment in the backward (see `lstmx.remat`; k ~ sqrt(T)).
 
   Returns:
     y: [B, T, num_directions * H] outputs of the last layer.
@@ -102,6 +106,8 @@ def lstm(
   if not isinstance(unroll, int) or unroll < 1:
     raise ValueError(f"unroll must be a positive int; got unroll={unroll!r}")
   layer = backends.layer_fn(backend)
+  # Passed only when set, so backends without memory modes keep their signature.
+  remat = {} if remat_every is None else {"remat_every": remat_every}
 
   mask = None
   if seq_lengths is not None:
@@ -128,7 +134,7 @@ def lstm(
       ys, (h, c) = layer(p, inputs, mask, h0[k], c0[k], reverse=d == 1,
                          unroll=unroll, compute_dtype=compute_dtype,
                          precision=precision, recurrent_mask=m.recurrent,
-                         zoneout_h=m.zoneout_h, zoneout_c=m.zoneout_c)
+                         zoneout_h=m.zoneout_h, zoneout_c=m.zoneout_c, **remat)
       outs.append(ys)
       h_n.append(h)
       c_n.append(c)
