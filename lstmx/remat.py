@@ -57,9 +57,11 @@ def _segment_inputs(k, xs, mask, regs):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def remat_scan(k, reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
   """`lstm_layer_scan` with residuals saved only every k steps; same arguments/returns."""
-  out, _ = _remat_fwd(k, reverse, unroll, compute_dtype, precision, params, xs, mask, h0,
-                      c0, regs)
-  return out
+  # Not differentiated: the plain forward over all T steps, nothing saved.
+  ys, carry, _ = scan_forward(params, xs, mask, h0, c0, regs, reverse=reverse, unroll=unroll,
+                              compute_dtype=compute_dtype, precision=precision,
+                              save_residuals=False)
+  return ys, carry
 
 
 def _remat_fwd(k, reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0,
@@ -70,7 +72,8 @@ def _remat_fwd(k, reverse, unroll, compute_dtype, precision, params, xs, mask, h
 
   def segment(carry, inputs):
     x_s, m_s, zh_s, zc_s = inputs
-    ys, carry_out, _ = scan_forward(params, x_s, m_s, *carry, (regs[0], zh_s, zc_s), **opts)
+    ys, carry_out, _ = scan_forward(params, x_s, m_s, *carry, (regs[0], zh_s, zc_s),
+                                    save_residuals=False, **opts)
     return carry_out, (ys, carry)
 
   (h_n, c_n), (ys, (h_starts, c_starts)) = jax.lax.scan(

@@ -114,7 +114,7 @@ def lstm_layer_scan(
 
 
 def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dtype,
-                 precision):
+                 precision, save_residuals=True):
   """The forward recurrence over all T steps of `xs`.
 
   Args: as `lstm_layer_scan` (mask may be None; regs = (r [B,H] | None,
@@ -122,7 +122,9 @@ def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dty
 
   Returns:
     ys [T, B, H], (h_n, c_n) and the residuals (gates [T, B, 4H] activated,
-    hs [T, B, H], cs [T, B, H] the carries after each step).
+    hs [T, B, H], cs [T, B, H] the carries after each step); with
+    ``save_residuals=False`` (a pass that is not differentiated) the scan
+    writes only h per step and the residuals are None.
   """
   T, B, D = xs.shape
   rmask, zh, zc = regs
@@ -143,12 +145,13 @@ def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dty
     if m_t is not None:
       h_new = jnp.where(m_t[:, None], h_new, h)
       c_new = jnp.where(m_t[:, None], c_new, c)
-    return (h_new, c_new), (gates, h_new, c_new)
+    return (h_new, c_new), ((gates, h_new, c_new) if save_residuals else h_new)
 
-  (h_n, c_n), (gates, hs, cs) = jax.lax.scan(
+  (h_n, c_n), out = jax.lax.scan(
       step, (h0, c0), (xp, mask, zh, zc), reverse=reverse, unroll=unroll)
+  hs = out[1] if save_residuals else out
   ys = hs if mask is None else jnp.where(mask[:, :, None], hs, jnp.zeros((), hs.dtype))
-  return ys, (h_n, c_n), (gates, hs, cs)
+  return ys, (h_n, c_n), (out if save_residuals else None)
 
 
 def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
@@ -236,9 +239,10 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
 def _scan(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
-  out, _ = _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0,
-                     regs)
-  return out
+  ys, carry, _ = scan_forward(params, xs, mask, h0, c0, regs, reverse=reverse, unroll=unroll,
+                              compute_dtype=compute_dtype, precision=precision,
+                              save_residuals=False)
+  return ys, carry
 
 
 def _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
