@@ -13,7 +13,9 @@ step (forward, backward and Adam update) precisely:
 
 Models: the LSTM on each backend (``scan``: fused scan with a hand-written
 backward; ``reference``: a plain ``lax.scan`` of `lstm_step` differentiated
-by JAX), each with ``unroll`` 1 and 4, and a causal pre-LN Transformer (one
+by JAX), each with ``unroll`` 1 and 4, the scan in the ``remat_every=32``
+memory mode (carries saved every 32 steps, segments recomputed in the
+backward), and a causal pre-LN Transformer (one
 block, two heads) whose width is chosen by `lstmx.models.match_size` to the
 LSTM's parameter count at the same H. Time and memory are fitted as power laws in T (log-log
 slopes); the crossover is the length where the Transformer's step becomes
@@ -58,6 +60,9 @@ LSTMS = {  # label -> overrides; the Transformer is sized per hidden size (`tran
     "lstm_reference": {"model.kind": "lstm", "model.backend": "reference", "model.unroll": 1},
     "lstm_reference_u4": {"model.kind": "lstm", "model.backend": "reference",
                           "model.unroll": 4},
+    # Memory mode: nested checkpointing, carries saved every 32 steps (lstmx.remat).
+    "lstm_scan_remat32": {"model.kind": "lstm", "model.backend": "scan", "model.unroll": 1,
+                          "model.remat_every": 32},
 }
 MODELS = (*LSTMS, "transformer")
 # Two heads: widths in steps of 2 let `match_size` meet small budgets (H=32) within 10 %.
@@ -123,10 +128,12 @@ def presets() -> dict[str, Preset]:
   # scores and their gradients already take about 20 GB.
   full = {**{m: [16, 64, 256, 1024, 4096] for m in LSTMS},
           "lstm_scan": [16, 64, 256, 1024, 4096, 8192, 16384],
+          "lstm_scan_remat32": [16, 64, 256, 1024, 4096, 8192, 16384],
           "lstm_reference": [16, 64, 256, 1024, 4096, 8192, 16384],
           "transformer": [16, 64, 256, 1024, 2048]}
   return {
-      "tiny": Preset(tiny, sweep({"lstm_scan": [8, 16], "transformer": [8, 16]}, 32, 8,
+      "tiny": Preset(tiny, sweep({"lstm_scan": [8, 16], "lstm_scan_remat32": [16],
+                                  "transformer": [8, 16]}, 32, 8,
                                  at_length=8, size_models=("lstm_scan",), device_batch=8)),
       "quick": Preset(b, sweep(quick, 64, 32, hiddens=[32, 128, 256], batches=[8, 128],
                                at_length=128, device_batch=64)),

@@ -60,6 +60,10 @@ _LAYERS: dict[Backend, Callable] = {
     Backend.CUDNN: lstm_layer_cudnn,
 }
 
+# Backends whose layer takes ``remat_every`` (nested checkpointing, `lstmx.remat`);
+# the reference accepts and ignores it.
+REMAT_BACKENDS = frozenset({Backend.SCAN, Backend.REFERENCE})
+
 
 def _model_parallel() -> bool:
   """True under an ambient mesh (`jax.set_mesh`) whose ``model`` axis has > 1 device."""

@@ -36,6 +36,37 @@ def activate(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   return jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
 
 
+def _sigmoid_blocks(like: jax.Array) -> jax.Array:
+  """[1, ..., 4H] for `like` [..., 4H]: 1 on the sigmoid gates (i, f, o), 0 on g."""
+  k = jnp.repeat(jnp.asarray([1, 1, 0, 1], like.dtype), like.shape[-1] // 4)
+  return k.reshape((1,) * (like.ndim - 1) + k.shape)
+
+
+def activate_fused(z: jax.Array) -> jax.Array:
+  """All four activated gates [..., 4H] from z [..., 4H] with a single tanh.
+
+  With k = 1 on the sigmoid blocks (i, f, o) and 0 on g, s = 1 - k/2:
+
+      gates = s * tanh(s * z) + k / 2
+
+  since sigmoid(x) = (tanh(x / 2) + 1) / 2. One transcendental over [B, 4H]
+  instead of three sigmoids and a tanh on split blocks, and no concatenate;
+  equal to `activate` up to rounding.
+  """
+  k = _sigmoid_blocks(z)
+  s = 1 - k / 2
+  return s * jnp.tanh(s * z) + k / 2
+
+
+def gate_derivative(gates: jax.Array) -> jax.Array:
+  """d gates / d z [..., 4H] from the activated gates y = `activate_fused(z)`.
+
+      y (1 - y) on i, f, o;    1 - y^2 on g;    i.e.  y (k - y) + (1 - k).
+  """
+  k = _sigmoid_blocks(gates)
+  return gates * (k - gates) + (1 - k)
+
+
 def cell_update(z: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(h_t, c_t) from fused pre-activations z [B, 4H] and c_{t-1} [B, H]."""
   i, f, g, o = activate(z)

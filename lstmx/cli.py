@@ -1,6 +1,7 @@
 """The ``lstmx`` command line: thin, it parses arguments and calls library functions.
 
     lstmx train EXPERIMENT_FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
+    lstmx bench [--grid B,T,H ...] [--bf16] [--memory] [--json F] [--markdown F]
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def resolve_config(spec: str, sets: list[str]) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == ["bench"]:  # its own parser: `lstmx bench --help`
+    from lstmx import bench
+    return bench.main(argv[1:])
   ap = argparse.ArgumentParser(prog="lstmx", description="lstmx command line")
   sub = ap.add_subparsers(dest="command", required=True)
   tr = sub.add_parser("train", help="train one config; rerun to resume")
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
   tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
   tr.add_argument("--num-processes", type=int)
   tr.add_argument("--process-id", type=int)
+  sub.add_parser("bench", help="time one LSTM layer against its peers (lstmx.bench)")
   rp = sub.add_parser("report", help="(re)write the report of an experiment's output directory")
   rp.add_argument("out_dir")
   args = ap.parse_args(argv)

@@ -38,6 +38,7 @@ class ModelConfig:
   chrono_max_length: int | None = None  # lstm
   backend: str = "auto"  # lstm
   unroll: int = 1  # lstm, gru
+  remat_every: int | None = None  # lstm: nested checkpointing every k steps (lstmx.remat)
   compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
   # LSTM regularizers (lstmx.Regularization; off by default). AR/TAR weights
   # are in it too; the training step adds their penalty to the loss.

@@ -34,6 +34,7 @@ def lstm(
     key: jax.Array | None = None,
     deterministic: bool | None = None,
     return_penalties: bool = False,
+    remat_every: int | None = None,
 ):
   """Runs a stacked, optionally bidirectional LSTM over a batch of sequences.
 
@@ -80,6 +81,9 @@ def lstm(
       `ar_penalty` of y (after output dropout) and `tar_penalty` of the last
       layer's raw output (before output dropout), over valid steps, and
       ``loss = reg.ar * ar + reg.tar * tar`` to add to the training loss.
+    remat_every: memory mode of the layer kernel for long sequences: None saves
+      every step's residuals; k saves only the carries every k steps and
+      recomputes each segment in the backward (see `lstmx.remat`; k ~ sqrt(T)).
 
   Returns:
     y: [B, T, num_directions * H] outputs of the last layer.
@@ -111,10 +115,16 @@ def lstm(
     h0, c0 = validate.check_state(initial_state, (L * num_dirs, B, H))
     h0, c0 = h0.astype(dtype), c0.astype(dtype)
   masks = _masks(regularization, key, deterministic, params, T, B)
-  layer = backends.layer_fn(
-      backend, dtype=dtype, compute_dtype=compute_dtype, precision=precision,
-      regularized=any(m.recurrent is not None or m.zoneout_h is not None
-                      or m.zoneout_c is not None for ms in masks.layers for m in ms))
+  facts = dict(dtype=dtype, compute_dtype=compute_dtype, precision=precision,
+               regularized=any(m.recurrent is not None or m.zoneout_h is not None
+                               or m.zoneout_c is not None for ms in masks.layers for m in ms))
+  layer = backends.layer_fn(backend, **facts)
+  # Passed only when set, so backends without memory modes keep their signature.
+  remat = {} if remat_every is None else {"remat_every": remat_every}
+  if remat and backends.resolve(backend, **facts) not in backends.REMAT_BACKENDS:
+    raise ValueError(f"remat_every is supported by the backends "
+                     f"{sorted(b.value for b in backends.REMAT_BACKENDS)}; got "
+                     f"backend={backends.resolve(backend, **facts).value!r}")
 
   inputs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)
   inputs = apply_mask(inputs, masks.input)
@@ -131,7 +141,7 @@ def lstm(
       ys, (h, c) = layer(p, inputs, mask, h0[k], c0[k], reverse=d == 1,
                          unroll=unroll, compute_dtype=compute_dtype,
                          precision=precision, recurrent_mask=m.recurrent,
-                         zoneout_h=m.zoneout_h, zoneout_c=m.zoneout_c)
+                         zoneout_h=m.zoneout_h, zoneout_c=m.zoneout_c, **remat)
       outs.append(ys)
       h_n.append(h)
       c_n.append(c)

@@ -42,7 +42,8 @@ class LSTM(nnx.Module):
   def __init__(self, in_features: int, hidden_size: int, *, num_layers: int = 1,
                bidirectional: bool = False, init: str = "forget_bias",
                chrono_max_length: int | None = None, backend: str = "auto",
-               unroll: int = 1, compute_dtype=None, param_dtype=jnp.float32,
+               unroll: int = 1, remat_every: int | None = None, compute_dtype=None,
+               param_dtype=jnp.float32,
                regularization: Regularization | None = None,
                deterministic: bool | None = None, rngs: nnx.Rngs):
     self.in_features = in_features
@@ -51,6 +52,7 @@ class LSTM(nnx.Module):
     self.num_directions = 2 if bidirectional else 1
     self.backend = backend
     self.unroll = unroll
+    self.remat_every = remat_every
     self.compute_dtype = compute_dtype
     if regularization is not None and not isinstance(regularization, Regularization):
       raise TypeError(f"regularization: expected lstmx.Regularization or None; got "
@@ -109,7 +111,8 @@ class LSTM(nnx.Module):
     if reg is not None and reg.needs_mode and deterministic is False:
       key = _dropout_key(rngs if rngs is not None else self.rngs)
     return lstm(self.params, x, seq_lengths=seq_lengths, initial_state=initial_state,
-                backend=self.backend, unroll=self.unroll, compute_dtype=self.compute_dtype,
+                backend=self.backend, unroll=self.unroll, remat_every=self.remat_every,
+                compute_dtype=self.compute_dtype,
                 regularization=reg, key=key, deterministic=deterministic,
                 return_penalties=return_penalties)
 

@@ -42,6 +42,7 @@ def lstm_layer_reference(
     recurrent_mask: jax.Array | None = None,
     zoneout_h: jax.Array | None = None,
     zoneout_c: jax.Array | None = None,
+    remat_every: int | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   """One layer, one direction, time-major.
 
@@ -54,6 +55,8 @@ def lstm_layer_reference(
     recurrent_mask: optional [B, H] multiplying h_{t-1} in the recurrent matmul.
     zoneout_h, zoneout_c: optional zoneout weights broadcastable to [T, B, H]
       (0/1 in training, the rate in evaluation).
+    remat_every: accepted for the contract and ignored: the oracle lets autodiff
+      save every residual.
 
   Returns:
     ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].

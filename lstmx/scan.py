@@ -5,11 +5,15 @@ Forward, for one layer and direction (time-major):
   1. one GEMM for the input projection of every step:
      ``xp = xs.reshape(T*B, D) @ w_ih + b``  ->  [T, B, 4H];
   2. a `lax.scan` whose step is one fused [B, H] x [H, 4H] GEMM plus the cell's
-     pointwise math (see `lstmx.cell`).
+     pointwise math, with all four gates activated by one tanh over [B, 4H]
+     (`lstmx.cell.activate_fused`).
 
 Residuals kept for the backward: the activated gates [T, B, 4H], the carried
 cell state c_t [T, B, H] and the carried hidden state h_t [T, B, H], i.e.
-6*T*B*H values (plus the inputs, which the caller holds anyway).
+6*T*B*H values (plus the inputs, which the caller holds anyway). Without a
+mask the outputs are the carried h_t themselves, so ys and the h residual share
+one buffer. For long sequences, ``remat_every=k`` (`lstmx.remat`) keeps only
+the carries at every k-th step and recomputes each segment in the backward.
 
 Backward: one reverse scan over the recurrence computes the pre-activation
 gradients dz_t [T, B, 4H] (one [B, 4H] x [4H, H] GEMM per step):
@@ -18,6 +22,7 @@ gradients dz_t [T, B, 4H] (one [B, 4H] x [4H, H] GEMM per step):
     dc   = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
     dz_i = dc * g * i (1 - i)        dz_f = dc * c_{t-1} * f (1 - f)
     dz_g = dc * i * (1 - g^2)        dz_o = dh * tanh(c_t) * o (1 - o)
+    (computed as [dc g, dc c_{t-1}, dc i, dh tanh(c_t)] * `gate_derivative`)
     dh_{t-1} = dz_t @ w_hh^T,        dc_{t-1} = dc * f
 
 and then the parameter and input gradients as single GEMMs over all T*B rows:
@@ -49,7 +54,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lstmx.cell import activate, matmul, zoneout_mix
+from lstmx.cell import activate_fused, gate_derivative, matmul, zoneout_mix
 from lstmx.params import LSTMParams
 
 
@@ -67,6 +72,7 @@ def lstm_layer_scan(
     recurrent_mask: jax.Array | None = None,
     zoneout_h: jax.Array | None = None,
     zoneout_c: jax.Array | None = None,
+    remat_every: int | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
   """One layer, one direction, time-major; same contract as `lstm_layer_reference`.
 
@@ -83,29 +89,43 @@ def lstm_layer_scan(
     recurrent_mask: optional [B, H] multiplying h_{t-1} in the recurrent matmul.
     zoneout_h, zoneout_c: optional zoneout weights broadcastable to [T, B, H]
       (0/1 in training, the rate in evaluation).
+    remat_every: None saves every step's residuals (fastest); an int k saves
+      only the carries at every k-th step and recomputes each k-step segment in
+      the backward (`lstmx.remat`): residual memory O(T/k + k) steps instead of
+      O(T), for about one extra forward pass.
 
   Returns:
     ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].
   """
-  if mask is None:
-    mask = jnp.ones(xs.shape[:2], bool)
   if recurrent_mask is not None:
     recurrent_mask = jnp.asarray(recurrent_mask, h0.dtype)
   zh, zc = (None if z is None
             else jnp.broadcast_to(jnp.asarray(z, h0.dtype), xs.shape[:2] + h0.shape[-1:])
             for z in (zoneout_h, zoneout_c))
   regs = (recurrent_mask, zh, zc)
+  if remat_every is not None:
+    if not isinstance(remat_every, int) or remat_every < 1:
+      raise ValueError(f"remat_every must be None or a positive int; got {remat_every!r}")
+    if remat_every < xs.shape[0]:
+      from lstmx.remat import remat_scan  # lstmx.remat builds on this module
+      return remat_scan(remat_every, reverse, unroll, compute_dtype, precision, params, xs,
+                        mask, h0, c0, regs)
   return _scan(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _scan(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
-  out, _ = _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0,
-                     regs)
-  return out
+def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dtype,
+                 precision, save_residuals=True):
+  """The forward recurrence over all T steps of `xs`.
 
+  Args: as `lstm_layer_scan` (mask may be None; regs = (r [B,H] | None,
+    zh [T,B,H] | None, zc [T,B,H] | None)).
 
-def _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
+  Returns:
+    ys [T, B, H], (h_n, c_n) and the residuals (gates [T, B, 4H] activated,
+    hs [T, B, H], cs [T, B, H] the carries after each step); with
+    ``save_residuals=False`` (a pass that is not differentiated) the scan
+    writes only h per step and the residuals are None.
+  """
   T, B, D = xs.shape
   rmask, zh, zc = regs
   w_hh = params.w_hh if compute_dtype is None else params.w_hh.astype(compute_dtype)
@@ -116,19 +136,22 @@ def _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c
     h, c = carry
     xp_t, m_t, zh_t, zc_t = inputs
     h_in = h if rmask is None else h * rmask
-    z = xp_t + matmul(h_in, w_hh, compute_dtype, precision)
-    i, f, g, o = activate(z)
+    gates = activate_fused(xp_t + matmul(h_in, w_hh, compute_dtype, precision))
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
     c_new = f * c + i * g
     h_new = o * jnp.tanh(c_new)
-    m = m_t[:, None]
-    h = jnp.where(m, zoneout_mix(zh_t, h, h_new), h)
-    c = jnp.where(m, zoneout_mix(zc_t, c, c_new), c)
-    return (h, c), (jnp.concatenate([i, f, g, o], axis=-1), h, c)
+    h_new = zoneout_mix(zh_t, h, h_new)
+    c_new = zoneout_mix(zc_t, c, c_new)
+    if m_t is not None:
+      h_new = jnp.where(m_t[:, None], h_new, h)
+      c_new = jnp.where(m_t[:, None], c_new, c)
+    return (h_new, c_new), ((gates, h_new, c_new) if save_residuals else h_new)
 
-  (h_n, c_n), (gates, hs, cs) = jax.lax.scan(
+  (h_n, c_n), out = jax.lax.scan(
       step, (h0, c0), (xp, mask, zh, zc), reverse=reverse, unroll=unroll)
-  ys = jnp.where(mask[:, :, None], hs, jnp.zeros((), hs.dtype))
-  return (ys, (h_n, c_n)), (params, xs, mask, h0, c0, regs, gates, hs, cs)
+  hs = out[1] if save_residuals else out
+  ys = hs if mask is None else jnp.where(mask[:, :, None], hs, jnp.zeros((), hs.dtype))
+  return ys, (h_n, c_n), (out if save_residuals else None)
 
 
 def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
@@ -138,10 +161,18 @@ def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
   return jnp.concatenate([first[None], seq[:-1]], axis=0)
 
 
-def _scan_bwd(reverse, unroll, compute_dtype, precision, residuals, cotangents):
-  params, xs, mask, h0, c0, regs, gates, hs, cs = residuals
+def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *, reverse,
+                  unroll, compute_dtype, precision):
+  """The reverse recurrence for dZ, then the parameter and input gradients as GEMMs.
+
+  Args: the inputs of `scan_forward`, its residuals (gates, hs, cs), and the
+    cotangents dys [T, B, H], dh_n, dc_n [B, H].
+
+  Returns:
+    (dparams `LSTMParams`, dxs [T, B, D], dh0 [B, H], dc0 [B, H]).
+  """
+  gates, hs, cs = residuals
   rmask, zh, zc = regs
-  dys, (dh_n, dc_n) = cotangents
   T, B, D = xs.shape
   H = h0.shape[-1]
   w_hh_t = params.w_hh.T
@@ -157,31 +188,31 @@ def _scan_bwd(reverse, unroll, compute_dtype, precision, residuals, cotangents):
   def step(carry, inputs):
     dh_next, dc_next = carry
     dy, gt, c_new_t, c_p, m_t, zh_t, zc_t = inputs
-    m = m_t[:, None]
-    i, f, g, o = jnp.split(gt, 4, axis=-1)
     zero = jnp.zeros((), dh_next.dtype)
-    dh = jnp.where(m, dh_next + dy, zero)
-    dc = jnp.where(m, dc_next, zero)
+    dh = dh_next + dy
+    dc = dc_next
+    if m_t is not None:
+      m = m_t[:, None]
+      dh = jnp.where(m, dh, zero)
+      dc = jnp.where(m, dc, zero)
+    i, f, g, o = jnp.split(gt, 4, axis=-1)
     dh_new = dh if zh_t is None else (1 - zh_t) * dh
     dc_new = dc if zc_t is None else (1 - zc_t) * dc
     tc = jnp.tanh(c_new_t)
     dc_new = dc_new + dh_new * o * (1 - tc * tc)
-    dz = jnp.concatenate([
-        dc_new * g * i * (1 - i),
-        dc_new * c_p * f * (1 - f),
-        dc_new * i * (1 - g * g),
-        dh_new * tc * o * (1 - o),
-    ], axis=-1)
+    dgates = jnp.concatenate([dc_new * g, dc_new * c_p, dc_new * i, dh_new * tc], axis=-1)
+    dz = dgates * gate_derivative(gt)
     dh_prev = matmul(dz, w_hh_t, compute_dtype, precision)
     if rmask is not None:
       dh_prev = dh_prev * rmask
     if zh_t is not None:
       dh_prev = dh_prev + zh_t * dh
-    dh_prev = dh_prev + jnp.where(m, zero, dh_next)
     dc_prev = dc_new * f
     if zc_t is not None:
       dc_prev = dc_prev + zc_t * dc
-    dc_prev = dc_prev + jnp.where(m, zero, dc_next)
+    if m_t is not None:
+      dh_prev = dh_prev + jnp.where(m, zero, dh_next)
+      dc_prev = dc_prev + jnp.where(m, zero, dc_next)
     return (dh_prev, dc_prev), dz
 
   (dh0, dc0), dzs = jax.lax.scan(
@@ -203,8 +234,32 @@ def _scan_bwd(reverse, unroll, compute_dtype, precision, residuals, cotangents):
       w_hh=dw_hh.astype(params.w_hh.dtype),
       b=db.astype(params.b.dtype),
   )
+  return dparams, dxs.astype(xs.dtype), dh0.astype(h0.dtype), dc0.astype(c0.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _scan(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
+  ys, carry, _ = scan_forward(params, xs, mask, h0, c0, regs, reverse=reverse, unroll=unroll,
+                              compute_dtype=compute_dtype, precision=precision,
+                              save_residuals=False)
+  return ys, carry
+
+
+def _scan_fwd(reverse, unroll, compute_dtype, precision, params, xs, mask, h0, c0, regs):
+  ys, carry, residuals = scan_forward(params, xs, mask, h0, c0, regs, reverse=reverse,
+                                      unroll=unroll, compute_dtype=compute_dtype,
+                                      precision=precision)
+  return (ys, carry), (params, xs, mask, h0, c0, regs, residuals)
+
+
+def _scan_bwd(reverse, unroll, compute_dtype, precision, saved, cotangents):
+  params, xs, mask, h0, c0, regs, residuals = saved
+  dys, (dh_n, dc_n) = cotangents
+  dparams, dxs, dh0, dc0 = scan_backward(
+      params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, reverse=reverse,
+      unroll=unroll, compute_dtype=compute_dtype, precision=precision)
   # The masks and regularization weights are constants: zero cotangents.
-  return dparams, dxs.astype(xs.dtype), None, dh0.astype(h0.dtype), dc0.astype(c0.dtype), None
+  return dparams, dxs, None, dh0, dc0, None
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)

@@ -20,7 +20,8 @@ class LSTMSequenceModel(nnx.Module):
     self.lstm = LSTM(input_size, cfg.hidden_size, num_layers=cfg.num_layers,
                      bidirectional=cfg.bidirectional, init=cfg.init,
                      chrono_max_length=cfg.chrono_max_length, backend=cfg.backend,
-                     unroll=cfg.unroll, compute_dtype=compute_dtype, regularization=reg,
+                     unroll=cfg.unroll, remat_every=cfg.remat_every,
+                     compute_dtype=compute_dtype, regularization=reg,
                      deterministic=True, rngs=rngs)
     width = cfg.hidden_size * (2 if cfg.bidirectional else 1)
     self.head = nnx.Linear(width, output_size, rngs=rngs)
