@@ -15,9 +15,11 @@ Models: the LSTM on each backend (``scan``: fused scan with a hand-written
 backward; ``reference``: a plain ``lax.scan`` of `lstm_step` differentiated
 by JAX), each with ``unroll`` 1 and 4, the scan in the ``remat_every=32``
 memory mode (carries saved every 32 steps, segments recomputed in the
-backward), and a causal pre-LN Transformer (one
-block, two heads) whose width is chosen by `lstmx.models.match_size` to the
-LSTM's parameter count at the same H. Time and memory are fitted as power laws in T (log-log
+backward), in the full preset also the ``pallas`` and ``cudnn`` kernels (a
+GPU; elsewhere those trials record their failure), and a causal pre-LN
+Transformer (one block, two heads) whose width is chosen by
+`lstmx.models.match_size` to the LSTM's parameter count at the same H.
+Time and memory are fitted as power laws in T (log-log
 slopes); the crossover is the length where the Transformer's step becomes
 slower than the LSTM's (attention's T^2 against the recurrence's T).
 Throughput against device count: data-parallel steps (`lstmx.sharding`) on
@@ -64,7 +66,13 @@ LSTMS = {  # label -> overrides; the Transformer is sized per hidden size (`tran
     "lstm_scan_remat32": {"model.kind": "lstm", "model.backend": "scan", "model.unroll": 1,
                           "model.remat_every": 32},
 }
-MODELS = (*LSTMS, "transformer")
+# Accelerator kernels, in the full preset only (a GPU): the Pallas fused recurrence
+# (interpret mode on a CPU, which measures the interpreter) and cuDNN (NVIDIA only).
+ACCELERATED = {
+    "lstm_pallas": {"model.kind": "lstm", "model.backend": "pallas", "model.unroll": 1},
+    "lstm_cudnn": {"model.kind": "lstm", "model.backend": "cudnn", "model.unroll": 1},
+}
+MODELS = (*LSTMS, *ACCELERATED, "transformer")
 # Two heads: widths in steps of 2 let `match_size` meet small budgets (H=32) within 10 %.
 TRANSFORMER = ModelConfig(kind="transformer", num_heads=2)
 
@@ -98,7 +106,7 @@ def trial(model: str, length: int, hidden: int, batch: int, devices: bool = Fals
     ov.update({"model.kind": "transformer", "model.num_heads": TRANSFORMER.num_heads,
                "model.hidden_size": transformer_width(hidden)})
   else:
-    ov.update({**LSTMS[model], "model.hidden_size": hidden})
+    ov.update({**{**LSTMS, **ACCELERATED}[model], "model.hidden_size": hidden})
   if devices:
     ov.update({"meta.study": "devices", "sharding.preset": "data_parallel"})
   return ov
@@ -129,6 +137,7 @@ def presets() -> dict[str, Preset]:
   full = {**{m: [16, 64, 256, 1024, 4096] for m in LSTMS},
           "lstm_scan": [16, 64, 256, 1024, 4096, 8192, 16384],
           "lstm_scan_remat32": [16, 64, 256, 1024, 4096, 8192, 16384],
+          **{m: [16, 64, 256, 1024, 4096, 8192, 16384] for m in ACCELERATED},
           "lstm_reference": [16, 64, 256, 1024, 4096, 8192, 16384],
           "transformer": [16, 64, 256, 1024, 2048]}
   return {
