@@ -85,7 +85,6 @@ def lstm_layer_hidden_parallel(
     mask = jnp.ones((T, B), bool)
   zs = [None if z is None else jnp.broadcast_to(jnp.asarray(z, h0.dtype), (T, B, H))
         for z in (zoneout_h, zoneout_c)]
-  r = jnp.ones((B, H), h0.dtype) if recurrent_mask is None else recurrent_mask
   # Unit-major views: column g*H + u -> [g, u].
   w_ih = params.w_ih.reshape(D, 4, H)
   w_hh = params.w_hh.reshape(H, 4, H)
@@ -102,7 +101,8 @@ def lstm_layer_hidden_parallel(
     def step(carry, inp):
       h_full, c = carry
       xp_t, m_t, zh_t, zc_t = inp
-      z = xp_t + matmul(h_full * r, w_hh, compute_dtype, precision)
+      h_in = h_full if r is None else h_full * r
+      z = xp_t + matmul(h_in, w_hh, compute_dtype, precision)
       zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
       c_new = jax.nn.sigmoid(zf) * c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
       h_new = jax.nn.sigmoid(zo) * jnp.tanh(c_new)
@@ -120,9 +120,10 @@ def lstm_layer_hidden_parallel(
 
   full = P(None, data, None)
   specs = (P(None, None, MODEL), P(None, None, MODEL), P(None, MODEL), full, P(None, data),
-           P(data, None), P(data, None), P(data, None),
+           P(data, None), P(data, None),
+           None if recurrent_mask is None else P(data, None),
            None if zs[0] is None else full, None if zs[1] is None else full)
   out = (P(None, data, MODEL), P(data, MODEL), P(data, MODEL))
-  ys, h_n, c_n = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out,
-                               check_vma=False)(w_ih, w_hh, b, xs, mask, h0, c0, r, *zs)
+  layer = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out, check_vma=False)
+  ys, h_n, c_n = layer(w_ih, w_hh, b, xs, mask, h0, c0, recurrent_mask, *zs)
   return ys, (h_n, c_n)

@@ -118,13 +118,14 @@ def lstm(
   facts = dict(dtype=dtype, compute_dtype=compute_dtype, precision=precision,
                regularized=any(m.recurrent is not None or m.zoneout_h is not None
                                or m.zoneout_c is not None for ms in masks.layers for m in ms))
-  layer = backends.layer_fn(backend, **facts)
+  chosen = backends.resolve(backend, **facts)
+  layer = backends.layer_fn(chosen)
   # Passed only when set, so backends without memory modes keep their signature.
   remat = {} if remat_every is None else {"remat_every": remat_every}
-  if remat and backends.resolve(backend, **facts) not in backends.REMAT_BACKENDS:
+  if remat and chosen not in backends.REMAT_BACKENDS:
     raise ValueError(f"remat_every is supported by the backends "
                      f"{sorted(b.value for b in backends.REMAT_BACKENDS)}; got "
-                     f"backend={backends.resolve(backend, **facts).value!r}")
+                     f"backend={chosen.value!r}")
 
   inputs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)
   inputs = apply_mask(inputs, masks.input)
