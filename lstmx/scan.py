@@ -3,20 +3,29 @@
 Forward, for one layer and direction (time-major):
 
   1. one GEMM for the input projection of every step:
-     ``xp = xs.reshape(T*B, D) @ w_ih + b``  ->  [T, B, 4H];
+     ``xp = xs.reshape(T*B, D) @ w_ih``  ->  [T, B, 4H] (b is added in the step);
   2. a `lax.scan` whose step is one fused [B, H] x [H, 4H] GEMM plus the cell's
      pointwise math, with all four gates activated by one tanh over [B, 4H]
      (`lstmx.cell.activate_fused`).
 
-Residuals kept for the backward: the activated gates [T, B, 4H], the carried
-cell state c_t [T, B, H] and the carried hidden state h_t [T, B, H], i.e.
-6*T*B*H values (plus the inputs, which the caller holds anyway). Without a
-mask the outputs are the carried h_t themselves, so ys and the h residual share
-one buffer. For long sequences, ``remat_every=k`` (`lstmx.remat`) keeps only
-the carries at every k-th step and recomputes each segment in the backward.
+Residuals kept for the backward: the activated gates [T, B, 4H], written over
+xp in its own buffer, the carried hidden state h_t [T, B, H] and the cell
+state entering each step c_{t-1} [T, B, H], i.e. 6*T*B*H values (plus the
+inputs, which the caller holds anyway); tanh(c_t) is recomputed in the
+backward. Without a mask the outputs are the carried h_t themselves, so ys and
+the h residual share one buffer. For long sequences, ``remat_every=k``
+(`lstmx.remat`) keeps only the carries at every k-th step and recomputes each
+segment in the backward.
+
+Memory is speed on a CPU: XLA allocates a program's temporaries as one arena
+per call, and an arena above glibc's mmap threshold (32 MiB at most) comes
+back as fresh pages every call, each first touch a page fault. Hence the
+in-place buffers: the forward writes gates[t] over xp[t], the backward writes
+dz_t over gates[t] (docs/performance.md has the measurements).
 
 Backward: one reverse scan over the recurrence computes the pre-activation
-gradients dz_t [T, B, 4H] (one [B, 4H] x [4H, H] GEMM per step):
+gradients dz_t [T, B, 4H] (one [B, 4H] x [4H, H] GEMM per step), in place of
+the gates:
 
     dh   = dy_t + dh_{t+1}                     (only where the step is valid)
     dc   = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
@@ -36,8 +45,9 @@ Regularization (optional, see `lstmx.regularization`): a recurrent-dropout
 mask r [B, H] multiplies h_{t-1} in the recurrent matmul, and zoneout weights
 zh, zc [T, B, H] mix the new state with the old one,
 ``h_t = zh h_{t-1} + (1 - zh) h_new``, ``c_t = zc c_{t-1} + (1 - zc) c_new``.
-The residuals stay the same; the backward recomputes c_new = f c_{t-1} + i g
-when zc is given, and at a valid step becomes
+The residuals stay the same (the backward always recomputes
+c_new = f c_{t-1} + i g, which zoneout makes differ from c_t), and at a valid
+step the backward becomes
 
     dh_new = (1 - zh) dh,      dc_new = (1 - zc) dc + dh_new * o * (1 - tanh(c_new)^2)
     dz as above with (dh_new, dc_new, tanh(c_new)) in place of (dh, dc, tanh(c_t))
@@ -122,21 +132,22 @@ def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dty
 
   Returns:
     ys [T, B, H], (h_n, c_n) and the residuals (gates [T, B, 4H] activated,
-    hs [T, B, H], cs [T, B, H] the carries after each step); with
-    ``save_residuals=False`` (a pass that is not differentiated) the scan
-    writes only h per step and the residuals are None.
+    hs [T, B, H] the h carried out of each step, c_prev [T, B, H] the c
+    carried into each step); with ``save_residuals=False`` (a pass that is not
+    differentiated) the scan writes only h per step and the residuals are None.
   """
   T, B, D = xs.shape
   rmask, zh, zc = regs
   w_hh = params.w_hh if compute_dtype is None else params.w_hh.astype(compute_dtype)
+  # The bias is added inside the step, where the gate fusion reads xp_t anyway:
+  # adding it here would be one more pass over [T, B, 4H].
+  b = params.b.astype(h0.dtype)[None, :]
   xp = matmul(xs.reshape(T * B, D), params.w_ih, compute_dtype, precision)
-  xp = (xp + params.b[None, :]).reshape(T, B, -1).astype(h0.dtype)
+  xp = xp.reshape(T, B, -1).astype(h0.dtype)
 
-  def step(carry, inputs):
-    h, c = carry
-    xp_t, m_t, zh_t, zc_t = inputs
+  def cell(h, c, xp_t, m_t, zh_t, zc_t):
     h_in = h if rmask is None else h * rmask
-    gates = activate_fused(xp_t + matmul(h_in, w_hh, compute_dtype, precision))
+    gates = activate_fused(xp_t + b + matmul(h_in, w_hh, compute_dtype, precision))
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c_new = f * c + i * g
     h_new = o * jnp.tanh(c_new)
@@ -145,13 +156,31 @@ def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dty
     if m_t is not None:
       h_new = jnp.where(m_t[:, None], h_new, h)
       c_new = jnp.where(m_t[:, None], c_new, c)
-    return (h_new, c_new), ((gates, h_new, c_new) if save_residuals else h_new)
+    return gates, h_new, c_new
 
-  (h_n, c_n), out = jax.lax.scan(
-      step, (h0, c0), (xp, mask, zh, zc), reverse=reverse, unroll=unroll)
-  hs = out[1] if save_residuals else out
+  if not save_residuals:
+    def step(carry, inputs):
+      _, h_new, c_new = cell(*carry, *inputs)
+      return (h_new, c_new), h_new
+    (h_n, c_n), hs = jax.lax.scan(
+        step, (h0, c0), (xp, mask, zh, zc), reverse=reverse, unroll=unroll)
+    residuals = None
+  else:
+    # The activated gates overwrite the projection in its own buffer (step t
+    # reads xp[t] only to compute gates[t]), so XLA updates it in place: no
+    # second [T, B, 4H] buffer, and none to zero-fill.
+    def step(carry, inputs):
+      h, c, buf = carry
+      t, m_t, zh_t, zc_t = inputs
+      xp_t = jax.lax.dynamic_index_in_dim(buf, t, 0, keepdims=False)
+      gates, h_new, c_new = cell(h, c, xp_t, m_t, zh_t, zc_t)
+      buf = jax.lax.dynamic_update_index_in_dim(buf, gates, t, 0)
+      return (h_new, c_new, buf), (h_new, c)
+    (h_n, c_n, gates), (hs, c_prevs) = jax.lax.scan(
+        step, (h0, c0, xp), (jnp.arange(T), mask, zh, zc), reverse=reverse, unroll=unroll)
+    residuals = (gates, hs, c_prevs)
   ys = hs if mask is None else jnp.where(mask[:, :, None], hs, jnp.zeros((), hs.dtype))
-  return ys, (h_n, c_n), (out if save_residuals else None)
+  return ys, (h_n, c_n), residuals
 
 
 def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
@@ -165,29 +194,26 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
                   unroll, compute_dtype, precision):
   """The reverse recurrence for dZ, then the parameter and input gradients as GEMMs.
 
-  Args: the inputs of `scan_forward`, its residuals (gates, hs, cs), and the
-    cotangents dys [T, B, H], dh_n, dc_n [B, H].
+  Args: the inputs of `scan_forward`, its residuals (gates, hs, c_prev), and
+    the cotangents dys [T, B, H], dh_n, dc_n [B, H].
+
+  The reverse scan overwrites the gates buffer with dZ step by step, so dZ
+  needs no [T, B, 4H] buffer of its own.
 
   Returns:
     (dparams `LSTMParams`, dxs [T, B, D], dh0 [B, H], dc0 [B, H]).
   """
-  gates, hs, cs = residuals
+  gates, hs, c_prevs = residuals
   rmask, zh, zc = regs
   T, B, D = xs.shape
   H = h0.shape[-1]
   w_hh_t = params.w_hh.T
   if compute_dtype is not None:
     w_hh_t = w_hh_t.astype(compute_dtype)
-  c_prev = _previous(cs, c0, reverse)
-  if zc is None:
-    c_new = cs  # at valid steps the carried c_t is c_new; masked steps get dz = 0
-  else:
-    i, f, g, _ = jnp.split(gates, 4, axis=-1)
-    c_new = f * c_prev + i * g
 
   def step(carry, inputs):
-    dh_next, dc_next = carry
-    dy, gt, c_new_t, c_p, m_t, zh_t, zc_t = inputs
+    dh_next, dc_next, gt, buf = carry
+    t, dy, c_p, m_t, zh_t, zc_t = inputs
     zero = jnp.zeros((), dh_next.dtype)
     dh = dh_next + dy
     dc = dc_next
@@ -198,7 +224,7 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
     i, f, g, o = jnp.split(gt, 4, axis=-1)
     dh_new = dh if zh_t is None else (1 - zh_t) * dh
     dc_new = dc if zc_t is None else (1 - zc_t) * dc
-    tc = jnp.tanh(c_new_t)
+    tc = jnp.tanh(f * c_p + i * g)  # tanh(c_new), recomputed instead of saved
     dc_new = dc_new + dh_new * o * (1 - tc * tc)
     dgates = jnp.concatenate([dc_new * g, dc_new * c_p, dc_new * i, dh_new * tc], axis=-1)
     dz = dgates * gate_derivative(gt)
@@ -213,20 +239,27 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
     if m_t is not None:
       dh_prev = dh_prev + jnp.where(m, zero, dh_next)
       dc_prev = dc_prev + jnp.where(m, zero, dc_next)
-    return (dh_prev, dc_prev), dz
+    # dz_t overwrites gates[t] in place. The next step's gates are read from the
+    # updated buffer, i.e. after the write, so no read of buf can race with it
+    # and XLA needs no copy (reading gates[t] in the step itself would need one).
+    buf = jax.lax.dynamic_update_index_in_dim(buf, dz.astype(buf.dtype), t, 0)
+    gt = jax.lax.dynamic_index_in_dim(buf, t + step_dir, 0, keepdims=False)
+    return (dh_prev, dc_prev, gt, buf), None
 
-  (dh0, dc0), dzs = jax.lax.scan(
-      step, (dh_n.astype(h0.dtype), dc_n.astype(c0.dtype)),
-      (dys.astype(h0.dtype), gates, c_new, c_prev, mask, zh, zc),
+  step_dir = 1 if reverse else -1  # the index the backward scan visits next
+  first = gates[0 if reverse else T - 1]
+  (dh0, dc0, _, dzs), _ = jax.lax.scan(
+      step, (dh_n.astype(h0.dtype), dc_n.astype(c0.dtype), first, gates),
+      (jnp.arange(T), dys.astype(h0.dtype), c_prevs, mask, zh, zc),
       reverse=not reverse, unroll=unroll)
 
   dz2 = dzs.reshape(T * B, 4 * H)
+  # Shifting h (a [T, B, H] copy) is cheaper than slicing dZ ([T, B, 4H]).
   h_prev = _previous(hs, h0, reverse)
   if rmask is not None:
     h_prev = h_prev * rmask[None]
-  h_prev = h_prev.reshape(T * B, H)
+  dw_hh = matmul(h_prev.reshape(T * B, H).T, dz2, compute_dtype, precision)
   dw_ih = matmul(xs.reshape(T * B, D).T, dz2, compute_dtype, precision)
-  dw_hh = matmul(h_prev.T, dz2, compute_dtype, precision)
   db = dzs.sum(axis=(0, 1))
   dxs = matmul(dz2, params.w_ih.T, compute_dtype, precision).reshape(T, B, D)
   dparams = LSTMParams(

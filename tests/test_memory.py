@@ -57,3 +57,13 @@ def test_remat_shrinks_compiled_temp_memory():
   full, remat = _temp_bytes(None), _temp_bytes(16)
   # Default keeps ~10 B*H values per step (xp/gates, h, c, dZ); remat ~T/k carries.
   assert remat < full / 4, (remat, full)
+
+
+def test_default_step_keeps_one_gate_sized_buffer():
+  # The forward writes the gates over the input projection and the backward
+  # writes dZ over the gates, in place: one [T, B, 4H] buffer plus h and the
+  # previous c, ~7 B*H values per step (it was 18 before the in-place scans).
+  # A copy of any [T, B, 4H] buffer would add 4 and fail this.
+  T, B, H = 512, 4, 32
+  per_step = _temp_bytes(None, T, B, H) / (T * B * H * 4)
+  assert per_step < 8, per_step
