@@ -11,7 +11,7 @@ Backward: an outer scan over the segments in reverse scan order recomputes
 each segment's forward from its saved carry, runs `scan_backward` on it with the
 incoming (dh, dc), accumulates dW_ih, dW_hh, db and emits the segment's dX:
 
-    residual memory  ~ S * 2BH  +  k * (6BH + 4BH for dZ)     instead of T * 10BH,
+    residual memory  ~ S * 2BH  +  k * 7BH     instead of T * 7BH,
 
 for one extra forward pass (its GEMMs included). k ~ sqrt(T) balances the two
 terms. Values equal the default mode's up to the order of the gradient sums.
