@@ -127,6 +127,15 @@ class Regularization:
     """True if `lstmx.lstm`'s result depends on train vs evaluation mode."""
     return any(getattr(self, n) > 0 for n in _DROPOUTS + _ZONEOUT)
 
+  @property
+  def reaches_kernel(self) -> bool:
+    """True if training draws per-step masks the recurrence itself must apply.
+
+    Recurrent dropout and zoneout act inside the scan, so backends that cannot
+    take them (cuDNN) are not eligible; the other regularizers act outside it.
+    """
+    return self.recurrent_dropout > 0 or self.zoneout_h > 0 or self.zoneout_c > 0
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)

@@ -392,3 +392,11 @@ def test_nnx_lstm_modes_and_streams():
     return layer(x)[0]
   a, b = forward(layer, x), forward(layer, x)
   assert len(traces) == 1 and not np.allclose(a, b)
+
+
+def test_reaches_kernel_names_the_in_scan_regularizers():
+  assert not lstmx.Regularization().reaches_kernel
+  assert not lstmx.Regularization(input_dropout=0.5, output_dropout=0.5, layer_dropout=0.2,
+                                  weight_drop=0.5).reaches_kernel
+  for name in ("recurrent_dropout", "zoneout_h", "zoneout_c"):
+    assert lstmx.Regularization(**{name: 0.1}).reaches_kernel, name

@@ -57,10 +57,10 @@ def _versions() -> dict:
 
 def _backend(config: Config) -> str:
   """The LSTM backend the model's layers resolve to (with the call's facts)."""
-  m, reg = config.model, config.model.regularization
+  m = config.model
   return lstmx.backends.resolve(
       m.backend, dtype=np.dtype("float32"), compute_dtype=m.compute_dtype,
-      regularized=bool(reg.recurrent_dropout or reg.zoneout_h or reg.zoneout_c)).value
+      regularized=m.regularization.reaches_kernel).value
 
 
 def _improved(value: float, best: float | None, cfg) -> bool:
