@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
@@ -33,9 +34,11 @@ import time
 import jax
 import jax.numpy as jnp
 
+import lstmx
 from lstmx import bench_peers
 from lstmx.bench_peers import Skip
 
+DEFAULT_UNROLL = inspect.signature(lstmx.lstm).parameters["unroll"].default
 DEFAULT_GRID = ["32,128,256", "16,512,128", "64,256,512", "128,64,1024"]
 
 
@@ -63,7 +66,7 @@ def implementations(args) -> dict:
   """name -> builder(B, T, H, mode) for the lstmx variants and the peers."""
   impls = {}
   for u in args.unroll:
-    impls["lstmx" if u == 1 else f"lstmx (unroll={u})"] = (
+    impls["lstmx" if u == DEFAULT_UNROLL else f"lstmx (unroll={u})"] = (
         lambda B, T, H, mode, u=u: bench_peers.lstmx_case(B, T, H, mode, unroll=u))
   if args.bf16:
     impls["lstmx bf16"] = lambda B, T, H, mode: bench_peers.lstmx_case(
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
   ap.add_argument("--modes", nargs="+", default=["train", "fwd"], choices=["train", "fwd"])
   ap.add_argument("--rounds", type=int, default=7)
   ap.add_argument("--warmup", type=int, default=2)
-  ap.add_argument("--unroll", nargs="+", type=int, default=[1])
+  ap.add_argument("--unroll", nargs="+", type=int, default=[DEFAULT_UNROLL],
+                  help=f"lstmx rows, one per value (default: lstmx.lstm's, {DEFAULT_UNROLL})")
   ap.add_argument("--bf16", action="store_true", help="add lstmx with bfloat16 matmul inputs")
   ap.add_argument("--memory", action="store_true",
                   help="add the memory-mode table (B=32, H=256, T up to 16384)")

@@ -50,7 +50,7 @@ def _x(B, T, H, dtype=jnp.float32):
   return jax.random.normal(jax.random.key(1), (B, T, H), dtype)
 
 
-def lstmx_case(B, T, H, mode, *, unroll=1, compute_dtype=None, remat_every=None) -> Case:
+def lstmx_case(B, T, H, mode, *, unroll=2, compute_dtype=None, remat_every=None) -> Case:
   params = lstmx.init_lstm(jax.random.key(0), H, H)[0][0]
 
   def f(p, x):

@@ -37,7 +37,7 @@ class ModelConfig:
   init: str = "forget_bias"  # lstm
   chrono_max_length: int | None = None  # lstm
   backend: str = "auto"  # lstm
-  unroll: int = 1  # lstm, gru
+  unroll: int = 2  # lstm, gru (steps unrolled per scan iteration)
   remat_every: int | None = None  # lstm: nested checkpointing every k steps (lstmx.remat)
   compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
   # LSTM regularizers (lstmx.Regularization; off by default). AR/TAR weights

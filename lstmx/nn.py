@@ -42,7 +42,7 @@ class LSTM(nnx.Module):
   def __init__(self, in_features: int, hidden_size: int, *, num_layers: int = 1,
                bidirectional: bool = False, init: str = "forget_bias",
                chrono_max_length: int | None = None, backend: str = "auto",
-               unroll: int = 1, remat_every: int | None = None, compute_dtype=None,
+               unroll: int = 2, remat_every: int | None = None, compute_dtype=None,
                param_dtype=jnp.float32,
                regularization: Regularization | None = None,
                deterministic: bool | None = None, rngs: nnx.Rngs):

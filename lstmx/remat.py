@@ -86,15 +86,14 @@ def _remat_bwd(k, reverse, unroll, compute_dtype, precision, saved, cotangents):
   params, xs, mask, h0, c0, regs, h_starts, c_starts = saved
   dys, (dh_n, dc_n) = cotangents
   T = xs.shape[0]
-  opts = dict(reverse=reverse, unroll=unroll, compute_dtype=compute_dtype,
-              precision=precision)
+  opts = dict(reverse=reverse, compute_dtype=compute_dtype, precision=precision)
   rmask = regs[0]
 
   def segment(carry, inputs):
     dh, dc, acc = carry
     x_s, m_s, zh_s, zc_s, dy_s, h_s, c_s = inputs
     regs_s = (rmask, zh_s, zc_s)
-    _, _, residuals = scan_forward(params, x_s, m_s, h_s, c_s, regs_s, **opts)
+    _, _, residuals = scan_forward(params, x_s, m_s, h_s, c_s, regs_s, unroll=unroll, **opts)
     dp, dx_s, dh, dc = scan_backward(params, x_s, m_s, h_s, c_s, regs_s, residuals, dy_s,
                                      dh, dc, **opts)
     acc = jax.tree.map(jnp.add, acc, dp)

@@ -92,7 +92,9 @@ def lstm_layer_scan(
     mask: [T, B] bool, True at valid steps; None means all valid.
     h0, c0: [B, H] initial state.
     reverse: run from t = T - 1 down to 0.
-    unroll: steps unrolled per scan iteration (forward and backward scans).
+    unroll: steps unrolled per iteration of the forward scan. The backward scan
+      always runs one step per iteration: unrolled, its in-place dZ buffer
+      would be copied by XLA every iteration (docs/performance.md).
     compute_dtype: e.g. ``jnp.bfloat16`` for low-precision matmul inputs; the
       cell state, gates and accumulation stay in the state dtype.
     precision: `jax.lax.Precision` for the matmuls.
@@ -191,7 +193,7 @@ def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
 
 
 def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *, reverse,
-                  unroll, compute_dtype, precision):
+                  compute_dtype, precision):
   """The reverse recurrence for dZ, then the parameter and input gradients as GEMMs.
 
   Args: the inputs of `scan_forward`, its residuals (gates, hs, c_prev), and
@@ -251,7 +253,7 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
   (dh0, dc0, _, dzs), _ = jax.lax.scan(
       step, (dh_n.astype(h0.dtype), dc_n.astype(c0.dtype), first, gates),
       (jnp.arange(T), dys.astype(h0.dtype), c_prevs, mask, zh, zc),
-      reverse=not reverse, unroll=unroll)
+      reverse=not reverse)  # no unroll: it would cost a buffer copy per iteration
 
   dz2 = dzs.reshape(T * B, 4 * H)
   # Shifting h (a [T, B, H] copy) is cheaper than slicing dZ ([T, B, 4H]).
@@ -290,7 +292,7 @@ def _scan_bwd(reverse, unroll, compute_dtype, precision, saved, cotangents):
   dys, (dh_n, dc_n) = cotangents
   dparams, dxs, dh0, dc0 = scan_backward(
       params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, reverse=reverse,
-      unroll=unroll, compute_dtype=compute_dtype, precision=precision)
+      compute_dtype=compute_dtype, precision=precision)
   # The masks and regularization weights are constants: zero cotangents.
   return dparams, dxs, None, dh0, dc0, None
 
