@@ -118,8 +118,7 @@ def lstm(
     h0, c0 = h0.astype(dtype), c0.astype(dtype)
   masks = _masks(regularization, key, deterministic, params, T, B)
   facts = dict(dtype=dtype, compute_dtype=compute_dtype, precision=precision,
-               regularized=any(m.recurrent is not None or m.zoneout_h is not None
-                               or m.zoneout_c is not None for ms in masks.layers for m in ms))
+               regularized=any(m.reaches_kernel for ms in masks.layers for m in ms))
   chosen = backends.resolve(backend, **facts)
   layer = backends.layer_fn(chosen)
   # Passed only when set, so backends without memory modes keep their signature.

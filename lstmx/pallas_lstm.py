@@ -39,6 +39,7 @@ from jax.experimental import pallas as pl
 
 from lstmx.cell import activate, matmul, zoneout_mix
 from lstmx.params import LSTMParams
+from lstmx.scan import grads_from_dz, previous
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,13 +261,6 @@ def _layer_fwd(static, params, xs, mask, h0, c0, regs):
   return (ys, (h_n, c_n)), (params, xs, mask, h0, c0, regs, gates, hs, cs)
 
 
-def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
-  """The carry entering each step: seq shifted by one in scan order."""
-  if reverse:
-    return jnp.concatenate([seq[1:], first[None]], axis=0)
-  return jnp.concatenate([first[None], seq[:-1]], axis=0)
-
-
 def _layer_bwd(static, residuals, cotangents):
   params, xs, mask, h0, c0, regs, gates, hs, cs = residuals
   dys, (dh_n, dc_n) = cotangents
@@ -274,7 +268,7 @@ def _layer_bwd(static, residuals, cotangents):
   H = h0.shape[-1]
   dt = h0.dtype
   rmask, _, zc = regs
-  c_prev = _previous(cs, c0, static.reverse)
+  c_prev = previous(cs, c0, static.reverse)
   if zc is None:
     c_new = cs  # at valid steps the carried c_t is c_new; masked steps get dz = 0
   else:
@@ -287,19 +281,10 @@ def _layer_bwd(static, residuals, cotangents):
        params.w_hh.T.astype(dt), dh_n.astype(dt), dc_n.astype(dt)),
       [jax.ShapeDtypeStruct((T, B, 4 * H), dt), final, final], 5, regs)
 
-  cd, prec = static.compute_dtype, static.precision
-  dz2 = dzs.reshape(T * B, 4 * H)
-  h_prev = _previous(hs, h0, static.reverse)
-  if rmask is not None:
-    h_prev = h_prev * rmask[None]
-  dw_ih = matmul(xs.reshape(T * B, D).T, dz2, cd, prec)
-  dw_hh = matmul(h_prev.reshape(T * B, H).T, dz2, cd, prec)
-  dxs = matmul(dz2, params.w_ih.T, cd, prec).reshape(T, B, D)
-  dparams = LSTMParams(w_ih=dw_ih.astype(params.w_ih.dtype),
-                       w_hh=dw_hh.astype(params.w_hh.dtype),
-                       b=dzs.sum(axis=(0, 1)).astype(params.b.dtype))
+  dparams, dxs = grads_from_dz(params, xs, hs, h0, dzs, rmask, static.reverse,
+                               static.compute_dtype, static.precision)
   # The mask and the regularization weights are constants: zero cotangents.
-  return dparams, dxs.astype(xs.dtype), None, dh0.astype(h0.dtype), dc0.astype(c0.dtype), None
+  return dparams, dxs, None, dh0.astype(h0.dtype), dc0.astype(c0.dtype), None
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd)

@@ -154,6 +154,11 @@ class LayerMasks:
   zoneout_c: jax.Array | None = None
   weight: jax.Array | None = None
 
+  @property
+  def reaches_kernel(self) -> bool:
+    """True if the recurrence itself must apply a mask (`Regularization.reaches_kernel`)."""
+    return not (self.recurrent is None and self.zoneout_h is None and self.zoneout_c is None)
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)

@@ -185,7 +185,7 @@ def scan_forward(params, xs, mask, h0, c0, regs, *, reverse, unroll, compute_dty
   return ys, (h_n, c_n), residuals
 
 
-def _previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
+def previous(seq: jax.Array, first: jax.Array, reverse: bool) -> jax.Array:
   """The carry entering each step: seq shifted by one in scan order."""
   if reverse:
     return jnp.concatenate([seq[1:], first[None]], axis=0)
@@ -207,8 +207,7 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
   """
   gates, hs, c_prevs = residuals
   rmask, zh, zc = regs
-  T, B, D = xs.shape
-  H = h0.shape[-1]
+  T = xs.shape[0]
   w_hh_t = params.w_hh.T
   if compute_dtype is not None:
     w_hh_t = w_hh_t.astype(compute_dtype)
@@ -255,9 +254,23 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
       (jnp.arange(T), dys.astype(h0.dtype), c_prevs, mask, zh, zc),
       reverse=not reverse)  # no unroll: it would cost a buffer copy per iteration
 
+  dparams, dxs = grads_from_dz(params, xs, hs, h0, dzs, rmask, reverse, compute_dtype,
+                               precision)
+  return dparams, dxs, dh0.astype(h0.dtype), dc0.astype(c0.dtype)
+
+
+def grads_from_dz(params, xs, hs, h0, dzs, rmask, reverse, compute_dtype, precision):
+  """The parameter and input gradients from dZ [T, B, 4H], as GEMMs over all T*B rows.
+
+  ``dW_ih = X^T dZ``, ``dW_hh = (r * H_prev)^T dZ``, ``db = sum dZ``,
+  ``dX = dZ w_ih^T``, with H_prev the h entering each step (hs shifted by one
+  in scan order, h0 first). Returns (dparams `LSTMParams`, dxs [T, B, D]).
+  """
+  T, B, D = xs.shape
+  H = h0.shape[-1]
   dz2 = dzs.reshape(T * B, 4 * H)
   # Shifting h (a [T, B, H] copy) is cheaper than slicing dZ ([T, B, 4H]).
-  h_prev = _previous(hs, h0, reverse)
+  h_prev = previous(hs, h0, reverse)
   if rmask is not None:
     h_prev = h_prev * rmask[None]
   dw_hh = matmul(h_prev.reshape(T * B, H).T, dz2, compute_dtype, precision)
@@ -269,7 +282,7 @@ def scan_backward(params, xs, mask, h0, c0, regs, residuals, dys, dh_n, dc_n, *,
       w_hh=dw_hh.astype(params.w_hh.dtype),
       b=db.astype(params.b.dtype),
   )
-  return dparams, dxs.astype(xs.dtype), dh0.astype(h0.dtype), dc0.astype(c0.dtype)
+  return dparams, dxs.astype(xs.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
