@@ -17,6 +17,7 @@ program's memory (arguments + outputs + temps) and compile time.
     python scripts/bench.py                                  # the default grid
     lstmx bench --grid 32,128,256 --rounds 5 --bf16 --json out.json --markdown out.md
     lstmx bench --memory --grid                              # memory modes only
+    lstmx bench --gemm-only     # + lstmx's GEMMs without the cell math (the XLA floor)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lstmx.bench_peers import Skip
 
 DEFAULT_UNROLL = inspect.signature(lstmx.lstm).parameters["unroll"].default
 DEFAULT_GRID = ["32,128,256", "16,512,128", "64,256,512", "128,64,1024"]
+GEMM_ONLY = "lstmx GEMMs only (no cell math)"
 
 
 def lstm_flops(B: int, T: int, H: int, mode: str, D: int | None = None) -> float:
@@ -71,8 +73,24 @@ def implementations(args) -> dict:
   if args.bf16:
     impls["lstmx bf16"] = lambda B, T, H, mode: bench_peers.lstmx_case(
         B, T, H, mode, compute_dtype=jnp.bfloat16)
+  if args.gemm_only:
+    impls[GEMM_ONLY] = bench_peers.gemm_skeleton_case
   impls.update(bench_peers.PEERS)
   return impls
+
+
+def interleaved(cases: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
+  """name -> seconds per round: `warmup` untimed runs each, then `rounds` rounds of one run each."""
+  for case in cases.values():
+    for _ in range(warmup):
+      case.run()
+  times = {k: [] for k in cases}
+  for _ in range(rounds):
+    for name, case in cases.items():
+      t = time.perf_counter()
+      case.run()
+      times[name].append(time.perf_counter() - t)
+  return times
 
 
 def time_config(B, T, H, mode, impls, rounds, warmup, notes) -> list[dict]:
@@ -83,17 +101,9 @@ def time_config(B, T, H, mode, impls, rounds, warmup, notes) -> list[dict]:
       cases[name] = make(B, T, H, mode)
     except (Skip, ImportError) as e:
       notes.add(f"{name}: skipped ({e})")
-  for case in cases.values():
-    for _ in range(warmup):
-      case.run()
-  times = {k: [] for k in cases}
-  for _ in range(rounds):
-    for name, case in cases.items():
-      t = time.perf_counter()
-      case.run()
-      times[name].append(time.perf_counter() - t)
+  times = interleaved(cases, rounds, warmup)
   med = {k: statistics.median(v) for k, v in times.items()}
-  fastest = min(med.values())
+  fastest = min(m for k, m in med.items() if k != GEMM_ONLY)  # the skeleton is no peer
   return [dict(B=B, T=T, H=H, mode=mode, impl=k, median_ms=1e3 * m,
                min_ms=1e3 * min(times[k]), gflops=lstm_flops(B, T, H, mode) / m / 1e9,
                vs_fastest=m / fastest, compile_s=cases[k].compile_s,
@@ -110,13 +120,7 @@ def memory_rows(B, H, lengths, ks, time_max_T, rounds) -> list[dict]:
       case = bench_peers.lstmx_case(B, T, H, "train", remat_every=k)
       ms = None
       if T <= time_max_T:
-        case.run()
-        runs = []
-        for _ in range(rounds):
-          t = time.perf_counter()
-          case.run()
-          runs.append(time.perf_counter() - t)
-        ms = 1e3 * statistics.median(runs)
+        ms = 1e3 * statistics.median(interleaved({k: case}, rounds, warmup=1)[k])
       rows.append(dict(B=B, T=T, H=H, remat_every=k, memory_mib=case.memory_bytes / 2 ** 20,
                        compile_s=case.compile_s, median_ms=ms))
   return rows
@@ -174,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
   ap.add_argument("--unroll", nargs="+", type=int, default=[DEFAULT_UNROLL],
                   help=f"lstmx rows, one per value (default: lstmx.lstm's, {DEFAULT_UNROLL})")
   ap.add_argument("--bf16", action="store_true", help="add lstmx with bfloat16 matmul inputs")
+  ap.add_argument("--gemm-only", action="store_true",
+                  help="add lstmx's GEMMs without its cell math (bench_peers.gemm_skeleton): "
+                       "what XLA's GEMMs alone cost here, a floor for a lax.scan kernel")
   ap.add_argument("--memory", action="store_true",
                   help="add the memory-mode table (B=32, H=256, T up to 16384)")
   ap.add_argument("--memory-lengths", nargs="+", type=int, default=[1024, 4096, 16384])

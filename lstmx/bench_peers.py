@@ -6,11 +6,13 @@ forward + backward w.r.t. every parameter and the input, loss = sum of the
 outputs) and blocks until done; for JAX implementations also the compile time
 and the compiled program's memory. Input size D = H, batch-major [B, T, D].
 A builder raises `Skip` when its package or device is absent.
+`gemm_skeleton` is no peer: lstmx's GEMMs without its cell math (``--gemm-only``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Callable
 
@@ -57,6 +59,64 @@ def lstmx_case(B, T, H, mode, *, unroll=2, compute_dtype=None, remat_every=None)
     return lstmx.lstm(p, x, unroll=unroll, compute_dtype=compute_dtype,
                       remat_every=remat_every)[0]
   return compile_case(f, params, _x(B, T, H), mode=mode)
+
+
+def gemm_skeleton(w_ih, w_hh, x, mode="train", unroll=2):
+  """lstmx's kernel with its cell math cut down to one tanh: the GEMMs alone.
+
+  Not an LSTM. It runs the matmuls of `lstmx.scan` with the same shapes, data
+  flow and buffers (batch-first x [B, T, D] transposed to time-major, the
+  projection ``xp = X w_ih`` updated in place, forward unrolled `unroll`, the
+  backward's dZ written over the same buffer), with
+
+      z_t = tanh(xp_t + h_{t-1} w_hh),   h_t = z_i * z_f + z_g * z_o   (the four H-blocks)
+
+  and, for ``mode="train"``, a backward-shaped pass (g starts at ones [B, H])
+
+      dz_t = z_t * [g, g, g, g],   g <- dz_t w_hh^T,   (t = T-1 .. 0)
+      dW_ih = X^T dZ,   dW_hh = H_prev^T dZ,   dX = dZ w_ih^T.
+
+  Every output depends on every GEMM, so XLA can drop none of them. Its time is
+  what XLA's GEMMs cost on this machine for one LSTM training step (``fwd``:
+  forward): a floor for any `lax.scan` kernel built on them.
+
+  Returns: ``fwd``: hs [B, T, H]; ``train``: (dW_ih [D, 4H], dW_hh [H, 4H], dX [B, T, D]).
+  """
+  B, T, D = x.shape
+  H = w_hh.shape[0]
+  xs = jnp.swapaxes(x, 0, 1)
+  xp = (xs.reshape(T * B, D) @ w_ih).reshape(T, B, 4 * H)
+
+  def fstep(carry, t):
+    h, buf = carry
+    z = jnp.tanh(jax.lax.dynamic_index_in_dim(buf, t, 0, False) + h @ w_hh)
+    buf = jax.lax.dynamic_update_index_in_dim(buf, z, t, 0)
+    h = z[:, :H] * z[:, H:2 * H] + z[:, 2 * H:3 * H] * z[:, 3 * H:]
+    return (h, buf), h
+  (_, zs), hs = jax.lax.scan(fstep, (jnp.zeros((B, H), x.dtype), xp), jnp.arange(T),
+                             unroll=unroll)
+  if mode == "fwd":
+    return jnp.swapaxes(hs, 0, 1)
+  w_hh_t = w_hh.T
+
+  def bstep(carry, t):
+    g, z, buf = carry
+    dz = z * jnp.tile(g, (1, 4))
+    buf = jax.lax.dynamic_update_index_in_dim(buf, dz, t, 0)
+    z = jax.lax.dynamic_index_in_dim(buf, t - 1, 0, False)  # t - 1 < 0 clamps; unused
+    return (dz @ w_hh_t, z, buf), None
+  (_, _, dzs), _ = jax.lax.scan(bstep, (jnp.ones((B, H), x.dtype), zs[T - 1], zs),
+                                jnp.arange(T), reverse=True)
+  dz2 = dzs.reshape(T * B, 4 * H)
+  h_prev = jnp.concatenate([jnp.zeros((1, B, H), x.dtype), hs[:-1]]).reshape(T * B, H)
+  dx = (dz2 @ w_ih.T).reshape(T, B, D)
+  return xs.reshape(T * B, D).T @ dz2, h_prev.T @ dz2, jnp.swapaxes(dx, 0, 1)
+
+
+def gemm_skeleton_case(B, T, H, mode) -> Case:
+  params = lstmx.init_lstm(jax.random.key(0), H, H)[0][0]
+  f = functools.partial(gemm_skeleton, mode=mode)
+  return compile_case(f, params.w_ih, params.w_hh, _x(B, T, H), mode="fwd")  # no autodiff
 
 
 def flax_nnx_case(B, T, H, mode) -> Case:
