@@ -78,7 +78,8 @@ def gemm_skeleton(w_ih, w_hh, x, mode="train", unroll=2):
 
   Every output depends on every GEMM, so XLA can drop none of them. Its time is
   what XLA's GEMMs cost on this machine for one LSTM training step (``fwd``:
-  forward): a floor for any `lax.scan` kernel built on them.
+  forward): a floor for a `lax.scan` kernel with this data flow
+  (docs/performance.md measures the other arrangements).
 
   Returns: ``fwd``: hs [B, T, H]; ``train``: (dW_ih [D, 4H], dW_hh [H, 4H], dX [B, T, D]).
   """
