@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jax.experimental import rnn
 
 from lstmx.params import LSTMParams, StackedParams
+from lstmx.regularization import LayerMasks
 
 # Indirection so tests on CPU can swap in ``jax.experimental.rnn.lstm_ref``.
 _cudnn_lstm = rnn.lstm
@@ -136,9 +137,9 @@ def lstm_layer_cudnn(
     ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].
   """
   del unroll
+  kernel_masks = LayerMasks(recurrent=recurrent_mask, zoneout_h=zoneout_h, zoneout_c=zoneout_c)
   why = unsupported(dtype=params.w_hh.dtype, compute_dtype=compute_dtype, precision=precision,
-                    regularized=any(a is not None
-                                    for a in (recurrent_mask, zoneout_h, zoneout_c)))
+                    regularized=kernel_masks.reaches_kernel)
   if why:
     raise NotImplementedError(f"backend='cudnn' cannot run this call: {why}")
   T, B, D = xs.shape
