@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import math
 import os
@@ -35,11 +34,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-import lstmx
 from lstmx import bench_peers
-from lstmx.bench_peers import Skip
+from lstmx.bench_peers import DEFAULT_UNROLL, Skip
 
-DEFAULT_UNROLL = inspect.signature(lstmx.lstm).parameters["unroll"].default
 DEFAULT_GRID = ["32,128,256", "16,512,128", "64,256,512", "128,64,1024"]
 GEMM_ONLY = "lstmx GEMMs only (no cell math)"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import time
 from typing import Callable
 
@@ -20,6 +21,11 @@ import jax
 import jax.numpy as jnp
 
 import lstmx
+from lstmx.scan import previous
+
+
+# lstmx.lstm's default; the "lstmx" rows and the GEMM skeleton follow it.
+DEFAULT_UNROLL = inspect.signature(lstmx.lstm).parameters["unroll"].default
 
 
 class Skip(Exception):
@@ -52,7 +58,8 @@ def _x(B, T, H, dtype=jnp.float32):
   return jax.random.normal(jax.random.key(1), (B, T, H), dtype)
 
 
-def lstmx_case(B, T, H, mode, *, unroll=2, compute_dtype=None, remat_every=None) -> Case:
+def lstmx_case(B, T, H, mode, *, unroll=DEFAULT_UNROLL, compute_dtype=None,
+               remat_every=None) -> Case:
   params = lstmx.init_lstm(jax.random.key(0), H, H)[0][0]
 
   def f(p, x):
@@ -61,7 +68,7 @@ def lstmx_case(B, T, H, mode, *, unroll=2, compute_dtype=None, remat_every=None)
   return compile_case(f, params, _x(B, T, H), mode=mode)
 
 
-def gemm_skeleton(w_ih, w_hh, x, mode="train", unroll=2):
+def gemm_skeleton(w_ih, w_hh, x, mode="train", unroll=DEFAULT_UNROLL):
   """lstmx's kernel with its cell math cut down to one tanh: the GEMMs alone.
 
   Not an LSTM. It runs the matmuls of `lstmx.scan` with the same shapes, data
@@ -109,7 +116,7 @@ def gemm_skeleton(w_ih, w_hh, x, mode="train", unroll=2):
   (_, _, dzs), _ = jax.lax.scan(bstep, (jnp.ones((B, H), x.dtype), zs[T - 1], zs),
                                 jnp.arange(T), reverse=True)
   dz2 = dzs.reshape(T * B, 4 * H)
-  h_prev = jnp.concatenate([jnp.zeros((1, B, H), x.dtype), hs[:-1]]).reshape(T * B, H)
+  h_prev = previous(hs, jnp.zeros((B, H), x.dtype), reverse=False).reshape(T * B, H)
   dx = (dz2 @ w_ih.T).reshape(T, B, D)
   return xs.reshape(T * B, D).T @ dz2, h_prev.T @ dz2, jnp.swapaxes(dx, 0, 1)
 
