@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import time
 from typing import Callable
 
@@ -21,11 +20,8 @@ import jax
 import jax.numpy as jnp
 
 import lstmx
+from lstmx.lstm import DEFAULT_UNROLL  # the "lstmx" rows and the GEMM skeleton follow it
 from lstmx.scan import previous
-
-
-# lstmx.lstm's default; the "lstmx" rows and the GEMM skeleton follow it.
-DEFAULT_UNROLL = inspect.signature(lstmx.lstm).parameters["unroll"].default
 
 
 class Skip(Exception):

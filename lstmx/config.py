@@ -18,6 +18,7 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+from lstmx.lstm import DEFAULT_UNROLL
 from lstmx.regularization import Regularization
 
 
@@ -37,7 +38,7 @@ class ModelConfig:
   init: str = "forget_bias"  # lstm
   chrono_max_length: int | None = None  # lstm
   backend: str = "auto"  # lstm
-  unroll: int = 2  # lstm, gru (steps unrolled per scan iteration)
+  unroll: int = DEFAULT_UNROLL  # lstm, gru (steps unrolled per scan iteration)
   remat_every: int | None = None  # lstm: nested checkpointing every k steps (lstmx.remat)
   compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
   # LSTM regularizers (lstmx.Regularization; off by default). AR/TAR weights

@@ -14,6 +14,11 @@ from lstmx.penalties import ar_penalty, tar_penalty
 from lstmx.regularization import Masks, Regularization, apply_mask, draw_masks
 
 
+# Steps unrolled per iteration of the forward scan (docs/performance.md): the
+# default of `lstm`, `lstmx.nn.LSTM` and the model config.
+DEFAULT_UNROLL = 2
+
+
 def lengths_to_mask(seq_lengths: jax.Array, T: int) -> jax.Array:
   """[T, B] bool mask, True where t < seq_lengths[b]."""
   return jnp.arange(T, dtype=seq_lengths.dtype)[:, None] < seq_lengths[None, :]
@@ -26,7 +31,7 @@ def lstm(
     seq_lengths: jax.Array | None = None,
     initial_state: tuple[jax.Array, jax.Array] | None = None,
     backend: str = "auto",
-    unroll: int = 2,
+    unroll: int = DEFAULT_UNROLL,
     compute_dtype=None,
     precision=None,
     time_major: bool = False,

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.cell import lstm_step
-from lstmx.lstm import lstm
+from lstmx.lstm import DEFAULT_UNROLL, lstm
 from lstmx.params import LSTMParams, StackedParams, init_layer, init_lstm
 from lstmx.regularization import Regularization
 
@@ -42,7 +42,7 @@ class LSTM(nnx.Module):
   def __init__(self, in_features: int, hidden_size: int, *, num_layers: int = 1,
                bidirectional: bool = False, init: str = "forget_bias",
                chrono_max_length: int | None = None, backend: str = "auto",
-               unroll: int = 2, remat_every: int | None = None, compute_dtype=None,
+               unroll: int = DEFAULT_UNROLL, remat_every: int | None = None, compute_dtype=None,
                param_dtype=jnp.float32,
                regularization: Regularization | None = None,
                deterministic: bool | None = None, rngs: nnx.Rngs):
