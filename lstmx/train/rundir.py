@@ -1,5 +1,8 @@
 """The run directory: ``config.json``, ``metrics.jsonl``, ``summary.json``.
 
+``config.json`` holds the resolved config; a run resumes only with the same one
+(`check_config`).
+
 ``metrics.jsonl`` holds one JSON object per logged step and split:
 ``{"step", "split", "wall_time", ...metrics}``. On resume, rows past the
 restored step are dropped so a resumed run's log equals an uninterrupted one's
@@ -12,6 +15,10 @@ import json
 import math
 import os
 from typing import Any
+
+import jax
+
+from lstmx.config import Config, to_dict
 
 
 def _clean(value):
@@ -31,6 +38,28 @@ def write_json(path: str, data: Any) -> None:
 def read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)
+
+
+def check_config(workdir: str, config: Config, force: bool) -> None:
+  """Writes ``workdir/config.json``; raises if it holds a different config (unless `force`)."""
+  path = os.path.join(workdir, "config.json")
+  new = json.loads(json.dumps(to_dict(config), default=str))
+  if os.path.exists(path) and not force:
+    old = read_json(path)
+    if old != new:
+      diff = sorted(_diff(old, new))
+      raise ValueError(f"workdir {workdir!r} holds a run with a different config "
+                       f"(differs at {diff}); use another workdir or force=True (--force)")
+  if jax.process_index() == 0:
+    write_json(path, new)
+
+
+def _diff(a, b, prefix=""):
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in set(a) | set(b):
+      yield from _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+  elif a != b:
+    yield prefix.rstrip(".")
 
 
 class MetricsLog:

@@ -1,0 +1,186 @@
+"""The training loop's side concerns as hooks, each at its own cadence.
+
+After every finite step the loop calls its hooks in order,
+``state, record = hook(step, state, record, metrics)``; a hook that ends the
+run (``record.running`` False) ends the step. Periodic hooks fire at steps
+k, 2k, ... and (unless told otherwise) at the last step, like clu's
+``periodic_actions`` in the Flax examples:
+
+  - `LogTrain`: mean train loss and gradient norm since its last row, and tokens/s.
+  - `Evaluate`: validation metrics of the parameters to keep, then its
+    `OnValidation` hooks with the monitored value: `NTAveraging` (NT-ASGD's
+    trigger) and `KeepBest` (best checkpoint and early stopping).
+  - `Checkpoint`: the latest checkpoint (the loop saves the last step's itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import jax
+import numpy as np
+
+from lstmx import optim
+from lstmx.train.checkpoint import Checkpoints
+from lstmx.train.progress import Progress
+from lstmx.train.record import RunRecord
+from lstmx.train.rundir import MetricsLog
+from lstmx.train.step import TrainState
+
+Clock = Callable[[], float]  # seconds of training so far, over all sessions of the run
+
+
+class Hook(Protocol):
+  def __call__(self, step: int, state: TrainState, record: RunRecord,
+               metrics: dict[str, Any]) -> tuple[TrainState, RunRecord]:
+    """Runs after step `step` (1-based) produced `state` and its train `metrics`."""
+
+
+class OnValidation(Protocol):
+  def __call__(self, step: int, value: float, state: TrainState,
+               record: RunRecord) -> tuple[TrainState, RunRecord]:
+    """Runs after an evaluation at `step` measured the monitored metric as `value`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Every:
+  """A cadence: true at steps k, 2k, ... below `last`, and at `last` iff `at_last`."""
+  k: int
+  last: int
+  at_last: bool = True
+
+  def __call__(self, step: int) -> bool:
+    return self.at_last if step == self.last else step % self.k == 0
+
+
+class Periodic:
+  """A hook that sees every step's metrics (`observe`) and acts at its cadence (`fire`)."""
+
+  def __init__(self, when: Every):
+    self.when = when
+
+  def __call__(self, step, state, record, metrics):
+    self.observe(step, metrics)
+    if self.when(step):
+      return self.fire(step, state, record)
+    return state, record
+
+  def observe(self, step: int, metrics: dict[str, Any]) -> None:
+    pass
+
+  def fire(self, step: int, state: TrainState,
+           record: RunRecord) -> tuple[TrainState, RunRecord]:
+    raise NotImplementedError
+
+
+class LogTrain(Periodic):
+  """A ``train`` row: loss and grad_norm averaged over the steps since the last row."""
+
+  def __init__(self, when: Every, log: MetricsLog, progress: Progress, clock: Clock,
+               tokens_per_batch: int):
+    super().__init__(when)
+    self.log, self.progress, self.clock = log, progress, clock
+    self.tokens_per_batch = tokens_per_batch
+    self.window, self.window_t = [], time.perf_counter()
+
+  def observe(self, step, metrics):
+    self.window.append(metrics)
+
+  def fire(self, step, state, record):
+    dt = time.perf_counter() - self.window_t
+    row = {k: float(np.mean([w[k] for w in self.window])) for k in ("loss", "grad_norm")}
+    row["tokens_per_s"] = self.tokens_per_batch * len(self.window) / max(dt, 1e-9)
+    self.log.write(step, "train", self.clock(), row)
+    self.progress.update(step, row)
+    self.window, self.window_t = [], time.perf_counter()
+    return state, record
+
+
+class Evaluate(Periodic):
+  """A ``validation`` row for the parameters to keep (the average once averaging), then
+  each of `then` with the row's `monitor` value, in order."""
+
+  def __init__(self, when: Every, validate: Callable[[Any], dict[str, float]], log: MetricsLog,
+               clock: Clock, monitor: str, then: Sequence[OnValidation] = ()):
+    super().__init__(when)
+    self.validate, self.log, self.clock = validate, log, clock
+    self.monitor, self.then = monitor, tuple(then)
+
+  def fire(self, step, state, record):
+    metrics = self.validate(optim.eval_params(state.params, state.opt_state))
+    self.log.write(step, "validation", self.clock(), metrics)
+    for hook in self.then:
+      state, record = hook(step, metrics[self.monitor], state, record)
+    return state, record
+
+
+@dataclasses.dataclass(frozen=True)
+class NTAveraging:
+  """NT-ASGD (Merity et al. 2017): collects the monitored values until
+  `optim.nt_triggered` fires, then switches the optimizer's averaging on."""
+  nonmono: int
+  mode: str = "min"
+
+  def __call__(self, step, value, state, record):
+    if record.averaging_step is not None:
+      return state, record
+    record = dataclasses.replace(record, val_history=record.val_history + (value,))
+    if optim.nt_triggered(list(record.val_history), self.nonmono, self.mode):
+      state = dataclasses.replace(state, opt_state=optim.start_averaging(state.opt_state))
+      record = dataclasses.replace(record, averaging_step=step)
+    return state, record
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+  """Whether `value` beats `best` by more than `min_delta` (any value beats None)."""
+  if best is None:
+    return True
+  return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+class KeepBest:
+  """Saves the best checkpoint when the monitored value improves; ends the run
+  (``early_stopped``) after `patience` evaluations without improvement (0: never)."""
+
+  def __init__(self, ckpts: Checkpoints, clock: Clock, *, monitor: str, mode: str,
+               min_delta: float, patience: int):
+    self.ckpts, self.clock = ckpts, clock
+    self.monitor, self.mode, self.min_delta, self.patience = monitor, mode, min_delta, patience
+
+  def __call__(self, step, value, state, record):
+    record = dataclasses.replace(record, wall_time=self.clock())
+    if improved(value, record.best_value, self.mode, self.min_delta):
+      record = dataclasses.replace(record, best_value=value, best_step=step, evals_since_best=0)
+      self.ckpts.save_best(step, state, record.to_json())
+      return state, record
+    record = dataclasses.replace(record, evals_since_best=record.evals_since_best + 1)
+    if self.patience and record.evals_since_best >= self.patience:
+      record = record.stop("early_stopped",
+                           f"no {self.monitor} improvement > {self.min_delta} in "
+                           f"{self.patience} evaluations (best at step {record.best_step})")
+    return state, record
+
+
+class Checkpoint(Periodic):
+  """The latest checkpoint: state and record (with the wall time so far)."""
+
+  def __init__(self, when: Every, ckpts: Checkpoints, clock: Clock):
+    super().__init__(when)
+    self.ckpts, self.clock = ckpts, clock
+
+  def fire(self, step, state, record):
+    record = dataclasses.replace(record, wall_time=self.clock())
+    self.ckpts.save_latest(step, state, record.to_json())
+    return state, record
+
+
+def evaluate(eval_step, params, task, key, batch_size: int, batches: int, split: str,
+             place=lambda batch: batch) -> dict:
+  """Mean metrics over `batches` fixed batches of `split` (`place` shards a batch)."""
+  rows = []
+  for i in range(batches):
+    batch = place(task.sample(jax.random.fold_in(key, i), batch_size, split=split))
+    rows.append(jax.device_get(eval_step(params, batch)))
+  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

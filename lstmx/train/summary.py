@@ -1,0 +1,64 @@
+"""``summary.json``: what a finished run reports (status, metrics, costs, environment)."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+
+import jax
+import numpy as np
+
+import lstmx
+from lstmx.config import Config
+from lstmx.train.record import RunRecord
+
+
+def _versions() -> dict:
+  import flax
+  import optax
+  import orbax.checkpoint
+  return {"lstmx": lstmx.__version__, "jax": jax.__version__, "flax": flax.__version__,
+          "optax": optax.__version__, "orbax": orbax.checkpoint.__version__,
+          "python": platform.python_version()}
+
+
+def _backend(config: Config) -> str:
+  """The LSTM backend the model's layers resolve to (with the call's facts)."""
+  m = config.model
+  return lstmx.backends.resolve(
+      m.backend, dtype=np.dtype("float32"), compute_dtype=m.compute_dtype,
+      regularized=m.regularization.reaches_kernel).value
+
+
+def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: dict,
+                compile_time: float, step_memory_bytes: int | None, param_count: int) -> dict:
+  """The summary of a run that ended with `record` after `steps` steps.
+
+  Args:
+    config: the run's config.
+    task: the run's task (name, baselines, solved rule).
+    record: the run's final record.
+    steps: steps trained.
+    final: ``{split: metrics}`` of the final evaluation (empty for a diverged run).
+    compile_time: seconds to compile the train step.
+    step_memory_bytes: the compiled train step's peak memory (`compile_stats`), or None.
+    param_count: number of trained parameters.
+  """
+  tc, averaging = config.train, config.optimizer.averaging
+  return {
+      "name": config.name, "status": record.status, "stop_reason": record.stop_reason,
+      "steps": steps, "final": final, "best": {"metric": tc.monitor, "value": record.best_value,
+                                               "step": record.best_step},
+      "task": {"name": task.name, "baseline_loss": task.baseline_loss,
+               "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
+               "solved": bool(final and task.solved(final["validation"]))},
+      "wall_time": record.wall_time, "compile_time": compile_time,
+      "step_memory_bytes": step_memory_bytes,
+      "averaging": {"mode": averaging,
+                    "start_step": 0 if averaging == "always" else record.averaging_step},
+      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      "param_count": param_count, "backend": _backend(config),
+      "devices": [str(d) for d in jax.devices()], "versions": _versions(),
+      "argv": sys.argv,
+  }
