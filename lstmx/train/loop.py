@@ -86,6 +86,39 @@ def _placement(task, batch_size: int, rules, mesh):
   return place, lambda k: place(sample_local(k))
 
 
+def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Checkpoints,
+           clock, validate) -> list[Hook]:
+  """Logging, evaluation (NT-ASGD's trigger, best checkpoint, early stopping), checkpoints."""
+  tc = config.train
+  on_validation = [KeepBest(ckpts, clock, monitor=tc.monitor, mode=tc.monitor_mode,
+                            min_delta=tc.min_delta, patience=tc.patience)]
+  if config.optimizer.averaging == "nt":  # before KeepBest: the best checkpoint averages
+    on_validation.insert(0, NTAveraging(config.optimizer.nonmono, tc.monitor_mode))
+  return [
+      LogTrain(Every(tc.log_every, tc.steps), log, progress, clock, tc.batch_size * task.length),
+      Evaluate(Every(tc.eval_every, tc.steps), validate, log, clock, tc.monitor,
+               then=on_validation),
+      Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), ckpts, clock),
+  ]
+
+
+def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_eval):
+  """(state, record, final metrics by split) of a run that stopped: the best
+  checkpoint's parameters after early stopping; no final metrics after divergence."""
+  if record.running:
+    record = record.stop("completed", f"reached {tc.steps} steps")
+  if record.status == "early_stopped":
+    best = ckpts.restore_best(state)
+    if best is not None:
+      state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
+  final = {}
+  if record.status != "diverged":
+    params = optim.eval_params(state.params, state.opt_state)
+    for split in ("train", "validation", "test"):  # train: deterministic, for the gap
+      final[split] = run_eval(params, split)
+  return state, record, final
+
+
 def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   os.makedirs(workdir, exist_ok=True)
   check_config(workdir, config, force)
@@ -139,32 +172,14 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   def clock() -> float:
     return wall0 + time.perf_counter() - run_start
 
-  on_validation = [KeepBest(ckpts, clock, monitor=tc.monitor, mode=tc.monitor_mode,
-                            min_delta=tc.min_delta, patience=tc.patience)]
-  if config.optimizer.averaging == "nt":  # before KeepBest: the best checkpoint averages
-    on_validation.insert(0, NTAveraging(config.optimizer.nonmono, tc.monitor_mode))
-  hooks = [
-      LogTrain(Every(tc.log_every, tc.steps), log, progress, clock, tc.batch_size * task.length),
-      Evaluate(Every(tc.eval_every, tc.steps), lambda p: run_eval(p, "validation"), log, clock,
-               tc.monitor, then=on_validation),
-      Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), ckpts, clock),
-  ]
+  hooks = _hooks(config, task, log, progress, ckpts, clock,
+                 validate=lambda params: run_eval(params, "validation"))
   state, record, step = run_steps(
       compiled, sample_step, state, record, hooks, start=start, total=tc.steps,
       on_diverged=lambda step, m: log.write(step, "train", clock(), m))
   progress.close()
 
-  if record.running:
-    record = record.stop("completed", f"reached {tc.steps} steps")
-  if record.status == "early_stopped":
-    best = ckpts.restore_best(state)
-    if best is not None:
-      state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
-  final = {}
-  if record.status != "diverged":
-    params = optim.eval_params(state.params, state.opt_state)
-    for split in ("train", "validation", "test"):  # train: deterministic, for the gap
-      final[split] = run_eval(params, split)
+  state, record, final = _finish(config.train, state, record, ckpts, run_eval)
   record = dataclasses.replace(record, wall_time=clock())
   ckpts.save_latest(step, state, record.to_json())
   ckpts.close()
