@@ -31,11 +31,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.registry import Registry
+from lstmx.regularization import Regularization
 
 DEFAULT_KIND = "lstm"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig:
   """The fields every model kind has; ``ModelConfig(kind=K, ...)`` builds kind K's config.
 
@@ -50,6 +51,11 @@ class ModelConfig:
 
   # Extra words for the error raised when a key is set on a kind that lacks it.
   HINTS: ClassVar[dict[str, str]] = {}
+  # The LSTM kernel's settings, read by the training loop for every kind (the
+  # summary's ``backend``); kinds without an LSTM have these class constants
+  # (not fields: they cannot be set), `LSTMConfig` has them as fields.
+  backend: ClassVar[str] = "auto"
+  regularization: ClassVar[Regularization] = Regularization()
 
   kind: str = DEFAULT_KIND
   hidden_size: int = 64
@@ -57,9 +63,10 @@ class ModelConfig:
   compute_dtype: str | None = None
 
   def __new__(cls, *args, **kwargs):
-    """The base class dispatches on ``kind`` to the kind's config class."""
+    """The base class dispatches on ``kind`` to the kind's config class (fields are
+    keyword-only: their positions differ between kinds)."""
     if cls is ModelConfig:
-      kind = args[0] if args else kwargs.get("kind", DEFAULT_KIND)
+      kind = kwargs.get("kind", DEFAULT_KIND)
       cls = config_class(kind)
       check_fields(cls, kwargs)
     return object.__new__(cls)

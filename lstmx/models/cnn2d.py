@@ -24,7 +24,7 @@ from lstmx.models.common import (ACTIVATIONS, activation, check_positive, comput
                                  every_step, zero_padded)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CNN2DConfig(ModelConfig):
   """``model.kind="cnn2d"``: conv-pool blocks over the inputs as an image.
 

@@ -28,7 +28,7 @@ from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import compute_dtype, valid_steps
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GRUConfig(ModelConfig):
   """``model.kind="gru"``: stacked GRUs.
 

@@ -14,7 +14,7 @@ from lstmx.nn import LSTM
 from lstmx.regularization import Regularization
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LSTMConfig(ModelConfig):
   """``model.kind="lstm"``: a stacked `lstmx.nn.LSTM` (the default kind).
 

@@ -23,7 +23,7 @@ from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import ACTIVATIONS, activation, compute_dtype, every_step, zero_padded
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class MLPConfig(ModelConfig):
   """``model.kind="mlp"``: hidden layers over the flattened sequence.
 

@@ -50,7 +50,7 @@ class TemporalBlock(nnx.Module):
     return act(a + res.astype(a.dtype))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TCNConfig(ModelConfig):
   """``model.kind="tcn"``: a causal temporal convolutional network.
 

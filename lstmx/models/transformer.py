@@ -29,7 +29,7 @@ from lstmx.models.common import (ACTIVATIONS, activation, check_positive, comput
 POSITIONAL = ("sinusoidal", "learned")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TransformerConfig(ModelConfig):
   """``model.kind="transformer"``: a pre-LayerNorm Transformer encoder.
 
