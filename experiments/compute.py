@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 from lstmx.config import (Config, ModelConfig, OptimizerConfig, TaskConfig,  # noqa: E402
                           TrainConfig)
-from lstmx.experiment import Preset, main  # noqa: E402
+from lstmx.lab import Preset, main  # noqa: E402
 from lstmx.models import match_size, param_count  # noqa: E402
 
 NAME = "compute"
@@ -281,7 +281,7 @@ def _loglog(ax, df, x: str, y: str, scale: float = 1.0) -> None:
 
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
-  from lstmx.report import save_figure
+  from lstmx.lab.report import save_figure
   out = []
   df = _t_study(results)
   if len(df):

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
-from lstmx.experiment import Preset, main
+from lstmx.lab import Preset, main
 
 NAME = "long_dependency"
 LENGTH_KEY = {"copy": "delay", "adding": "length", "selective_copy": "delay", "mqar": "length"}
@@ -121,7 +121,7 @@ def _main_sweep(results):
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker
-  from lstmx.report import heatmap, save_figure
+  from lstmx.lab.report import heatmap, save_figure
   out = []
   df = _main_sweep(results[results["status"] != "failed"])
   task_names = [t for t in LENGTH_KEY if t in set(df["task.name"])]

@@ -41,7 +41,7 @@ import dataclasses
 import sys
 
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
-from lstmx.experiment import Preset, main
+from lstmx.lab import Preset, main
 from lstmx.models import match_size, param_count
 
 NAME = "non_sequential"
@@ -101,7 +101,7 @@ def task_overrides(dataset: str, layout: str) -> dict:
 def model_overrides(cfg: ModelConfig) -> dict:
   """``model.*`` overrides that turn the default model config into `cfg`: its
   kind and width, and every other field that differs from the default."""
-  default = ModelConfig()
+  default = type(cfg)()  # the kind's defaults
   return {f"model.{f.name}": getattr(cfg, f.name) for f in dataclasses.fields(cfg)
           if f.name in ("kind", "hidden_size")
           or getattr(cfg, f.name) != getattr(default, f.name)}
@@ -187,7 +187,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker as ticker
   import numpy as np
-  from lstmx.report import save_figure
+  from lstmx.lab.report import save_figure
   df = _done(results)
   names = _datasets(df)
   if not names:

@@ -24,7 +24,7 @@ import sys
 
 
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
-from lstmx.experiment import Preset, main
+from lstmx.lab import Preset, main
 
 NAME = "overfitting"
 R = "model.regularization."
@@ -112,7 +112,7 @@ def _curves(out_dir: str, trial: str):
 
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
-  from lstmx.report import heatmap, save_figure
+  from lstmx.lab.report import heatmap, save_figure
   out_dir = os.path.dirname(fig_dir)
   df = _with_gap(results)
   hidden = df["model.hidden_size"].mode()[0]

@@ -1,13 +1,17 @@
-"""Typed, frozen experiment configs and dotted-key overrides.
+"""Typed, frozen experiment configs and the one dotted-path setter.
 
     >>> cfg = Config()
     >>> cfg = override(cfg, ["optimizer.lr=3e-3", "task.params.delay=50"])
     >>> cfg.optimizer.lr
     0.003
 
-Variants derive with `dataclasses.replace`; `override` parses command-line
-``key=value`` strings against the field types and raises on an unknown key or
-a value of the wrong type. `to_dict` / `from_dict` round-trip through JSON.
+Variants derive with `dataclasses.replace`. `set_path` is the one dotted-path
+setter: `override` feeds it command-line ``key=value`` strings (parsed against
+the field types), `lstmx.lab.sweep.apply` sweep values (type-checked); both
+raise on an unknown key or a value of the wrong type. ``model`` is the model
+kind's own dataclass (`lstmx.models.base.ModelConfig`; ``ModelConfig(kind=...)``
+builds it) and ``model.kind`` switches kinds. `to_dict` / `from_dict`
+round-trip through JSON, the model by its kind.
 """
 
 from __future__ import annotations
@@ -18,39 +22,7 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
-from lstmx.lstm import DEFAULT_UNROLL
-from lstmx.regularization import Regularization
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """A model from `lstmx.models` (``kind``): one output per step, [B, T, output_size].
-
-  ``hidden_size`` and ``num_layers`` are width and depth for every kind (LSTM /
-  GRU layers, Transformer blocks, TCN residual blocks, 2-D conv-pool blocks,
-  MLP hidden layers). The other fields apply to the kinds named beside them.
-  """
-
-  kind: str = "lstm"  # lstm | gru | transformer | tcn | cnn2d | mlp
-  hidden_size: int = 64
-  num_layers: int = 1
-  bidirectional: bool = False  # lstm, gru
-  init: str = "forget_bias"  # lstm
-  chrono_max_length: int | None = None  # lstm
-  backend: str = "auto"  # lstm
-  unroll: int = DEFAULT_UNROLL  # lstm, gru (steps unrolled per scan iteration)
-  remat_every: int | None = None  # lstm: nested checkpointing every k steps (lstmx.remat)
-  compute_dtype: str | None = None  # "bfloat16" for bf16 matmul inputs
-  # LSTM regularizers (lstmx.Regularization; off by default). AR/TAR weights
-  # are in it too; the training step adds their penalty to the loss.
-  regularization: Regularization = Regularization()
-  num_heads: int = 4  # transformer; hidden_size must be a multiple
-  ff_multiple: int = 4  # transformer: feed-forward width = ff_multiple * hidden_size
-  causal: bool = True  # transformer: False attends in both directions
-  positional: str = "sinusoidal"  # transformer: sinusoidal | learned (up to max_length)
-  kernel_size: int = 3  # tcn (1-D), cnn2d (k x k)
-  image_shape: tuple[int, ...] | None = None  # cnn2d: (H, W, C), H*W*C = T*D; None: (T, D, 1)
-  activation: str = "relu"  # transformer feed-forward, tcn, cnn2d, mlp: relu | gelu | tanh
+from lstmx.models.base import ModelConfig, config_class, unknown_field_error, with_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,33 +150,103 @@ def _parse(value: str, tp, key: str):
                    f"got {value!r}")
 
 
-def _replace_path(obj, path: Sequence[str], value: str, full_key: str):
+@dataclasses.dataclass(frozen=True)
+class _Source:
+  """Where a dotted assignment comes from, for its error messages: ``--set`` strings
+  (parsed against the field's type) or sweep values (Python values, type-checked)."""
+
+  parse: bool
+  key: str
+
+  @property
+  def where(self) -> str:
+    return f"--set {self.key}" if self.parse else f"sweep key {self.key!r}"
+
+  @property
+  def word(self) -> str:
+    return "key" if self.parse else "field"
+
+  def convert(self, value, tp):
+    """`value` as a value of type `tp`, or a ValueError naming the key."""
+    if self.parse:
+      return _parse(value, tp, self.key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+      return float(value)
+    if tp in (int, float, bool, str) and type(value) is not tp:
+      raise ValueError(f"{self.where}: expected {tp.__name__}; got {value!r}")
+    return value
+
+
+def _replace(obj, path: Sequence[str], value, src: _Source):
   head, rest = path[0], path[1:]
   if isinstance(obj, Mapping):
     if rest:
-      return {**obj, head: _replace_path(obj.get(head), rest, value, full_key)}
-    return {**obj, head: _parse(value, Any, full_key)}
+      return {**obj, head: _replace(obj.get(head), rest, value, src)}
+    return {**obj, head: src.convert(value, Any)}
   if not dataclasses.is_dataclass(obj):
-    raise ValueError(f"--set {full_key}: {type(obj).__name__} has no field {head!r}")
-  hints = typing.get_type_hints(type(obj))
+    raise ValueError(f"{src.where}: {type(obj).__name__} has no field {head!r}")
   names = [f.name for f in dataclasses.fields(obj)]
   if head not in names:
-    raise ValueError(f"--set {full_key}: unknown key {head!r}; expected one of {names}")
+    if isinstance(obj, ModelConfig):  # a key of another model kind
+      raise unknown_field_error(type(obj), head, src.where)
+    raise ValueError(f"{src.where}: unknown {src.word} {head!r}; expected one of {names}")
   if rest:
-    new = _replace_path(getattr(obj, head), rest, value, full_key)
-  else:
-    new = _parse(value, hints[head], full_key)
+    return dataclasses.replace(obj, **{head: _replace(getattr(obj, head), rest, value, src)})
+  new = src.convert(value, typing.get_type_hints(type(obj))[head])
+  if isinstance(obj, ModelConfig) and head == "kind":
+    try:
+      return with_kind(obj, new)  # the new kind's dataclass, shared fields carried over
+    except ValueError as e:
+      raise ValueError(f"{src.where}: {e}") from None
   return dataclasses.replace(obj, **{head: new})
 
 
+def _kind_first(key: str) -> bool:
+  return key != "model.kind"  # False sorts first
+
+
+def set_path(config, key: str, value, *, parse: bool = False):
+  """The one dotted-path setter: `config` with ``key`` (e.g. ``"model.hidden_size"``,
+  ``"task.params.delay"``) set to `value`.
+
+  Args:
+    config: a (nested) config dataclass.
+    key: the dotted path; a path into a Mapping field (``task.params.X``) adds keys.
+    value: with ``parse=True``, a command-line string parsed against the field's
+      type (``"3e-3"``, ``"none"``, ``"8,8,1"``); otherwise a Python value,
+      checked against ``int``/``float``/``bool``/``str`` fields (an int is
+      accepted for a float).
+    parse: which of the two the value is; it also picks the error messages'
+      prefix (``--set KEY`` or ``sweep key 'KEY'``).
+
+  Returns:
+    The new config. Setting ``model.kind`` switches to that kind's config
+    dataclass, carrying over the fields both kinds have.
+
+  Raises:
+    ValueError: an unknown key (naming the model kind for a ``model.*`` key
+      another kind has) or a value of the wrong type.
+  """
+  return _replace(config, key.split("."), value, _Source(parse, key))
+
+
+def set_many(config, items: Sequence[tuple[str, Any]], *, parse: bool = False):
+  """`set_path` for each ``(key, value)``, ``model.kind`` first (then in order)."""
+  for key, value in sorted(items, key=lambda kv: _kind_first(kv[0])):
+    config = set_path(config, key, value, parse=parse)
+  return config
+
+
 def override(config: Config, assignments: Sequence[str]) -> Config:
-  """Applies ``dotted.key=value`` assignments; raises ValueError on a bad one."""
+  """Applies ``dotted.key=value`` strings (`set_path` with ``parse=True``); raises
+  ValueError on a bad one."""
+  items = []
   for a in assignments:
     if "=" not in a:
       raise ValueError(f"--set: expected key=value; got {a!r}")
     key, value = a.split("=", 1)
-    config = _replace_path(config, key.strip().split("."), value.strip(), key.strip())
-  return config
+    items.append((key.strip(), value.strip()))
+  return set_many(config, items, parse=True)
 
 
 def to_dict(config) -> dict:
@@ -213,13 +255,15 @@ def to_dict(config) -> dict:
 
 def from_dict(cls, data: Mapping):
   """Rebuilds a (nested) config dataclass from `to_dict` output."""
+  if isinstance(cls, type) and issubclass(cls, ModelConfig):
+    cls = config_class(data.get("kind", ModelConfig.kind))  # the kind's dataclass
   hints = typing.get_type_hints(cls)
   kwargs = {}
   for f in dataclasses.fields(cls):
     if f.name not in data:
       continue
     v, tp = data[f.name], hints[f.name]
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(v, Mapping):
       v = from_dict(tp, v)
     elif v is not None and (typing.get_origin(tp) is tuple or any(
         typing.get_origin(a) is tuple for a in typing.get_args(tp))):

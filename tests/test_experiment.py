@@ -14,7 +14,8 @@ import time
 import pandas as pd
 import pytest
 
-from lstmx import experiment, models, sweep, tasks
+from lstmx import models, tasks
+from lstmx.lab import runner, sweep
 from lstmx.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +69,7 @@ def test_every_preset_expands_and_every_config_builds(path):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_tiny_preset_end_to_end(path, tmp_path):
   module = _load(path)
-  results = experiment.run(module, "tiny", str(tmp_path), progress=False)
+  results = runner.run(module, "tiny", str(tmp_path), progress=False)
   assert len(results) == len(module.presets()["tiny"].sweep)
   assert (results["status"] != "failed").all(), results[["trial", "error"]]
   assert (tmp_path / "results.csv").exists() and (tmp_path / "report.md").exists()

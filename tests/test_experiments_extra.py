@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstmx import models, sweep, tasks
+from lstmx import models, tasks
+from lstmx.lab import sweep
 from lstmx.config import ModelConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

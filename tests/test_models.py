@@ -96,8 +96,9 @@ def test_gru_scan_matches_flax_cell_loop():
 
 @pytest.mark.parametrize("kind", models.MODELS)
 def test_tiny_model_learns_parity_batch(kind):
-  cfg = dataclasses.replace(next(c for c in CONFIGS.values() if c.kind == kind),
-                            hidden_size=16, num_layers=1, image_shape=None)
+  cfg = next(c for c in CONFIGS.values() if c.kind == kind)
+  cfg = dataclasses.replace(cfg, hidden_size=16, num_layers=1,
+                            **({"image_shape": None} if kind == "cnn2d" else {}))
   task = tasks.make("parity", train_length=8, test_length=12)
   model = models.build(cfg, task.input_size, task.output_size, seed=0, max_length=task.length)
   tx = optax.adam(1e-2)
@@ -139,19 +140,21 @@ def test_unknown_kind_names_field_and_choices():
     models.build(ModelConfig(kind="rnn"), D, OUT, seed=0)
 
 
-@pytest.mark.parametrize("cfg, match", [
-    (ModelConfig(kind="transformer", hidden_size=10, num_heads=4), "multiple of model.num_heads"),
-    (ModelConfig(kind="transformer", positional="rope"), "model.positional"),
-    (ModelConfig(kind="transformer", positional="learned"), "needs max_length"),
-    (ModelConfig(kind="transformer", bidirectional=True), "model.causal=false"),
-    (ModelConfig(kind="mlp"), "needs max_length"),
-    (ModelConfig(kind="tcn", activation="swish"), "model.activation"),
-    (ModelConfig(kind="cnn2d", image_shape=(8, 8)), "model.image_shape"),
-    (ModelConfig(kind="gru", num_layers=0), "model.num_layers"),
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kind="transformer", hidden_size=10, num_heads=4), "multiple of model.num_heads"),
+    (dict(kind="transformer", positional="rope"), "model.positional"),
+    (dict(kind="transformer", positional="learned"), "needs max_length"),
+    (dict(kind="transformer", bidirectional=True), "model.causal=false"),
+    (dict(kind="mlp"), "needs max_length"),
+    (dict(kind="tcn", activation="swish"), "model.activation"),
+    (dict(kind="cnn2d", image_shape=(8, 8)), "model.image_shape"),
+    (dict(kind="gru", num_layers=0), "model.num_layers"),
 ])
-def test_bad_configs_raise_clear_errors(cfg, match):
+def test_bad_configs_raise_clear_errors(kwargs, match):
+  # A key of another kind (a bidirectional transformer) fails when the config
+  # is made; the others when the model is built.
   with pytest.raises(ValueError, match=match):
-    models.build(cfg, D, OUT, seed=0)
+    models.build(ModelConfig(**kwargs), D, OUT, seed=0)
 
 
 def test_length_limits_at_trace_time():
@@ -187,9 +190,15 @@ def test_compute_dtype_bfloat16_traces_under_strict_promotion(kind):
 
 
 def test_new_config_fields_override_and_round_trip():
-  cfg = override(Config(), ["model.kind=cnn2d", "model.image_shape=8,8,1",
-                            "model.causal=false", "model.num_heads=2"])
-  assert cfg.model.image_shape == (8, 8, 1) and cfg.model.causal is False
-  assert from_dict(Config, to_dict(cfg)) == cfg
+  cfg = override(Config(), ["model.kind=cnn2d", "model.image_shape=8,8,1"])
+  assert cfg.model.image_shape == (8, 8, 1)
+  tr = override(Config(), ["model.kind=transformer", "model.causal=false", "model.num_heads=2"])
+  assert tr.model.causal is False and tr.model.num_heads == 2
+  for c in (cfg, tr):
+    assert from_dict(Config, to_dict(c)) == c
+    assert from_dict(Config, json.loads(json.dumps(to_dict(c)))) == c
   assert from_dict(Config, to_dict(Config())) == Config()
-  assert from_dict(Config, json.loads(json.dumps(to_dict(cfg)))) == cfg
+  # Per-model configs: a key of another kind is an error naming the key and the kind.
+  with pytest.raises(ValueError, match=r"--set model.causal: 'causal' is not a field of "
+                                       r"model.kind='cnn2d'"):
+    override(Config(), ["model.kind=cnn2d", "model.causal=false"])

@@ -72,7 +72,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_single_process(tmp_path):
-  base = [sys.executable, "-m", "lstmx.cli", "train", os.path.join(ROOT, "experiments/smoke.py"),
+  base = [sys.executable, "-m", "lstmx", "train", os.path.join(ROOT, "experiments/smoke.py"),
           "--set", "train.progress=false", "--set", "train.steps=30"]
   env = dict(os.environ, XLA_FLAGS="")
   subprocess.run(base + ["--workdir", str(tmp_path / "single")], env=env, check=True,

@@ -70,7 +70,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_sigkill_at_random_step_then_resume_is_bitwise_equal(tmp_path):
   sets = ["--set", "train.steps=80", "--set", "train.checkpoint_every=3",
           "--set", "train.progress=false"]
-  cmd = [sys.executable, "-m", "lstmx.cli", "train", os.path.join(ROOT, "experiments/smoke.py")]
+  cmd = [sys.executable, "-m", "lstmx", "train", os.path.join(ROOT, "experiments/smoke.py")]
   env = dict(os.environ, XLA_FLAGS="")
   subprocess.run(cmd + ["--workdir", str(tmp_path / "full")] + sets, check=True, env=env,
                  capture_output=True)

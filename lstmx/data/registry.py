@@ -26,6 +26,7 @@ import numpy as np
 
 from lstmx.data.dataset import (SPLITS, DataNotFoundError, Dataset, MissingDependencyError,
                                 check_choice)
+from lstmx.registry import Registry
 
 DATA_ENV = "LSTMX_DATA"
 FETCH_SCRIPT = "python scripts/fetch_data.py"
@@ -50,27 +51,25 @@ class DatasetSpec:
   requires: tuple[str, ...] = ()
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("name")
 
 
 def register(name: str, kind: str, description: str, requires: tuple[str, ...] = ()):
   """Decorator: registers ``loader(split, seed, **options)`` under `name`."""
   def wrap(loader):
-    if name in _REGISTRY:
-      raise ValueError(f"name: expected a new dataset name; got {name!r}, already registered")
-    _REGISTRY[name] = DatasetSpec(name, kind, loader, description, tuple(requires))
+    DATASETS.register(name, DatasetSpec(name, kind, loader, description, tuple(requires)))
     return loader
   return wrap
 
 
 def names() -> tuple[str, ...]:
   """The registered dataset names, sorted."""
-  return tuple(sorted(_REGISTRY))
+  return tuple(sorted(DATASETS.names()))
 
 
 def spec(name: str) -> DatasetSpec:
   check_choice("name", name, names())
-  return _REGISTRY[name]
+  return DATASETS.get(name)
 
 
 def options(name: str) -> dict[str, object]:

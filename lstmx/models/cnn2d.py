@@ -12,18 +12,35 @@ step that counts). Pooling uses SAME padding, so any image size works.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import (ACTIVATIONS, activation, check_positive, compute_dtype,
                                  every_step, zero_padded)
 
 
-class CNN2DModel(nnx.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CNN2DConfig(ModelConfig):
+  """``model.kind="cnn2d"``: conv-pool blocks over the inputs as an image.
+
+  Attributes:
+    kernel_size: the k x k kernel.
+    image_shape: (H, W, C) with H * W * C = T * D; None: (T, D, 1).
+    activation: relu | gelu | tanh.
+  """
+
+  kind: str = "cnn2d"
+  kernel_size: int = 3
+  image_shape: tuple[int, ...] | None = None
+  activation: str = "relu"
+
+
+class CNN2DModel(SequenceModel):
   """Conv-pool blocks, global average pooling and a linear head over an image.
 
   Example:
@@ -33,7 +50,7 @@ class CNN2DModel(nnx.Module):
     (4, 64, 10)
   """
 
-  def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: CNN2DConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
     check_positive("model.kernel_size", cfg.kernel_size)
     activation(cfg)  # validates the name
     shape = None if cfg.image_shape is None else tuple(cfg.image_shape)
@@ -77,3 +94,7 @@ class CNN2DModel(nnx.Module):
       x = nnx.max_pool(act(conv(x)), (2, 2), strides=(2, 2), padding="SAME")
     y = self.head(jnp.mean(x, axis=(1, 2)).astype(jnp.float32))
     return every_step(y, inputs.shape[1])
+
+
+register_kind("cnn2d", CNN2DConfig,
+              lambda cfg, d, o, n, rngs: CNN2DModel(cfg, d, o, rngs=rngs), causal=False)

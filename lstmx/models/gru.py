@@ -17,12 +17,29 @@ valid step. The input projections of all steps are one matmul before the scan.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.lstm import DEFAULT_UNROLL
+from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import compute_dtype, valid_steps
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GRUConfig(ModelConfig):
+  """``model.kind="gru"``: stacked GRUs.
+
+  Attributes:
+    bidirectional: a forward and a reverse GRU per layer, outputs concatenated.
+    unroll: steps unrolled per scan iteration.
+  """
+
+  kind: str = "gru"
+  bidirectional: bool = False
+  unroll: int = DEFAULT_UNROLL
 
 
 def gru_scan(w_h: jax.Array, x_proj: jax.Array, valid: jax.Array, h0: jax.Array, *,
@@ -55,7 +72,7 @@ def gru_scan(w_h: jax.Array, x_proj: jax.Array, valid: jax.Array, h0: jax.Array,
   return ys
 
 
-class GRUSequenceModel(nnx.Module):
+class GRUSequenceModel(SequenceModel):
   """A stacked GRU over the inputs and a linear head on every step's output.
 
   Example:
@@ -65,7 +82,7 @@ class GRUSequenceModel(nnx.Module):
     (4, 10, 2)
   """
 
-  def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: GRUConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
     self.hidden_size = cfg.hidden_size
     self.unroll = cfg.unroll
     self.dtype = compute_dtype(cfg)
@@ -99,3 +116,7 @@ class GRUSequenceModel(nnx.Module):
                    reverse=direction == 1, unroll=self.unroll)
           for direction, cell in enumerate(layer)], axis=-1)
     return self.head(jnp.swapaxes(x, 0, 1).astype(jnp.float32))
+
+
+register_kind("gru", GRUConfig,
+              lambda cfg, d, o, n, rngs: GRUSequenceModel(cfg, d, o, rngs=rngs), causal=True)

@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.lstm import DEFAULT_UNROLL
+from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.nn import LSTM
+from lstmx.regularization import Regularization
 
 
-class LSTMSequenceModel(nnx.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LSTMConfig(ModelConfig):
+  """``model.kind="lstm"``: a stacked `lstmx.nn.LSTM` (the default kind).
+
+  Attributes:
+    bidirectional: a forward and a reverse LSTM per layer, outputs concatenated.
+    init: the parameter init (``forget_bias``, ``chrono``, ``torch``, ...).
+    chrono_max_length: T_max of the chrono init.
+    backend: the LSTM backend (``auto``, ``scan``, ``pallas``, ``cudnn``, ``reference``).
+    unroll: steps unrolled per scan iteration.
+    remat_every: nested checkpointing every k steps (`lstmx.remat`); None: off.
+    regularization: `lstmx.Regularization` (off by default); its AR/TAR weights'
+      penalty is added to the training loss.
+  """
+
+  kind: str = "lstm"
+  bidirectional: bool = False
+  init: str = "forget_bias"
+  chrono_max_length: int | None = None
+  backend: str = "auto"
+  unroll: int = DEFAULT_UNROLL
+  remat_every: int | None = None
+  regularization: Regularization = Regularization()
+
+
+class LSTMSequenceModel(SequenceModel):
   """A stacked LSTM over the inputs and a linear head on every step's output."""
 
-  def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: LSTMConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
     compute_dtype = jnp.dtype(cfg.compute_dtype) if cfg.compute_dtype else None
     r = cfg.regularization
     reg = r if (r.needs_mode or r.ar > 0 or r.tar > 0) else None
@@ -40,3 +69,7 @@ class LSTMSequenceModel(nnx.Module):
     y, _, pen = self.lstm(inputs, seq_lengths=lengths, deterministic=False, rngs=key,
                           return_penalties=True)
     return self.head(y), pen["loss"]
+
+
+register_kind("lstm", LSTMConfig,
+              lambda cfg, d, o, n, rngs: LSTMSequenceModel(cfg, d, o, rngs=rngs), causal=True)

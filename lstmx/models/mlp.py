@@ -13,15 +13,29 @@ ones (a length-generalization test split) the MLP sees only the first
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import ACTIVATIONS, activation, compute_dtype, every_step, zero_padded
 
 
-class MLPModel(nnx.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MLPConfig(ModelConfig):
+  """``model.kind="mlp"``: hidden layers over the flattened sequence.
+
+  Attributes:
+    activation: relu | gelu | tanh.
+  """
+
+  kind: str = "mlp"
+  activation: str = "relu"
+
+
+class MLPModel(SequenceModel):
   """Hidden layers over the flattened [B, max_length * D] inputs and a linear head.
 
   Example:
@@ -31,7 +45,7 @@ class MLPModel(nnx.Module):
     (4, 10, 2)
   """
 
-  def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *,
+  def __init__(self, cfg: MLPConfig, input_size: int, output_size: int, *,
                max_length: int | None = None, rngs: nnx.Rngs):
     if max_length is None:
       raise ValueError("model.kind='mlp' needs max_length (the task length) at build time: "
@@ -67,3 +81,7 @@ class MLPModel(nnx.Module):
     for layer in self.hidden:
       x = act(layer(x))
     return every_step(self.head(x.astype(jnp.float32)), T)
+
+
+register_kind("mlp", MLPConfig,
+              lambda cfg, d, o, n, rngs: MLPModel(cfg, d, o, max_length=n, rngs=rngs), causal=False)

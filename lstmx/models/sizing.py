@@ -18,7 +18,7 @@ import math
 import jax
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.models.base import ModelConfig
 from lstmx.models.registry import build
 
 TOLERANCE = 0.1  # relative

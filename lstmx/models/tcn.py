@@ -14,11 +14,13 @@ step. Bai et al.'s weight normalization and dropout are left out.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import ACTIVATIONS, activation, check_positive, compute_dtype, zero_padded
 
 
@@ -48,7 +50,21 @@ class TemporalBlock(nnx.Module):
     return act(a + res.astype(a.dtype))
 
 
-class TCNSequenceModel(nnx.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TCNConfig(ModelConfig):
+  """``model.kind="tcn"``: a causal temporal convolutional network.
+
+  Attributes:
+    kernel_size: the 1-D kernel width k.
+    activation: relu | gelu | tanh.
+  """
+
+  kind: str = "tcn"
+  kernel_size: int = 3
+  activation: str = "relu"
+
+
+class TCNSequenceModel(SequenceModel):
   """Residual blocks of causal dilated convolutions (dilations 1, 2, 4, ...), a head per step.
 
   Example:
@@ -58,7 +74,7 @@ class TCNSequenceModel(nnx.Module):
     (4, 10, 2)
   """
 
-  def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: TCNConfig, input_size: int, output_size: int, *, rngs: nnx.Rngs):
     check_positive("model.kernel_size", cfg.kernel_size)
     activation(cfg)  # validates the name
     self.dtype = compute_dtype(cfg)
@@ -84,3 +100,7 @@ class TCNSequenceModel(nnx.Module):
     for block in self.blocks:
       x = block(x)
     return self.head(zero_padded(x, lengths).astype(jnp.float32))
+
+
+register_kind("tcn", TCNConfig,
+              lambda cfg, d, o, n, rngs: TCNSequenceModel(cfg, d, o, rngs=rngs), causal=True)

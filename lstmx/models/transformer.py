@@ -14,17 +14,41 @@ stop at the ``max_length`` given at build time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.config import ModelConfig
+from lstmx.models.base import ModelConfig, SequenceModel, register_kind
 from lstmx.models.common import (ACTIVATIONS, activation, check_positive, compute_dtype,
                                  valid_steps, zero_padded)
 
 POSITIONAL = ("sinusoidal", "learned")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerConfig(ModelConfig):
+  """``model.kind="transformer"``: a pre-LayerNorm Transformer encoder.
+
+  Attributes:
+    num_heads: attention heads; ``hidden_size`` must be a multiple.
+    ff_multiple: feed-forward width = ff_multiple * hidden_size.
+    causal: False attends in both directions.
+    positional: ``sinusoidal`` | ``learned`` (up to the build's max_length).
+    activation: the feed-forward nonlinearity: relu | gelu | tanh.
+  """
+
+  HINTS: ClassVar[dict[str, str]] = {"bidirectional": "use model.causal=false"}
+
+  kind: str = "transformer"
+  num_heads: int = 4
+  ff_multiple: int = 4
+  causal: bool = True
+  positional: str = "sinusoidal"
+  activation: str = "relu"
 
 
 def sinusoidal_positions(T: int, width: int) -> jax.Array:
@@ -71,7 +95,7 @@ class TransformerBlock(nnx.Module):
     return x + self.ff_out(ACTIVATIONS[self.act](self.ff_in(self.norm_ff(x)))).astype(x.dtype)
 
 
-class TransformerSequenceModel(nnx.Module):
+class TransformerSequenceModel(SequenceModel):
   """Input projection + positions, pre-LN Transformer blocks, a linear head per step.
 
   Example:
@@ -81,7 +105,7 @@ class TransformerSequenceModel(nnx.Module):
     (4, 10, 2)
   """
 
-  def __init__(self, cfg: ModelConfig, input_size: int, output_size: int, *,
+  def __init__(self, cfg: TransformerConfig, input_size: int, output_size: int, *,
                max_length: int | None = None, rngs: nnx.Rngs):
     width = cfg.hidden_size
     if cfg.num_heads < 1 or width % cfg.num_heads:
@@ -135,3 +159,8 @@ class TransformerSequenceModel(nnx.Module):
     for block in self.blocks:
       x = block(x, mask)
     return self.head(self.norm(x))
+
+
+register_kind("transformer", TransformerConfig,
+              lambda cfg, d, o, n, rngs: TransformerSequenceModel(cfg, d, o, max_length=n,
+                                                                  rngs=rngs), causal=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from lstmx.registry import Registry
 from lstmx.tasks.adding import Adding
 from lstmx.tasks.base import Batch, Task, cross_entropy, masked_mean
 from lstmx.tasks.datasets import CharLM, DatasetClassification, Forecast
@@ -21,13 +22,12 @@ from lstmx.tasks.memory import Copy, SelectiveCopy, VariableCopy
 from lstmx.tasks.pixels import SequentialImages
 from lstmx.tasks.recall import MQAR, AssociativeRecall
 
-_REGISTRY: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task")
 
 
 def register(cls: type[Task]) -> type[Task]:
-  """Adds a Task subclass to the registry under ``cls.name``."""
-  _REGISTRY[cls.name] = cls
-  return cls
+  """Adds a Task subclass to the registry under ``cls.name`` (a class decorator)."""
+  return TASKS.register(cls.name, cls)
 
 
 for _cls in (Copy, VariableCopy, SelectiveCopy, Adding, AssociativeRecall, MQAR, Parity,
@@ -37,14 +37,15 @@ for _cls in (Copy, VariableCopy, SelectiveCopy, Adding, AssociativeRecall, MQAR,
 
 
 def names() -> tuple[str, ...]:
-  return tuple(sorted(_REGISTRY))
+  """The registered task names, sorted."""
+  return tuple(sorted(TASKS.names()))
 
 
 def make(name: str, **params) -> Task:
   """Builds a task by name; unknown names or parameters raise a clear error."""
-  if name not in _REGISTRY:
+  if name not in TASKS:
     raise ValueError(f"task: expected one of {names()}; got {name!r}")
-  cls = _REGISTRY[name]
+  cls = TASKS.get(name)
   fields = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(params) - fields)
   if unknown:
@@ -56,5 +57,6 @@ def make(name: str, **params) -> Task:
 
 __all__ = ["Adding", "AssociativeRecall", "Batch", "CharLM", "Copy", "CycleNavigation",
            "DatasetClassification", "EvenPairs", "Forecast",
-           "MQAR", "Parity", "SelectiveCopy", "SequentialImages", "Task", "VariableCopy", "cross_entropy",
+           "MQAR", "Parity", "SelectiveCopy", "SequentialImages", "TASKS", "Task", "VariableCopy",
+           "cross_entropy",
            "make", "masked_mean", "names", "register"]

@@ -58,10 +58,8 @@ def apply_model(modeldef: ModelDef, params, batch: Batch) -> jax.Array:
 
 def apply_train(modeldef: ModelDef, params, batch: Batch, key: jax.Array):
   """Training-mode (outputs, penalty): dropout masks from `key`, AR/TAR penalty."""
-  model = modeldef.merge(params)
-  if hasattr(model, "forward_train"):
-    return model.forward_train(batch["inputs"], batch["lengths"], key)
-  return model(batch["inputs"], batch["lengths"]), jnp.zeros((), jnp.float32)
+  model = modeldef.merge(params)  # a lstmx.models.SequenceModel
+  return model.forward_train(batch["inputs"], batch["lengths"], key)
 
 
 def make_train_step(modeldef: ModelDef, task: Task, tx: optax.GradientTransformation) -> Callable:

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
-import typing
 from typing import Any, Mapping, Sequence
+
+from lstmx.config import set_many
 
 Overrides = dict[str, Any]
 
@@ -53,32 +53,12 @@ def trial_id(overrides: Overrides) -> str:
   return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def _set(obj, path: Sequence[str], value, key: str):
-  head, rest = path[0], path[1:]
-  if isinstance(obj, Mapping):
-    return {**obj, head: _set(obj.get(head), rest, value, key) if rest else value}
-  if not dataclasses.is_dataclass(obj):
-    raise ValueError(f"sweep key {key!r}: {type(obj).__name__} has no field {head!r}")
-  names = [f.name for f in dataclasses.fields(obj)]
-  if head not in names:
-    raise ValueError(f"sweep key {key!r}: unknown field {head!r}; expected one of {names}")
-  if rest:
-    return dataclasses.replace(obj, **{head: _set(getattr(obj, head), rest, value, key)})
-  tp = typing.get_type_hints(type(obj))[head]
-  if tp is float and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  elif tp in (int, float, bool, str) and type(value) is not tp:
-    raise ValueError(f"sweep key {key!r}: expected {tp.__name__}; got {value!r}")
-  return dataclasses.replace(obj, **{head: value})
-
-
 def apply(config, overrides: Overrides):
-  """The config with each dotted key set to its value (type-checked).
+  """The config with each dotted key set to its value (type-checked), through the
+  one dotted-path setter `lstmx.config.set_path` (``model.kind`` first).
 
   Keys under ``meta.`` are labels for the results table (e.g. ``meta.model``)
   and do not touch the config.
   """
-  for key, value in overrides.items():
-    if not key.startswith("meta."):
-      config = _set(config, key.split("."), value, key)
-  return config
+  items = [(k, v) for k, v in overrides.items() if not k.startswith("meta.")]
+  return set_many(config, items)

@@ -1,16 +1,20 @@
 """Reports: matplotlib figures (PNG and SVG) and ``report.md`` from a results table.
 
 Called after a sweep and on demand (``lstmx report DIR``). The experiment
-module supplies ``figures(results, fig_dir) -> [(title, stem)]`` (each figure
-saved as ``fig_dir/stem.png`` and ``.svg``, e.g. with `save_figure`) and
-``findings(results) -> [sentences]`` computed from the results.
+(`lstmx.lab.experiment.Experiment`) supplies ``figures(results, fig_dir) ->
+[(title, stem)]`` (each figure saved as ``fig_dir/stem.png`` and ``.svg``, e.g.
+with `save_figure`) and ``findings(results) -> [sentences]`` computed from the
+results; both default to none.
 """
 
 from __future__ import annotations
 
 import os
+import types
 
 import pandas as pd
+
+from lstmx.lab.experiment import Experiment, as_experiment
 
 COST_COLUMNS = ("status", "steps", "wall_time", "compile_time", "param_count")
 
@@ -52,15 +56,17 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
   return "\n".join([head, sep, *rows])
 
 
-def write(module, out_dir: str, results: pd.DataFrame) -> str:
+def write(experiment: Experiment | types.ModuleType, out_dir: str,
+          results: pd.DataFrame) -> str:
   """Writes ``out_dir/report.md`` (and figures); returns its path."""
   import matplotlib
   matplotlib.use("Agg")
+  exp = as_experiment(experiment)
   fig_dir = os.path.join(out_dir, "figures")
-  figures = module.figures(results, fig_dir) if hasattr(module, "figures") else []
-  findings = module.findings(results) if hasattr(module, "findings") else []
+  figures = exp.figures(results, fig_dir)
+  findings = exp.findings(results)
   counts = results["status"].value_counts().to_dict() if "status" in results else {}
-  lines = [f"# {module.NAME}", "", (module.__doc__ or "").strip().splitlines()[0], "",
+  lines = [f"# {exp.name}", "", exp.description, "",
            f"{len(results)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()), ""]
   if findings:
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]

@@ -1,0 +1,15 @@
+"""The lab: experiments, sweeps, reports and the command line, above the training engine.
+
+* `lstmx.lab.experiment`: the experiment protocol (`Experiment`, `Preset`, `load`);
+* `lstmx.lab.sweep`: sweeps as data (`product`, `zip_`, `chain`, `seeds`, `apply`);
+* `lstmx.lab.runner`: the sweep runner (`run`, `main`: an experiment file's command line);
+* `lstmx.lab.report`: ``report.md`` and figures from a results table;
+* `lstmx.lab.cli`: ``lstmx`` / ``python -m lstmx``.
+
+An experiment file needs only ``from lstmx.lab import Preset, main``.
+"""
+
+from lstmx.lab.experiment import PRESETS, Experiment, Preset, load
+from lstmx.lab.runner import main, run
+
+__all__ = ["Experiment", "PRESETS", "Preset", "load", "main", "run"]

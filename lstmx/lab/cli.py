@@ -1,0 +1,143 @@
+"""The ``lstmx`` command line (also ``python -m lstmx``): thin, it parses
+arguments and calls library functions.
+
+    lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
+    lstmx train FILE --preset tiny|quick|full [--out DIR] [--set key=value ...]
+    lstmx report OUT_DIR
+    lstmx bench [...]          (runs benchmarks/bench.py of a clone)
+
+``--workdir`` trains one config: VARIANT names one of the file's ``VARIANTS``
+(``experiments/smoke.py``; default ``base``) or, in a file without them, a
+preset whose ``base`` config is trained (default ``quick``). ``--preset`` runs
+the file's sweep exactly as ``python FILE --preset ...`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+from lstmx.config import Config, override
+from lstmx.lab.experiment import PRESETS, Experiment, load
+
+BENCH_SCRIPT = pathlib.Path("benchmarks") / "bench.py"
+
+
+def load_experiment(spec: str) -> Experiment:
+  """The experiment of ``path/to/file.py`` (the part before an optional ``:VARIANT``)."""
+  path = spec.split(":", 1)[0]
+  try:
+    return load(path)
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f"lstmx: {e}") from None
+
+
+def resolve_config(spec: str, sets: list[str]) -> Config:
+  """The config ``FILE[:VARIANT]`` names (`Experiment.config`) with overrides applied."""
+  experiment = load_experiment(spec)
+  variant = spec.split(":", 1)[1] if ":" in spec else None
+  try:
+    return override(experiment.config(variant), sets)
+  except ValueError as e:
+    raise SystemExit(f"lstmx: {e}") from None
+
+
+def find_bench(roots: list[pathlib.Path] | None = None) -> pathlib.Path | None:
+  """``benchmarks/bench.py`` beside the lstmx package (a clone) or in the current
+  directory; None where neither has it (an installed wheel)."""
+  if roots is None:
+    roots = [pathlib.Path(__file__).resolve().parents[2], pathlib.Path.cwd()]
+  for root in roots:
+    if (root / BENCH_SCRIPT).is_file():
+      return root / BENCH_SCRIPT
+  return None
+
+
+def bench(argv: list[str]) -> int:
+  """Runs ``benchmarks/bench.py``'s ``main(argv)``; 2 with a hint if there is none."""
+  script = find_bench()
+  if script is None:
+    print("lstmx bench: the benchmarks are not installed with lstmx; from a clone of the "
+          f"repository run `python {BENCH_SCRIPT} ...`", file=sys.stderr)
+    return 2
+  sys.path.insert(0, str(script.parent))  # its sibling modules
+  spec = importlib.util.spec_from_file_location("lstmx_benchmarks_bench", script)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.main(argv)
+
+
+def _train(args) -> None:
+  if args.preset is not None:
+    if args.workdir is not None or ":" in args.experiment:
+      raise SystemExit("lstmx train: --preset runs the file's sweep (into --out); "
+                       "--workdir and FILE:VARIANT train one config; expected one of them")
+    from lstmx.lab import runner
+    runner.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets)
+    return
+  if args.workdir is None:
+    raise SystemExit("lstmx train: expected --workdir DIR (train one config) or "
+                     "--preset NAME [--out DIR] (run the file's sweep)")
+  from lstmx import distributed
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  from lstmx.train import train_and_evaluate
+  config = resolve_config(args.experiment, args.sets)
+  try:
+    summary = train_and_evaluate(config, args.workdir, force=args.force)
+  except ValueError as e:
+    raise SystemExit(f"lstmx: {e}") from None
+  print(json.dumps({k: summary[k] for k in ("status", "stop_reason", "steps", "final")},
+                   indent=1))
+  print(f"run directory: {os.path.abspath(args.workdir)}")
+
+
+def _report(args) -> None:
+  import pandas as pd
+
+  from lstmx.lab import report
+  from lstmx.train.rundir import read_json
+  meta = read_json(os.path.join(args.out_dir, "experiment.json"))
+  experiment = load_experiment(meta["experiment"])
+  results = pd.read_csv(os.path.join(args.out_dir, "results.csv"))
+  print(f"report: {os.path.abspath(report.write(experiment, args.out_dir, results))}")
+
+
+def parser() -> argparse.ArgumentParser:
+  ap = argparse.ArgumentParser(prog="lstmx", description="lstmx command line")
+  sub = ap.add_subparsers(dest="command", required=True)
+  tr = sub.add_parser("train", help="train one config (--workdir) or run a sweep (--preset); "
+                      "rerun to resume")
+  tr.add_argument("experiment", help="EXPERIMENT_FILE[:VARIANT]")
+  tr.add_argument("--workdir", help="run directory of the one config")
+  tr.add_argument("--preset", choices=PRESETS, help="run the file's sweep of this preset")
+  tr.add_argument("--out", help="with --preset: output directory (default runs/NAME/PRESET)")
+  tr.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+  tr.add_argument("--force", action="store_true",
+                  help="resume even if the workdir's config differs")
+  tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
+  tr.add_argument("--num-processes", type=int)
+  tr.add_argument("--process-id", type=int)
+  sub.add_parser("bench", help="time one LSTM layer against its peers (benchmarks/bench.py)")
+  rp = sub.add_parser("report", help="(re)write the report of an experiment's output directory")
+  rp.add_argument("out_dir")
+  return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if argv[:1] == ["bench"]:  # its own parser: `lstmx bench --help`
+    return bench(argv[1:])
+  args = parser().parse_args(argv)
+  if args.command == "report":
+    _report(args)
+  if args.command == "train":
+    _train(args)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,150 @@
+"""The experiment protocol: what ``python experiments/NAME.py`` and
+``lstmx train FILE[:VARIANT]`` both accept.
+
+An experiment file is a Python module with
+
+* ``NAME``: a short name (output directories, results; default: the file's stem);
+* ``presets() -> {"tiny" | "quick" | "full": Preset(base=Config, sweep=[overrides])}``;
+* optionally ``analyze(config, workdir) -> dict``, run after each finished
+  trial (its scalars join the results row);
+* optionally ``figures(results, fig_dir) -> [(title, stem)]`` and
+  ``findings(results) -> [sentences]``, used by the report;
+* optionally ``VARIANTS = {name: () -> Config}``: single configs that
+  ``lstmx train FILE:VARIANT`` trains (``experiments/smoke.py``).
+
+`Experiment.from_module` reads those names once and fills the optional ones
+with defaults, so the runner and the report call them without asking what a
+module has:
+
+    >>> exp = load("experiments/long_dependency.py")
+    >>> exp.name, sorted(exp.presets())
+    ('long_dependency', ['full', 'quick', 'tiny'])
+    >>> exp.config("quick")        # the quick preset's base config
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+import types
+from typing import Any, Callable, Mapping
+
+from lstmx.config import Config
+
+PRESETS = ("tiny", "quick", "full")
+DEFAULT_PRESET = "quick"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """One sweep: every trial is `base` with one of `sweep`'s overrides applied."""
+
+  base: Config
+  sweep: list[dict[str, Any]]
+
+
+def _no_figures(results, fig_dir: str) -> list[tuple[str, str]]:
+  del results, fig_dir
+  return []
+
+
+def _no_findings(results) -> list[str]:
+  del results
+  return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """An experiment, whatever its file defines.
+
+  Attributes:
+    name: ``NAME``.
+    description: the first line of the module's docstring.
+    path: the file it came from (recorded in ``experiment.json``).
+    presets: ``presets() -> {name: Preset}``; none: ``{}``.
+    analyze: ``analyze(config, workdir) -> dict`` or None (no per-trial analysis).
+    figures: ``figures(results, fig_dir) -> [(title, stem)]``; default none.
+    findings: ``findings(results) -> [sentences]``; default none.
+    variants: ``{name: () -> Config}``, the file's ``VARIANTS``; default ``{}``.
+  """
+
+  name: str
+  description: str = ""
+  path: str = ""
+  presets: Callable[[], Mapping[str, Preset]] = dict
+  analyze: Callable[[Config, str], dict] | None = None
+  figures: Callable[[Any, str], list[tuple[str, str]]] = _no_figures
+  findings: Callable[[Any], list[str]] = _no_findings
+  variants: Mapping[str, Callable[[], Config]] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_module(cls, module: types.ModuleType) -> Experiment:
+    """Reads an experiment file's names (module attributes), defaults for the missing
+    (``NAME``: the file's stem)."""
+    path = getattr(module, "__file__", None) or ""
+    if not hasattr(module, "presets") and not hasattr(module, "VARIANTS"):
+      raise ValueError(f"{path or module.__name__}: expected an experiment file defining "
+                       "presets() or VARIANTS")
+    stem = os.path.splitext(os.path.basename(path))[0] or module.__name__
+    doc = (module.__doc__ or "").strip().splitlines()
+    return cls(name=getattr(module, "NAME", stem), description=doc[0] if doc else "",
+               path=os.path.abspath(path) if path else "",
+               presets=getattr(module, "presets", dict),
+               analyze=getattr(module, "analyze", None),
+               figures=getattr(module, "figures", _no_figures),
+               findings=getattr(module, "findings", _no_findings),
+               variants=getattr(module, "VARIANTS", {}))
+
+  def choices(self) -> tuple[str, tuple[str, ...]]:
+    """What ``FILE:VARIANT`` may name: ``("variant", VARIANTS)`` if the file has
+    them, else ``("preset", presets)``."""
+    if self.variants:
+      return "variant", tuple(self.variants)
+    return "preset", tuple(self.presets())
+
+  def default_variant(self) -> str | None:
+    """``base`` among VARIANTS, else the ``quick`` preset, else the first choice."""
+    what, names = self.choices()
+    preferred = "base" if what == "variant" else DEFAULT_PRESET
+    return preferred if preferred in names else (names[0] if names else None)
+
+  def config(self, variant: str | None = None) -> Config:
+    """The one config ``lstmx train FILE[:VARIANT]`` trains: the VARIANT of the
+    file's ``VARIANTS``, else the ``base`` of the preset named VARIANT.
+
+    Raises:
+      ValueError: naming the accepted variants or presets.
+    """
+    what, names = self.choices()
+    variant = self.default_variant() if variant is None else variant
+    if variant not in names:
+      raise ValueError(f"{what}: expected one of {names} for {self.path or self.name}; "
+                       f"got {variant!r}")
+    if what == "variant":
+      return self.variants[variant]()
+    return self.presets()[variant].base
+
+
+def load(path: str) -> Experiment:
+  """The experiment of the Python file at `path`.
+
+  Raises:
+    FileNotFoundError: `path` does not exist.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"experiment file {path!r} does not exist")
+  name = "lstmx_experiment_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  return Experiment.from_module(module)
+
+
+def as_experiment(experiment: Experiment | types.ModuleType) -> Experiment:
+  """An `Experiment` from an experiment or an experiment file's module."""
+  if isinstance(experiment, Experiment):
+    return experiment
+  return Experiment.from_module(experiment)
