@@ -7,9 +7,10 @@ step (forward, backward and Adam update) precisely:
 * step time: the median of repeated calls after a warm-up call, each timed to
   ``jax.block_until_ready``; tokens/s = B * T / step time;
 * compile time: ``jit(...).lower(...)`` plus ``.compile()``, wall clock;
-* memory: XLA's memory analysis of the compiled step, peak = arguments +
-  outputs - donated aliases + temporaries (``temp`` alone is the activation
-  memory that grows with T); FLOPs from XLA's cost analysis.
+* memory: XLA's memory analysis of the compiled step (`lstmx.compile_stats`,
+  the one formula), peak = arguments + outputs - donated aliases +
+  temporaries (``temp`` alone is the activation memory that grows with T);
+  FLOPs from XLA's cost analysis.
 
 Models: the LSTM on each backend (``scan``: fused scan with a hand-written
 backward; ``reference``: a plain ``lax.scan`` of `lstm_step` differentiated
@@ -47,6 +48,7 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lstmx.compile_stats import compile_stats  # noqa: E402
 from lstmx.config import (Config, ModelConfig, OptimizerConfig, TaskConfig,  # noqa: E402
                           TrainConfig)
 from lstmx.lab import Preset, main  # noqa: E402
@@ -165,20 +167,12 @@ def measure(step_fn, state, batch, *, min_calls: int = 3, max_calls: int = 20,
     `budget_s`), ``step_time_min``, ``calls``, the compiled program's memory
     in bytes (``temp_bytes``, ``argument_bytes``, ``output_bytes``,
     ``alias_bytes``, ``peak_bytes`` = argument + output - alias + temp) and
-    ``flops`` (XLA's estimate; NaN where the backend gives none).
+    ``flops`` (XLA's estimate; NaN where the backend gives none), all from
+    `lstmx.compile_stats`.
   """
   t0 = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()
-  out = {"compile_time": time.perf_counter() - t0}
-  mem = compiled.memory_analysis()
-  if mem is not None:
-    sizes = {k: int(getattr(mem, f"{k}_size_in_bytes")) for k in
-             ("temp", "argument", "output", "alias")}
-    out.update({f"{k}_bytes": v for k, v in sizes.items()})
-    out["peak_bytes"] = sizes["argument"] + sizes["output"] - sizes["alias"] + sizes["temp"]
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
-  out["flops"] = float(cost.get("flops", math.nan)) if isinstance(cost, dict) else math.nan
+  out = {"compile_time": time.perf_counter() - t0, **compile_stats(compiled)}
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready((state, metrics))
   times: list[float] = []

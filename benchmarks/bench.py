@@ -1,23 +1,27 @@
-"""Benchmark of one LSTM layer against its peers, in one process (``lstmx bench``).
+"""Benchmark of one LSTM layer against its peers, in one process.
 
 For each (B, T, H) config (input size D = H) and mode (``train``: forward +
 backward w.r.t. parameters and input; ``fwd``: forward only), every
 implementation is built and compiled, warmed up, then timed in interleaved
-rounds (each implementation once per round) so that load from other jobs hits
-all of them alike. Reported per implementation: median time, GFLOP/s of the
-LSTM's matmuls,
+rounds (each implementation once per round; `benchmarks.timing`) so that load
+from other jobs hits all of them alike. Reported per implementation: median
+time, GFLOP/s of the LSTM's matmuls,
 
     fwd FLOPs = 2 T B (D + H) 4H,        train FLOPs ~ 3 x fwd,
 
 the fraction of the machine's peak GEMM rate (best of a float32 2048^3
 ``jnp.dot``, measured in the same run), the ratio to the fastest
 implementation of the config, and for JAX implementations the compiled
-program's memory (arguments + outputs + temps) and compile time.
+program's memory (`lstmx.compile_stats`' ``peak_bytes``: arguments + outputs
+- aliases + temps) and compile time.
 
-    python scripts/bench.py                                  # the default grid
-    lstmx bench --grid 32,128,256 --rounds 5 --bf16 --json out.json --markdown out.md
-    lstmx bench --memory --grid                              # memory modes only
-    lstmx bench --gemm-only     # + lstmx's GEMMs without the cell math (the XLA floor)
+    python benchmarks/bench.py                               # the default grid
+    python benchmarks/bench.py --grid 32,128,256 --rounds 5 --bf16 --json o.json --markdown o.md
+    python benchmarks/bench.py --memory --grid               # memory modes only
+    python benchmarks/bench.py --gemm-only  # + lstmx's GEMMs without the cell math (the XLA floor)
+
+Runnable as a script and importable (`main(argv) -> int`); as a script it puts
+the repository root on ``sys.path``, so a checkout without ``pip install`` runs.
 """
 
 from __future__ import annotations
@@ -25,18 +29,23 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
-import time
+import sys
 
-import jax
-import jax.numpy as jnp
+if not __package__:  # run as a script (or loaded by path): the repository root onto sys.path
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lstmx import bench_peers
-from lstmx.bench_peers import DEFAULT_UNROLL, Skip
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
+from benchmarks import peers, skeleton  # noqa: E402
+from benchmarks.case import Skip  # noqa: E402
+from benchmarks.timing import interleaved  # noqa: E402
+from lstmx.lstm import DEFAULT_UNROLL  # noqa: E402
+
+PROG = "python benchmarks/bench.py"
 DEFAULT_GRID = ["32,128,256", "16,512,128", "64,256,512", "128,64,1024"]
 GEMM_ONLY = "lstmx GEMMs only (no cell math)"
 
@@ -49,16 +58,11 @@ def lstm_flops(B: int, T: int, H: int, mode: str, D: int | None = None) -> float
 
 
 def peak_gemm_gflops(n: int = 2048, repeats: int = 7) -> float:
-  """Best float32 GFLOP/s of an n^3 ``jnp.dot`` on the default device."""
+  """Best float32 GFLOP/s of an n^3 ``jnp.dot`` on the default device (best of `repeats`)."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-  best = math.inf
-  for _ in range(repeats):
-    t = time.perf_counter()
-    dot(a, a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n ** 3 / best / 1e9
+  times = interleaved({"dot": lambda: dot(a, a).block_until_ready()}, repeats, warmup=1)
+  return 2 * n ** 3 / min(times["dot"]) / 1e9
 
 
 def implementations(args) -> dict:
@@ -66,28 +70,14 @@ def implementations(args) -> dict:
   impls = {}
   for u in args.unroll:
     impls["lstmx" if u == DEFAULT_UNROLL else f"lstmx (unroll={u})"] = (
-        lambda B, T, H, mode, u=u: bench_peers.lstmx_case(B, T, H, mode, unroll=u))
+        lambda B, T, H, mode, u=u: peers.lstmx_case(B, T, H, mode, unroll=u))
   if args.bf16:
-    impls["lstmx bf16"] = lambda B, T, H, mode: bench_peers.lstmx_case(
+    impls["lstmx bf16"] = lambda B, T, H, mode: peers.lstmx_case(
         B, T, H, mode, compute_dtype=jnp.bfloat16)
   if args.gemm_only:
-    impls[GEMM_ONLY] = bench_peers.gemm_skeleton_case
-  impls.update(bench_peers.PEERS)
+    impls[GEMM_ONLY] = skeleton.gemm_skeleton_case
+  impls.update(peers.PEERS)
   return impls
-
-
-def interleaved(cases: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
-  """name -> seconds per round: `warmup` untimed runs each, then `rounds` rounds of one run each."""
-  for case in cases.values():
-    for _ in range(warmup):
-      case.run()
-  times = {k: [] for k in cases}
-  for _ in range(rounds):
-    for name, case in cases.items():
-      t = time.perf_counter()
-      case.run()
-      times[name].append(time.perf_counter() - t)
-  return times
 
 
 def time_config(B, T, H, mode, impls, rounds, warmup, notes) -> list[dict]:
@@ -114,7 +104,7 @@ def memory_rows(B, H, lengths, ks, time_max_T, rounds) -> list[dict]:
   rows = []
   for T in lengths:
     for k in ks:
-      case = bench_peers.lstmx_case(B, T, H, "train", remat_every=k)
+      case = peers.lstmx_case(B, T, H, "train", remat_every=k)
       ms = None
       if T <= time_max_T:
         ms = 1e3 * statistics.median(interleaved({k: case}, rounds, warmup=1)[k])
@@ -166,8 +156,10 @@ def _versions() -> str:
   return ", ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-  ap = argparse.ArgumentParser(prog="lstmx bench", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+  """Runs the benchmark; `argv` without the program name (default: ``sys.argv[1:]``)."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
   ap.add_argument("--grid", nargs="*", default=DEFAULT_GRID, help="B,T,H triples (D = H)")
   ap.add_argument("--modes", nargs="+", default=["train", "fwd"], choices=["train", "fwd"])
   ap.add_argument("--rounds", type=int, default=7)
@@ -176,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                   help=f"lstmx rows, one per value (default: lstmx.lstm's, {DEFAULT_UNROLL})")
   ap.add_argument("--bf16", action="store_true", help="add lstmx with bfloat16 matmul inputs")
   ap.add_argument("--gemm-only", action="store_true",
-                  help="add lstmx's GEMMs without its cell math (bench_peers.gemm_skeleton): "
+                  help="add lstmx's GEMMs without its cell math (skeleton.gemm_skeleton): "
                        "what XLA's GEMMs alone cost here, a floor for a lax.scan kernel")
   ap.add_argument("--memory", action="store_true",
                   help="add the memory-mode table (B=32, H=256, T up to 16384)")
@@ -208,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     mem = memory_rows(32, 256, args.memory_lengths, [None] + args.memory_remat,
                       args.memory_time_max_t, max(3, args.rounds // 2))
   peak = max(peak, peak_gemm_gflops())  # best of the start and the end of the run
-  meta = dict(command="lstmx bench " + " ".join(argv if argv is not None else os.sys.argv[1:]),
+  meta = dict(command=" ".join([prog, *argv]),
               date=datetime.date.today().isoformat(), jax=jax.__version__,
               versions=_versions(), peak_gflops=peak, notes=sorted(notes),
               machine=f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -222,3 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.markdown, "w") as f:
       f.write(text)
   return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
