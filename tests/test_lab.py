@@ -147,7 +147,7 @@ def test_bench_runs_benchmarks_bench_or_says_how(tmp_path, capsys, monkeypatch):
   assert cli.find_bench([tmp_path]) is None
   script = tmp_path / "benchmarks" / "bench.py"
   script.parent.mkdir()
-  script.write_text("def main(argv):\n  return 40 + len(argv)\n")
+  script.write_text("def main(argv, prog):\n  assert prog == \"lstmx bench\"\n  return 40 + len(argv)\n")
   assert cli.find_bench([tmp_path / "elsewhere", tmp_path]) == script
   monkeypatch.setattr(cli, "find_bench", lambda roots=None: script)
   assert cli.main(["bench", "--grid", "2,3,4"]) == 42  # main(argv) of benchmarks/bench.py

@@ -64,11 +64,10 @@ def bench(argv: list[str]) -> int:
     print("lstmx bench: the benchmarks are not installed with lstmx; from a clone of the "
           f"repository run `python {BENCH_SCRIPT} ...`", file=sys.stderr)
     return 2
-  sys.path.insert(0, str(script.parent))  # its sibling modules
   spec = importlib.util.spec_from_file_location("lstmx_benchmarks_bench", script)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.main(argv)
+  return module.main(argv, prog="lstmx bench")  # it puts the clone's root on sys.path
 
 
 def _train(args) -> None:
