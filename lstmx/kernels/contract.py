@@ -157,11 +157,37 @@ class LayerBackend:
       raise NotImplementedError(f"backend={self.name!r} {why}")
 
 
-def layer_function(layer, name: str, doc: str):
+_ARGS = {
+    "params": "`LSTMParams` with w_ih [D, 4H], w_hh [H, 4H], b [4H].",
+    "xs": "[T, B, D] inputs.",
+    "mask": "[T, B] bool, True at valid steps; None means all valid.",
+    "h0, c0": "[B, H] initial state.",
+    "reverse": "run from t = T - 1 down to 0.",
+    "unroll": "steps unrolled per iteration of the forward loop.",
+    "compute_dtype": ("e.g. ``jnp.bfloat16`` for low-precision matmul inputs; the\n"
+                      "    cell state, gates and accumulation stay in the state dtype."),
+    "precision": "`jax.lax.Precision` for the matmuls.",
+    "recurrent_mask": "optional [B, H] multiplying h_{t-1} in the recurrent matmul.",
+    "zoneout_h, zoneout_c": ("optional zoneout weights broadcastable to [T, B, H]\n"
+                             "    (0/1 in training, the rate in evaluation)."),
+    "remat_every": ("must be None: this backend has no memory modes (NotImplementedError\n"
+                    "    otherwise)."),
+}
+_RETURNS = "ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H]."
+
+
+def layer_function(layer, name: str, summary: str, args: dict[str, str] | None = None):
   """The keyword form ``name(params, xs, mask, h0, c0, *, reverse, unroll, compute_dtype,
   precision, recurrent_mask, zoneout_h, zoneout_c, remat_every, **backend_options)`` of a
   contract `layer` (``lstmx.lstm_layer_scan`` etc.): it builds the `KernelOptions`
-  and `LayerMasks` and passes `backend_options` (e.g. Pallas ``blocks``) on."""
+  and `LayerMasks` and passes `backend_options` (e.g. Pallas ``blocks``) on.
+
+  Args:
+    layer: ``layer(params, xs, mask, h0, c0, masks, options, **backend_options)``.
+    name: the function's name.
+    summary: the first paragraph of its docstring.
+    args: argument descriptions replacing or adding to the contract's own.
+  """
 
   def keyword_layer(params: LSTMParams, xs: Inputs, mask: Mask | None, h0: State, c0: State,
                     *, reverse: bool = False, unroll: int = 1, compute_dtype=None,
@@ -174,6 +200,9 @@ def layer_function(layer, name: str, doc: str):
     masks = LayerMasks(recurrent=recurrent_mask, zoneout_h=zoneout_h, zoneout_c=zoneout_c)
     return layer(params, xs, mask, h0, c0, masks, options, **backend_options)
 
+  described = dict(_ARGS, **(args or {}))
   keyword_layer.__name__ = keyword_layer.__qualname__ = name
-  keyword_layer.__doc__ = doc
+  keyword_layer.__doc__ = (summary + "\n\nArgs:\n"
+                           + "".join(f"  {k}: {v}\n" for k, v in described.items())
+                           + "\nReturns:\n  " + _RETURNS + "\n")
   return keyword_layer

@@ -145,19 +145,11 @@ class CudnnBackend(LayerBackend):
 BACKEND = CudnnBackend("cudnn", cudnn_layer)  # registered lazily by `lstmx.kernels`
 
 
-lstm_layer_cudnn = layer_function(cudnn_layer, "lstm_layer_cudnn", """\
-One layer, one direction, time-major, on cuDNN; the contract of `lstm_layer_reference`.
-
-Args:
-  params: `LSTMParams` (float32) with w_ih [D, 4H], w_hh [H, 4H], b [4H].
-  xs: [T, B, D] inputs.
-  mask: [T, B] bool prefix mask (True for t < len[b]), or None for all valid.
-  h0, c0: [B, H] initial state.
-  reverse: run each sequence from its last valid step down to 0.
-  unroll: ignored (cuDNN schedules its own loop).
-  compute_dtype, precision, recurrent_mask, zoneout_h, zoneout_c, remat_every: see
-    `unsupported`; anything it rejects raises NotImplementedError.
-
-Returns:
-  ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].
-""")
+lstm_layer_cudnn = layer_function(
+    cudnn_layer, "lstm_layer_cudnn", "One layer, one direction, time-major, on cuDNN.",
+    {"params": "`LSTMParams` (float32) with w_ih [D, 4H], w_hh [H, 4H], b [4H].",
+     "mask": "[T, B] bool prefix mask (True for t < len[b]), or None for all valid.",
+     "reverse": "run each sequence from its last valid step down to 0.",
+     "unroll": "ignored (cuDNN schedules its own loop).",
+     "compute_dtype": "must be None; see `CudnnBackend.unsupported` for every limit:\n"
+                      "    anything it rejects raises NotImplementedError."})

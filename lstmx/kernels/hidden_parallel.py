@@ -128,11 +128,7 @@ BACKEND = BACKENDS.register("hidden_parallel",
 
 
 lstm_layer_hidden_parallel = layer_function(
-    hidden_parallel_layer, "lstm_layer_hidden_parallel", """\
-One layer, one direction, time-major, hidden units over the ``model`` axis.
-
-Same contract as `lstm_layer_reference` (shapes: xs [T, B, D], mask [T, B],
-h0/c0 [B, H], ys [T, B, H]); `mesh` defaults to the ambient mesh
-(`jax.set_mesh`). H must be divisible by the ``model`` axis size and B by the
-``data`` axis size, if the mesh has one.
-""")
+    hidden_parallel_layer, "lstm_layer_hidden_parallel",
+    "One layer, one direction, time-major, hidden units over the ``model`` mesh axis.",
+    {"mesh": "defaults to the ambient mesh (`jax.set_mesh`). H must be divisible by\n"
+             "    the ``model`` axis size and B by the ``data`` axis size, if it has one."})

@@ -246,26 +246,10 @@ _layer.defvjp(_layer_fwd, _layer_bwd)
 BACKEND = LayerBackend("pallas", pallas_layer)
 
 
-lstm_layer_pallas = layer_function(pallas_layer, "lstm_layer_pallas", """\
-One layer, one direction, time-major, on the Pallas kernels; the contract of
-`lstm_layer_reference`.
-
-Args:
-  params: `LSTMParams` with w_ih [D, 4H], w_hh [H, 4H], b [4H].
-  xs: [T, B, D] inputs.
-  mask: [T, B] bool, True at valid steps; None means all valid.
-  h0, c0: [B, H] initial state.
-  reverse: run from t = T - 1 down to 0.
-  unroll: steps unrolled per iteration of the in-kernel time loops.
-  compute_dtype: e.g. ``jnp.bfloat16`` for low-precision matmul inputs.
-  precision: `jax.lax.Precision` for the matmuls.
-  recurrent_mask: optional [B, H] multiplying h_{t-1} in the recurrent matmul.
-  zoneout_h, zoneout_c: optional zoneout weights broadcastable to [T, B, H].
-  remat_every: must be None (no memory modes; NotImplementedError otherwise).
-  interpret: run the kernels in Pallas interpret mode; None means True
-    exactly when ``jax.default_backend() == "cpu"``.
-  blocks: `PallasBlocks` tiling.
-
-Returns:
-  ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].
-""")
+lstm_layer_pallas = layer_function(
+    pallas_layer, "lstm_layer_pallas",
+    "One layer, one direction, time-major, on the Pallas kernels.",
+    {"unroll": "steps unrolled per iteration of the in-kernel time loops.",
+     "interpret": "run the kernels in Pallas interpret mode; None means True\n"
+                  "    exactly when ``jax.default_backend() == \"cpu\"``.",
+     "blocks": "`PallasBlocks` tiling."})

@@ -59,23 +59,8 @@ BACKEND = BACKENDS.register("reference", LayerBackend("reference", reference_lay
                                                       memory_modes=True))
 
 
-lstm_layer_reference = layer_function(reference_layer, "lstm_layer_reference", """\
-One layer, one direction, time-major, by autodiff of a plain scan: the oracle.
-
-Args:
-  params: `LSTMParams` with w_ih [D, 4H], w_hh [H, 4H], b [4H].
-  xs: [T, B, D] inputs.
-  mask: [T, B] bool, True at valid steps; None means all valid.
-  h0, c0: [B, H] initial state.
-  reverse: run from t = T - 1 down to 0.
-  unroll: steps unrolled per iteration of the scan.
-  compute_dtype, precision: of the matmuls.
-  recurrent_mask: optional [B, H] multiplying h_{t-1} in the recurrent matmul.
-  zoneout_h, zoneout_c: optional zoneout weights broadcastable to [T, B, H]
-    (0/1 in training, the rate in evaluation).
-  remat_every: accepted for the contract and ignored: the oracle lets autodiff
-    save every residual.
-
-Returns:
-  ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].
-""")
+lstm_layer_reference = layer_function(
+    reference_layer, "lstm_layer_reference",
+    "One layer, one direction, time-major, by autodiff of a plain scan: the oracle.",
+    {"remat_every": "accepted for the contract and ignored: the oracle lets autodiff\n"
+                    "    save every residual."})

@@ -86,30 +86,13 @@ _scan.defvjp(_scan_fwd, _scan_bwd)
 BACKEND = BACKENDS.register("scan", LayerBackend("scan", scan_layer, memory_modes=True))
 
 
-lstm_layer_scan = layer_function(scan_layer, "lstm_layer_scan", """\
-One layer, one direction, time-major, on the fused scan; the contract of
-`lstm_layer_reference`.
-
-Args:
-  params: `LSTMParams` with w_ih [D, 4H], w_hh [H, 4H], b [4H].
-  xs: [T, B, D] inputs.
-  mask: [T, B] bool, True at valid steps; None means all valid.
-  h0, c0: [B, H] initial state.
-  reverse: run from t = T - 1 down to 0.
-  unroll: steps unrolled per iteration of the forward scan. The backward scan
-    always runs one step per iteration: unrolled, its in-place dZ buffer
-    would be copied by XLA every iteration (docs/performance.md).
-  compute_dtype: e.g. ``jnp.bfloat16`` for low-precision matmul inputs; the
-    cell state, gates and accumulation stay in the state dtype.
-  precision: `jax.lax.Precision` for the matmuls.
-  recurrent_mask: optional [B, H] multiplying h_{t-1} in the recurrent matmul.
-  zoneout_h, zoneout_c: optional zoneout weights broadcastable to [T, B, H]
-    (0/1 in training, the rate in evaluation).
-  remat_every: None saves every step's residuals (fastest); an int k saves
-    only the carries at every k-th step and recomputes each k-step segment in
-    the backward (`lstmx.kernels.remat`): residual memory O(T/k + k) steps
-    instead of O(T), for about one extra forward pass.
-
-Returns:
-  ys [T, B, H] (zero where masked) and the final (h_n, c_n), each [B, H].
-""")
+lstm_layer_scan = layer_function(
+    scan_layer, "lstm_layer_scan",
+    "One layer, one direction, time-major, on the fused scan (custom VJP).",
+    {"unroll": "steps unrolled per iteration of the forward scan. The backward scan\n"
+               "    always runs one step per iteration: unrolled, its in-place dZ buffer\n"
+               "    would be copied by XLA every iteration (docs/performance.md).",
+     "remat_every": "None saves every step's residuals (fastest); an int k saves\n"
+                    "    only the carries at every k-th step and recomputes each k-step\n"
+                    "    segment in the backward (`lstmx.kernels.remat`): residual memory\n"
+                    "    O(T/k + k) steps instead of O(T), for about one extra forward pass."})
