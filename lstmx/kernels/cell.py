@@ -87,6 +87,12 @@ def zoneout_mix(z: jax.Array | None, previous: jax.Array, new: jax.Array) -> jax
   return z * previous + (1 - z) * new
 
 
+def c_update(gates: jax.Array, c_prev: jax.Array) -> jax.Array:
+  """c_new = f * c_{t-1} + i * g [..., H] from the activated gates [..., 4H]."""
+  i, f, g, _ = jnp.split(gates, 4, axis=-1)
+  return f * c_prev + i * g
+
+
 def _select(valid: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
   return new if valid is None else jnp.where(valid, new, old)
 
@@ -166,7 +172,7 @@ def cell_backward(
   i, f, g, o = jnp.split(gates, 4, axis=-1)
   dh_new = dh if zoneout_h is None else (1 - zoneout_h) * dh
   dc_new = dc if zoneout_c is None else (1 - zoneout_c) * dc
-  tc = jnp.tanh(f * c_prev + i * g if c_new is None else c_new)
+  tc = jnp.tanh(c_update(gates, c_prev) if c_new is None else c_new)
   dc_new = dc_new + dh_new * o * (1 - tc * tc)
   dgates = jnp.concatenate([dc_new * g, dc_new * c_prev, dc_new * i, dh_new * tc], axis=-1)
   dz = dgates * gate_derivative(gates)

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from lstmx.kernels.cell import cell_backward, cell_forward
+from lstmx.kernels.cell import c_update, cell_backward, cell_forward
 from lstmx.kernels.contract import KernelOptions, LayerBackend, LayerMasks, layer_function
 from lstmx.kernels.gemm import (grads_from_dz, hidden_grad, input_projection, previous,
                                 recurrent_matmul)
@@ -224,8 +224,7 @@ def _layer_bwd(static, residuals, cotangents):
   if regs.zoneout_c is None:
     c_new = cs  # at valid steps the carried c_t is c_new; masked steps get dz = 0
   else:
-    i, f, g, _ = jnp.split(gates, 4, axis=-1)
-    c_new = f * c_prev + i * g
+    c_new = c_update(gates, c_prev)
   final = jax.ShapeDtypeStruct((B, H), dt)
   dzs, dh0, dc0 = _call(
       _backward_kernel, static,
