@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmx.cell import lstm_step
+from lstmx.kernels import lstm_step
 
 
 def hidden_gradient_norms(model, task, batch) -> np.ndarray:

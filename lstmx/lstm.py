@@ -8,7 +8,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from lstmx import backends, validate
+from lstmx import validate
+from lstmx.kernels import KernelOptions, select
 from lstmx.params import LSTMParams, as_stacked
 from lstmx.penalties import ar_penalty, tar_penalty
 from lstmx.regularization import Masks, Regularization, apply_mask, draw_masks
@@ -90,7 +91,8 @@ def lstm(
       ``loss = reg.ar * ar + reg.tar * tar`` to add to the training loss.
     remat_every: memory mode of the layer kernel for long sequences: None saves
       every step's residuals; k saves only the carries every k steps and
-      recomputes each segment in the backward (see `lstmx.remat`; k ~ sqrt(T)).
+      recomputes each segment in the backward (see `lstmx.kernels.remat`;
+      k ~ sqrt(T)); the scan and reference backends take it.
 
   Returns:
     y: [B, T, num_directions * H] outputs of the last layer.
@@ -122,16 +124,10 @@ def lstm(
     h0, c0 = validate.check_state(initial_state, (L * num_dirs, B, H))
     h0, c0 = h0.astype(dtype), c0.astype(dtype)
   masks = _masks(regularization, key, deterministic, params, T, B)
-  facts = dict(dtype=dtype, compute_dtype=compute_dtype, precision=precision,
-               regularized=any(m.reaches_kernel for ms in masks.layers for m in ms))
-  chosen = backends.resolve(backend, **facts)
-  layer = backends.layer_fn(chosen)
-  # Passed only when set, so backends without memory modes keep their signature.
-  remat = {} if remat_every is None else {"remat_every": remat_every}
-  if remat and chosen not in backends.REMAT_BACKENDS:
-    raise ValueError(f"remat_every is supported by the backends "
-                     f"{sorted(b.value for b in backends.REMAT_BACKENDS)}; got "
-                     f"backend={chosen.value!r}")
+  options = KernelOptions(unroll=unroll, compute_dtype=compute_dtype, precision=precision,
+                          remat_every=remat_every)
+  # Every layer-direction has the same masks present (one Regularization).
+  kernel = select(backend, options, masks.layers[0][0], dtype=dtype)
 
   inputs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)
   inputs = apply_mask(inputs, masks.input)
@@ -145,10 +141,8 @@ def lstm(
       p, m = params[l][d], masks.layers[l][d]
       if m.weight is not None:
         p = dataclasses.replace(p, w_hh=p.w_hh * m.weight)
-      ys, (h, c) = layer(p, inputs, mask, h0[k], c0[k], reverse=d == 1,
-                         unroll=unroll, compute_dtype=compute_dtype,
-                         precision=precision, recurrent_mask=m.recurrent,
-                         zoneout_h=m.zoneout_h, zoneout_c=m.zoneout_c, **remat)
+      ys, (h, c) = kernel.layer(p, inputs, mask, h0[k], c0[k], m,
+                                dataclasses.replace(options, reverse=d == 1))
       outs.append(ys)
       h_n.append(h)
       c_n.append(c)

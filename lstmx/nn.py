@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lstmx.cell import lstm_step
+from lstmx.kernels import KernelOptions, LayerMasks, lstm_step, select
 from lstmx.lstm import DEFAULT_UNROLL, lstm
 from lstmx.params import LSTMParams, StackedParams, init_layer, init_lstm
 from lstmx.regularization import Regularization
@@ -95,6 +95,28 @@ class LSTM(nnx.Module):
     """
     if deterministic is not None:
       self.deterministic = deterministic
+
+  def resolved_backend(self, *, training: bool = False) -> str:
+    """The backend name this module's calls resolve to (e.g. ``"scan"``, ``"cudnn"``).
+
+    Asks the dispatcher (`lstmx.kernels.select`) with the module's own facts: its
+    parameter dtype, `compute_dtype`, `remat_every`, and whether its
+    regularization puts masks inside the recurrence in that mode (recurrent
+    dropout only in training; zoneout in both, by its expectation in evaluation).
+
+    Args:
+      training: ask for a training call (``deterministic=False``) instead of an
+        evaluation call.
+    """
+    reg = self.regularization
+    in_kernel = reg is not None and (
+        reg.reaches_kernel if training else (reg.zoneout_h > 0 or reg.zoneout_c > 0))
+    stand_in = jnp.ones((), jnp.float32)  # only "some mask reaches the kernel" matters
+    masks = LayerMasks(recurrent=stand_in) if in_kernel else LayerMasks()
+    options = KernelOptions(unroll=self.unroll, compute_dtype=self.compute_dtype,
+                            remat_every=self.remat_every)
+    dtype = self.params[0][0].w_hh.dtype
+    return select(self.backend, options, masks, dtype=dtype).name
 
   def __call__(self, x: jax.Array, *, seq_lengths: jax.Array | None = None,
                initial_state: tuple[jax.Array, jax.Array] | None = None,

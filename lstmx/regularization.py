@@ -29,6 +29,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from lstmx.kernels.contract import LayerMasks  # re-exported: lstmx.LayerMasks
 from lstmx.params import StackedParams
 
 _DROPOUTS = ("input_dropout", "layer_dropout", "output_dropout", "recurrent_dropout",
@@ -139,29 +140,6 @@ class Regularization:
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LayerMasks:
-  """One layer-direction's masks for the kernel; None means "not applied".
-
-  Attributes:
-    recurrent: [B, H], 0 or 1/keep, multiplies h_{t-1} in the recurrent matmul.
-    zoneout_h, zoneout_c: [T, B, H] 0/1 in training (1 keeps the previous
-      value); in evaluation a scalar, the rate.
-    weight: [H, 4H], 0 or 1/keep, multiplies w_hh before the scan.
-  """
-
-  recurrent: jax.Array | None = None
-  zoneout_h: jax.Array | None = None
-  zoneout_c: jax.Array | None = None
-  weight: jax.Array | None = None
-
-  @property
-  def reaches_kernel(self) -> bool:
-    """True if the recurrence itself must apply a mask (`Regularization.reaches_kernel`)."""
-    return not (self.recurrent is None and self.zoneout_h is None and self.zoneout_c is None)
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
 class Masks:
   """All masks of one forward pass, time-major; None means "not applied".
 
@@ -169,7 +147,7 @@ class Masks:
     input: [T or 1, B, D] for the first layer's input.
     between: one per layer l > 0, [T or 1, B, num_dirs * H], for its input.
     output: [T or 1, B, num_dirs * H] for the last layer's output.
-    layers: ``layers[layer][direction]`` of `LayerMasks`.
+    layers: ``layers[layer][direction]`` of `LayerMasks` (`lstmx.kernels.contract`).
   """
 
   input: jax.Array | None

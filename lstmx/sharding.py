@@ -12,7 +12,7 @@ Presets (the mesh is always 2-D, ``("data", "model")``, see `make_mesh`):
   * `hidden_parallel()`: the hidden units over ``model`` (and the batch over
     ``data`` if that axis has more than one device). Under a mesh whose
     ``model`` axis has more than one device, ``backend="auto"`` runs the LSTM
-    layers with `lstmx.hidden_parallel`: a unit's four gates on one device, one
+    layers with `lstmx.kernels.hidden_parallel`: a unit's four gates on one device, one
     all-gather of h_t per step. LSTM weights are stored in contiguous blocks of
     their ``gates`` axis (a unit's gates are strided columns of [D, 4H], which
     one NamedSharding cannot group); the layer regroups them per call.

@@ -17,7 +17,8 @@ import pytest
 from jax.experimental import rnn
 
 import lstmx
-from lstmx import backends, cudnn
+from lstmx import backends
+from lstmx.kernels import cudnn, dispatch
 from lstmx.backends import Backend, resolve
 from helpers import assert_trees_close, random_problem, value_and_grads
 
@@ -131,7 +132,7 @@ def fake_cuda(monkeypatch):
   def lstm(*args):
     calls.append(args[0].shape)
     return _lstm_via_ref(*args)
-  monkeypatch.setattr(backends, "current_platform", lambda: "cuda")
+  monkeypatch.setattr(dispatch, "current_platform", lambda: "cuda")
   monkeypatch.setattr(cudnn, "_cudnn_lstm", lstm)
   return calls
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmx.cell import activate, activate_fused, gate_derivative
+from lstmx.kernels.cell import activate, activate_fused, gate_derivative
 
 
 def test_activate_fused_equals_activate(x64):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 import lstmx
-from lstmx.pallas_lstm import PallasBlocks, lstm_layer_pallas
+from lstmx.kernels.pallas import PallasBlocks, lstm_layer_pallas
 from helpers import assert_trees_close
 
 

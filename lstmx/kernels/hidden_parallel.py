@@ -22,7 +22,8 @@ parameters are therefore stored sharded by contiguous ``gates`` blocks
 sharded over the last axis, which XLA realizes with one all-to-all of the
 weights per call (and its transpose for the gradients), not per step.
 
-Batches may also be split over a ``data`` axis of the same mesh.
+Batches may also be split over a ``data`` axis of the same mesh. The step's pointwise
+math is `lstmx.kernels.cell.cell_forward` on the local units.
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from lstmx.cell import matmul, zoneout_mix
+from lstmx.kernels.cell import cell_forward
+from lstmx.kernels.contract import (BACKENDS, KernelOptions, LayerBackend, LayerMasks,
+                                    layer_function)
+from lstmx.kernels.gemm import matmul, recurrent_matmul
 from lstmx.params import LSTMParams
 
 MODEL = "model"
 DATA = "data"
+
+
+def model_parallel() -> bool:
+  """True under an ambient mesh (`jax.set_mesh`) whose ``model`` axis has > 1 device."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return MODEL in getattr(mesh, "axis_names", ()) and mesh.shape[MODEL] > 1
 
 
 def _mesh(mesh):
@@ -47,29 +57,14 @@ def _mesh(mesh):
   return mesh
 
 
-def lstm_layer_hidden_parallel(
-    params: LSTMParams,
-    xs: jax.Array,
-    mask: jax.Array | None,
-    h0: jax.Array,
-    c0: jax.Array,
-    *,
-    reverse: bool = False,
-    unroll: int = 1,
-    compute_dtype=None,
-    precision=None,
-    recurrent_mask: jax.Array | None = None,
-    zoneout_h: jax.Array | None = None,
-    zoneout_c: jax.Array | None = None,
-    mesh=None,
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-  """One layer, one direction, time-major, hidden units over the ``model`` axis.
+def hidden_parallel_layer(params: LSTMParams, xs, mask, h0, c0, masks: LayerMasks,
+                          options: KernelOptions, *, mesh=None):
+  """The layer contract (`lstmx.kernels.contract`), hidden units over ``model``.
 
-  Same contract as `lstmx.reference.lstm_layer_reference` (shapes: xs
-  [T, B, D], mask [T, B], h0/c0 [B, H], ys [T, B, H]); `mesh` defaults to the
-  ambient mesh (`jax.set_mesh`). H must be divisible by the ``model`` axis
-  size and B by the ``data`` axis size, if the mesh has one.
+  `mesh` defaults to the ambient mesh (`jax.set_mesh`). H must be divisible by
+  the ``model`` axis size and B by the ``data`` axis size, if the mesh has one.
   """
+  BACKEND.require(options, masks)
   mesh = _mesh(mesh)
   T, B, D = xs.shape
   H = h0.shape[-1]
@@ -83,8 +78,8 @@ def lstm_layer_hidden_parallel(
                      f"size {mesh.shape[DATA]}; got batch size {B}")
   if mask is None:
     mask = jnp.ones((T, B), bool)
-  zs = [None if z is None else jnp.broadcast_to(jnp.asarray(z, h0.dtype), (T, B, H))
-        for z in (zoneout_h, zoneout_c)]
+  km = masks.for_kernel(T, B, H, h0.dtype)
+  cd, prec = options.compute_dtype, options.precision
   # Unit-major views: column g*H + u -> [g, u].
   w_ih = params.w_ih.reshape(D, 4, H)
   w_hh = params.w_hh.reshape(H, 4, H)
@@ -96,34 +91,44 @@ def lstm_layer_hidden_parallel(
     units = lambda a: jax.lax.dynamic_slice_in_dim(a, k * hl, hl, axis=-1)  # noqa: E731
     w_ih, w_hh = (a.reshape(a.shape[0], 4 * hl) for a in (w_ih, w_hh))
     b = b.reshape(4 * hl)
-    xp = matmul(xs, w_ih, compute_dtype, precision) + b[None, None]  # [T, B/d, 4 H/m]
+    xp = matmul(xs, w_ih, cd, prec) + b[None, None]  # [T, B/d, 4 H/m]
 
     def step(carry, inp):
       h_full, c = carry
       xp_t, m_t, zh_t, zc_t = inp
-      h_in = h_full if r is None else h_full * r
-      z = xp_t + matmul(h_in, w_hh, compute_dtype, precision)
-      zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-      c_new = jax.nn.sigmoid(zf) * c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
-      h_new = jax.nn.sigmoid(zo) * jnp.tanh(c_new)
-      h_prev = units(h_full)
-      y = zoneout_mix(None if zh_t is None else units(zh_t), h_prev, h_new)
-      keep = m_t[:, None]
-      h = jnp.where(keep, y, h_prev)
-      c = jnp.where(keep, zoneout_mix(None if zc_t is None else units(zc_t), c, c_new), c)
+      z = xp_t + recurrent_matmul(h_full, w_hh, r, cd, prec)
+      valid = m_t[:, None]
+      _, h, c = cell_forward(z, units(h_full), c,
+                             zoneout_h=None if zh_t is None else units(zh_t),
+                             zoneout_c=None if zc_t is None else units(zc_t),
+                             valid=valid, fused=False)
       h_full = jax.lax.all_gather(h, MODEL, axis=1, tiled=True)
-      return (h_full, c), jnp.where(keep, y, jnp.zeros_like(y))
+      return (h_full, c), jnp.where(valid, h, jnp.zeros((), h.dtype))
 
     (h_full, c_n), ys = jax.lax.scan(step, (h0, units(c0)), (xp, mask, zh, zc),
-                                     reverse=reverse, unroll=unroll)
+                                     reverse=options.reverse, unroll=options.unroll)
     return ys, units(h_full), c_n
 
   full = P(None, data, None)
   specs = (P(None, None, MODEL), P(None, None, MODEL), P(None, MODEL), full, P(None, data),
            P(data, None), P(data, None),
-           None if recurrent_mask is None else P(data, None),
-           None if zs[0] is None else full, None if zs[1] is None else full)
+           None if km.recurrent is None else P(data, None),
+           None if km.zoneout_h is None else full, None if km.zoneout_c is None else full)
   out = (P(None, data, MODEL), P(data, MODEL), P(data, MODEL))
   layer = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=out, check_vma=False)
-  ys, h_n, c_n = layer(w_ih, w_hh, b, xs, mask, h0, c0, recurrent_mask, *zs)
+  ys, h_n, c_n = layer(w_ih, w_hh, b, xs, mask, h0, c0, km.recurrent, km.zoneout_h,
+                       km.zoneout_c)
   return ys, (h_n, c_n)
+
+
+# The whole contract but memory modes; needs a mesh with a ``model`` axis; ``auto``
+# picks it when that axis has more than one device.
+BACKEND = BACKENDS.register("hidden_parallel",
+                            LayerBackend("hidden_parallel", hidden_parallel_layer))
+
+
+lstm_layer_hidden_parallel = layer_function(
+    hidden_parallel_layer, "lstm_layer_hidden_parallel",
+    "One layer, one direction, time-major, hidden units over the ``model`` mesh axis.",
+    {"mesh": "defaults to the ambient mesh (`jax.set_mesh`). H must be divisible by\n"
+             "    the ``model`` axis size and B by the ``data`` axis size, if it has one."})
