@@ -16,13 +16,13 @@ import jax.numpy as jnp
 import lstmx
 from benchmarks.case import Case, compile_case, random_input
 from lstmx.lstm import DEFAULT_UNROLL  # the skeleton's forward unroll follows lstmx's
-from lstmx.scan import previous
+from lstmx.kernels.gemm import previous
 
 
 def gemm_skeleton(w_ih, w_hh, x, mode="train", unroll=DEFAULT_UNROLL):
   """lstmx's kernel with its cell math cut down to one tanh: the GEMMs alone.
 
-  Not an LSTM. It runs the matmuls of `lstmx.scan` with the same shapes, data
+  Not an LSTM. It runs the matmuls of `lstmx.kernels.scan` with the same shapes, data
   flow and buffers (batch-first x [B, T, D] transposed to time-major, the
   projection ``xp = X w_ih`` updated in place, forward unrolled `unroll`, the
   backward's dZ written over the same buffer), with

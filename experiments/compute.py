@@ -64,7 +64,7 @@ LSTMS = {  # label -> overrides; the Transformer is sized per hidden size (`tran
     "lstm_reference": {"model.kind": "lstm", "model.backend": "reference", "model.unroll": 1},
     "lstm_reference_u4": {"model.kind": "lstm", "model.backend": "reference",
                           "model.unroll": 4},
-    # Memory mode: nested checkpointing, carries saved every 32 steps (lstmx.remat).
+    # Memory mode: nested checkpointing, carries saved every 32 steps (lstmx.kernels.remat).
     "lstm_scan_remat32": {"model.kind": "lstm", "model.backend": "scan", "model.unroll": 1,
                           "model.remat_every": 32},
 }

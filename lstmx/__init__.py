@@ -25,7 +25,7 @@ from lstmx.penalties import ar_penalty, tar_penalty
 from lstmx.regularization import (LayerMasks, Masks, Regularization, draw_masks,
                                   embedding_dropout)
 
-__version__ = "0.1.0"
+from lstmx._version import __version__
 
 # Names whose modules import optional jax.experimental parts: loaded on first access.
 _LAZY = {

@@ -31,7 +31,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.registry import Registry
-from lstmx.regularization import Regularization
 
 DEFAULT_KIND = "lstm"
 
@@ -51,11 +50,6 @@ class ModelConfig:
 
   # Extra words for the error raised when a key is set on a kind that lacks it.
   HINTS: ClassVar[dict[str, str]] = {}
-  # The LSTM kernel's settings, read by the training loop for every kind (the
-  # summary's ``backend``); kinds without an LSTM have these class constants
-  # (not fields: they cannot be set), `LSTMConfig` has them as fields.
-  backend: ClassVar[str] = "auto"
-  regularization: ClassVar[Regularization] = Regularization()
 
   kind: str = DEFAULT_KIND
   hidden_size: int = 64
@@ -96,6 +90,12 @@ class SequenceModel(nnx.Module):
     del key
     return self(inputs, lengths), jnp.zeros((), jnp.float32)
 
+  def resolved_backend(self, *, training: bool = False) -> str | None:
+    """The LSTM backend this model's calls resolve to (`lstmx.nn.LSTM.resolved_backend`);
+    None for a model without an LSTM."""
+    del training
+    return None
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelKind:
@@ -121,13 +121,12 @@ def register_kind(kind: str, config: type[ModelConfig], build: Callable[..., Seq
   KINDS.register(kind, ModelKind(config, build, causal))
 
 
-def _load_kinds() -> None:
-  import lstmx.models  # noqa: F401  (importing the package registers every kind)
-
-
 def config_class(kind: str) -> type[ModelConfig]:
-  """The config dataclass of `kind`; ValueError naming ``model.kind`` if unknown."""
-  _load_kinds()
+  """The config dataclass of `kind`; ValueError naming ``model.kind`` if unknown.
+
+  Every built-in kind is registered by then: importing this module imports the
+  `lstmx.models` package first, which imports each kind's module.
+  """
   return KINDS.get(kind).config
 
 

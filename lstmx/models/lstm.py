@@ -24,7 +24,7 @@ class LSTMConfig(ModelConfig):
     chrono_max_length: T_max of the chrono init.
     backend: the LSTM backend (``auto``, ``scan``, ``pallas``, ``cudnn``, ``reference``).
     unroll: steps unrolled per scan iteration.
-    remat_every: nested checkpointing every k steps (`lstmx.remat`); None: off.
+    remat_every: nested checkpointing every k steps (`lstmx.kernels.remat`); None: off.
     regularization: `lstmx.Regularization` (off by default); its AR/TAR weights'
       penalty is added to the training loss.
   """
@@ -59,6 +59,9 @@ class LSTMSequenceModel(SequenceModel):
     """Evaluation: [B, T, D] -> [B, T, output_size], regularizers in evaluation mode."""
     y, _ = self.lstm(inputs, seq_lengths=lengths, deterministic=True)
     return self.head(y)
+
+  def resolved_backend(self, *, training: bool = False) -> str:
+    return self.lstm.resolved_backend(training=training)
 
   def forward_train(self, inputs: jax.Array, lengths: jax.Array | None,
                     key: jax.Array) -> tuple[jax.Array, jax.Array]:

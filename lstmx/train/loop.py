@@ -14,10 +14,10 @@ import time
 
 import jax
 
-import lstmx
 from lstmx import optim, sharding
 from lstmx.compile_stats import compile_stats
 from lstmx.config import Config
+from lstmx.params import param_count
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.hooks import (Checkpoint, Every, Evaluate, Hook, KeepBest, LogTrain,
                                NTAveraging, evaluate)
@@ -129,7 +129,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   if rules is not None:
     state = sharding.create_sharded(lambda: init_state(build(config)[1], tx, tc.seed)[1],
                                     rules, mesh)
-  n_params = lstmx.param_count(state.params)
+  n_params = param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
   is_main = jax.process_index() == 0  # the process that writes the run directory
   log = MetricsLog(workdir, enabled=is_main)
@@ -185,7 +185,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   ckpts.close()
   summary = run_summary(config, task, record, steps=step, final=final,
                         compile_time=compile_time, step_memory_bytes=step_bytes,
-                        param_count=n_params)
+                        param_count=n_params, backend=model.resolved_backend(training=True))
   if is_main:
     write_json(summary_path, summary)
   return summary

@@ -7,9 +7,8 @@ import resource
 import sys
 
 import jax
-import numpy as np
 
-import lstmx
+from lstmx._version import __version__
 from lstmx.config import Config
 from lstmx.train.record import RunRecord
 
@@ -18,21 +17,14 @@ def _versions() -> dict:
   import flax
   import optax
   import orbax.checkpoint
-  return {"lstmx": lstmx.__version__, "jax": jax.__version__, "flax": flax.__version__,
+  return {"lstmx": __version__, "jax": jax.__version__, "flax": flax.__version__,
           "optax": optax.__version__, "orbax": orbax.checkpoint.__version__,
           "python": platform.python_version()}
 
 
-def _backend(config: Config) -> str:
-  """The LSTM backend the model's layers resolve to (with the call's facts)."""
-  m = config.model
-  return lstmx.backends.resolve(
-      m.backend, dtype=np.dtype("float32"), compute_dtype=m.compute_dtype,
-      regularized=m.regularization.reaches_kernel).value
-
-
 def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: dict,
-                compile_time: float, step_memory_bytes: int | None, param_count: int) -> dict:
+                compile_time: float, step_memory_bytes: int | None, param_count: int,
+                backend: str | None) -> dict:
   """The summary of a run that ended with `record` after `steps` steps.
 
   Args:
@@ -44,6 +36,8 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
     compile_time: seconds to compile the train step.
     step_memory_bytes: the compiled train step's peak memory (`compile_stats`), or None.
     param_count: number of trained parameters.
+    backend: the LSTM backend the model's training step resolved to
+      (`SequenceModel.resolved_backend`); None for a model without an LSTM.
   """
   tc, averaging = config.train, config.optimizer.averaging
   return {
@@ -58,7 +52,7 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
       "averaging": {"mode": averaging,
                     "start_step": 0 if averaging == "always" else record.averaging_step},
       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-      "param_count": param_count, "backend": _backend(config),
+      "param_count": param_count, "backend": backend,
       "devices": [str(d) for d in jax.devices()], "versions": _versions(),
       "argv": sys.argv,
   }
