@@ -1,4 +1,5 @@
-"""Strict numerics for the whole suite (see STYLE.md, item 13)."""
+"""Strict numerics for the whole suite: strict dtype promotion, rank promotion raises
+(equinox's and jax's own test settings), and eight fake CPU devices."""
 
 import os
 

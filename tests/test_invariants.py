@@ -1,4 +1,5 @@
-"""RNN invariants (STYLE.md item 12) on the fast path, in float64."""
+"""RNN invariants (scan == loop of steps, masked final carry, time-major == batch-major,
+unroll, reverse == flip-scan-flip) on the fast path, in float64."""
 
 import jax
 import jax.numpy as jnp
