@@ -3,15 +3,23 @@
 Orbax finalizes a checkpoint by renaming its temporary directory, so a
 checkpoint half-written when a run was killed is never listed or loaded.
 Saves are synchronous: when `save` returns, the step is on disk.
+
+A checkpoint that cannot be restored (a damaged file) is reported with its path
+and moved aside to ``checkpoints/corrupt/``; the run resumes from the newest one
+that restores (from scratch where none does), so a damaged checkpoint costs
+steps, never the run.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from lstmx.train.rundir import CorruptRecord, warn
 
 
 class Checkpoints:
@@ -19,6 +27,7 @@ class Checkpoints:
 
   def __init__(self, workdir: str, keep: int):
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.root = root
     opts = lambda k: ocp.CheckpointManagerOptions(  # noqa: E731
         max_to_keep=k, enable_async_checkpointing=False, create=True)
     self.latest = ocp.CheckpointManager(os.path.join(root, "latest"), options=opts(keep))
@@ -37,21 +46,55 @@ class Checkpoints:
     self._save(self.best, step, state, meta)
 
   @staticmethod
-  def _restore(manager, target) -> tuple[Any, dict] | None:
-    step = manager.latest_step()
-    if step is None:
-      return None
+  def _restore_step(manager, step: int, target) -> tuple[Any, dict]:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     out = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    return out["state"], dict(out["meta"])
+    meta = out["meta"]
+    if not isinstance(meta, dict):
+      raise ValueError(f"meta: expected a JSON object; got {type(meta).__name__}")
+    return out["state"], dict(meta)
+
+  def _set_aside(self, manager, step: int, error: Exception) -> None:
+    """Moves the damaged checkpoint `step` to ``checkpoints/corrupt/`` and reports it."""
+    path = os.path.join(str(manager.directory), str(step))
+    kind = os.path.basename(str(manager.directory))
+    dest = os.path.join(self.root, "corrupt", f"{kind}-{step}-{int(time.time() * 1000)}")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if os.path.exists(path):
+      os.replace(path, dest)
+    manager.reload()
+    warn(f"checkpoint {path}: cannot be restored ({type(error).__name__}: {error}); "
+         f"moved to {dest}")
 
   def restore_latest(self, target):
-    """(state, meta) of the newest complete checkpoint, or None."""
-    return self._restore(self.latest, target)
+    """(state, meta) of the newest checkpoint that restores, or None. Checkpoints that
+    do not restore are reported and set aside (`_set_aside`)."""
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        return self._restore_step(self.latest, step, target)
+      except Exception as e:  # noqa: BLE001 - any damage: fall back to an older one
+        self._set_aside(self.latest, step, e)
+    return None
 
   def restore_best(self, target):
-    return self._restore(self.best, target)
+    """(state, meta) of the best checkpoint, or None where there is none.
+
+    Raises:
+      CorruptRecord: it does not restore (the message names its path).
+    """
+    step = self.best.latest_step()
+    if step is None:
+      return None
+    try:
+      return self._restore_step(self.best, step, target)
+    except Exception as e:  # noqa: BLE001
+      path = os.path.join(str(self.best.directory), str(step))
+      raise CorruptRecord(path, f"best checkpoint cannot be restored "
+                          f"({type(e).__name__}: {e})") from e
+
+  def has_latest(self, step: int) -> bool:
+    return step in self.latest.all_steps()
 
   def close(self) -> None:
     self.latest.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 
 import jax
@@ -24,7 +25,8 @@ from lstmx.train.hooks import (Checkpoint, Every, Evaluate, Hook, KeepBest, LogT
 from lstmx.train.progress import Progress
 from lstmx.train.record import RUNNING, TERMINAL, RunRecord
 from lstmx.train.restore import build
-from lstmx.train.rundir import MetricsLog, check_config, read_json, write_json
+from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, read_config,
+                                read_summary, warn, write_json)
 from lstmx.train.step import TrainState, init_state, make_eval_step, make_train_step
 from lstmx.train.summary import run_summary
 
@@ -62,7 +64,16 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
 
   Returns the summary (also written to ``workdir/summary.json``), with
-  ``status`` one of completed, early_stopped, diverged. With a sharding
+  ``status`` one of completed, early_stopped, diverged. A finished run returns
+  its summary without training; where that summary is missing or unreadable, it
+  is rebuilt from the final checkpoint (the final metrics re-evaluated).
+
+  A workdir holding a different config is refused (a ValueError naming the
+  differing keys). With `force`, a config that only raises ``train.steps`` (under
+  a constant schedule) extends the run from its checkpoint; any other change
+  retrains from scratch in the same place (its checkpoints, metrics and summary
+  removed first), so the run directory never labels old results with a new
+  config. With a sharding
   preset, everything runs under its mesh (`jax.set_mesh`), so the model's
   ``backend="auto"`` sees it.
   """
@@ -119,9 +130,41 @@ def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_ev
   return state, record, final
 
 
+def _extends(old: dict | None, config: Config, changed: list[str]) -> bool:
+  """Whether a run trained with config dict `old` continues as `config`: only
+  ``train.steps`` grew, and the schedule does not depend on it."""
+  return (old is not None and changed == ["train.steps"]
+          and config.optimizer.schedule == "constant"
+          and config.train.steps > old["train"]["steps"])
+
+
+def clear_run(workdir: str) -> None:
+  """Removes a run's results (checkpoints, metrics, summary), keeping ``config.json``."""
+  shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+  for name in ("metrics.jsonl", "summary.json"):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      os.remove(path)
+
+
+def _read_summary(path: str) -> dict | None:
+  try:
+    return read_summary(path)
+  except CorruptRecord as e:
+    warn(f"{e}; rebuilding it from the checkpoint")
+    return None
+
+
 def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   os.makedirs(workdir, exist_ok=True)
-  check_config(workdir, config, force)
+  old = read_config(workdir)
+  changed = check_config(workdir, config, force)  # raises on a change without force
+  is_main = jax.process_index() == 0  # the process that writes the run directory
+  if changed and not _extends(old, config, changed):
+    warn(f"workdir {workdir!r}: the config differs at {changed}; retraining from scratch "
+         "(force)")
+    if is_main:
+      clear_run(workdir)
   tc = config.train
   task, model = build(config)
   tx = optim.build(config.optimizer, tc.steps)
@@ -131,7 +174,6 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
                                     rules, mesh)
   n_params = param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
-  is_main = jax.process_index() == 0  # the process that writes the run directory
   log = MetricsLog(workdir, enabled=is_main)
   record = RunRecord()
   restored = ckpts.restore_latest(state)
@@ -141,10 +183,14 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   log.truncate_after(start)
   summary_path = os.path.join(workdir, "summary.json")
   extend = record.status == "completed" and start < tc.steps  # more steps, forced
-  if record.status in TERMINAL and not extend and os.path.exists(summary_path):
-    ckpts.close()
-    return read_json(summary_path)
-  record = dataclasses.replace(record, status=RUNNING, stop_reason=None)
+  finished = record.status in TERMINAL and not extend
+  if finished:
+    summary = _read_summary(summary_path)
+    if summary is not None:
+      ckpts.close()
+      return summary
+  else:  # a new run, a resumed one, or one extended
+    record = dataclasses.replace(record, status=RUNNING, stop_reason=None)
 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)
@@ -174,18 +220,24 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
 
   hooks = _hooks(config, task, log, progress, ckpts, clock,
                  validate=lambda params: run_eval(params, "validation"))
-  state, record, step = run_steps(
-      compiled, sample_step, state, record, hooks, start=start, total=tc.steps,
-      on_diverged=lambda step, m: log.write(step, "train", clock(), m))
+  if finished:  # the summary is rebuilt: no training
+    step = start
+  else:
+    state, record, step = run_steps(
+        compiled, sample_step, state, record, hooks, start=start, total=tc.steps,
+        on_diverged=lambda step, m: log.write(step, "train", clock(), m))
   progress.close()
 
   state, record, final = _finish(config.train, state, record, ckpts, run_eval)
-  record = dataclasses.replace(record, wall_time=clock())
-  ckpts.save_latest(step, state, record.to_json())
+  if not finished:
+    record = dataclasses.replace(record, wall_time=clock())
+    ckpts.save_latest(step, state, record.to_json())
   ckpts.close()
   summary = run_summary(config, task, record, steps=step, final=final,
                         compile_time=compile_time, step_memory_bytes=step_bytes,
                         param_count=n_params, backend=model.resolved_backend(training=True))
+  if finished:
+    summary["rebuilt_from_checkpoint"] = step
   if is_main:
     write_json(summary_path, summary)
   return summary
