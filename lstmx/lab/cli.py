@@ -76,7 +76,8 @@ def _train(args) -> None:
       raise SystemExit("lstmx train: --preset runs the file's sweep (into --out); "
                        "--workdir and FILE:VARIANT train one config; expected one of them")
     from lstmx.lab import runner
-    runner.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets)
+    runner.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets,
+                         force=args.force)
     return
   if args.workdir is None:
     raise SystemExit("lstmx train: expected --workdir DIR (train one config) or "
@@ -99,9 +100,12 @@ def _report(args) -> None:
 
   from lstmx.lab import report
   from lstmx.train.rundir import read_json
-  meta = read_json(os.path.join(args.out_dir, "experiment.json"))
-  experiment = load_experiment(meta["experiment"])
-  results = pd.read_csv(os.path.join(args.out_dir, "results.csv"))
+  try:
+    meta = read_json(os.path.join(args.out_dir, "experiment.json"))
+    experiment = load_experiment(meta["experiment"])
+    results = pd.read_csv(os.path.join(args.out_dir, "results.csv"))
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise SystemExit(f"lstmx report: {args.out_dir}: {e}") from None
   print(f"report: {os.path.abspath(report.write(experiment, args.out_dir, results))}")
 
 
@@ -116,7 +120,8 @@ def parser() -> argparse.ArgumentParser:
   tr.add_argument("--out", help="with --preset: output directory (default runs/NAME/PRESET)")
   tr.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
   tr.add_argument("--force", action="store_true",
-                  help="resume even if the workdir's config differs")
+                  help="with a changed config: retrain from scratch in the same place "
+                  "(or extend, where only train.steps grew)")
   tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
   tr.add_argument("--num-processes", type=int)
   tr.add_argument("--process-id", type=int)

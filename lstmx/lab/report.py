@@ -15,6 +15,7 @@ import types
 import pandas as pd
 
 from lstmx.lab.experiment import Experiment, as_experiment
+from lstmx.train.rundir import atomic_write
 
 COST_COLUMNS = ("status", "steps", "wall_time", "compile_time", "param_count")
 
@@ -81,6 +82,5 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
   if len(failed):
     lines += ["## Failed trials", ""] + [f"- {r.trial}: {r.error}" for r in failed.itertuples()]
   path = os.path.join(out_dir, "report.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  atomic_write(path, "\n".join(lines) + "\n")
   return path

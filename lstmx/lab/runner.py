@@ -11,7 +11,19 @@ Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
 (run directories), ``results.csv`` (one row per trial), ``report.md`` and
 ``figures/``. Rerunning skips completed trials, resumes interrupted ones and
 retries failed ones; the table is rebuilt from the trials' summaries, so no
-trial is lost or counted twice.
+trial is lost or counted twice. It always holds a row per trial (``pending``
+for one not yet run), and is rewritten atomically after each trial.
+
+A damaged trial (an unreadable or empty ``summary.json``, a checkpoint that does
+not restore) is reported on stderr with the file's path and retried: its summary
+is rebuilt from its checkpoint, or it resumes from an older checkpoint, or it is
+retrained from scratch; it never stops the sweep.
+
+Provenance: before anything runs, each trial's ``config.json`` (and the base
+config in ``experiment.json``) is compared with what this run would train; a
+difference (say another ``--set``) is refused with the differing keys, or with
+``force`` those trials are retrained (or extended, for more ``train.steps``; see
+`train_and_evaluate`). ``experiment.json`` is written only after that check.
 """
 
 from __future__ import annotations
@@ -31,8 +43,10 @@ from lstmx.lab import report
 from lstmx.lab import sweep as sweeps
 from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
 from lstmx.train import train_and_evaluate
+from lstmx.train.loop import clear_run
 from lstmx.train.progress import Progress
-from lstmx.train.rundir import read_json, write_json
+from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config_dict,
+                                read_config, read_json, read_summary, warn, write_json)
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -57,10 +71,18 @@ def result_row(trial: str, overrides: dict, summary: dict) -> dict:
   return row
 
 
-def run_trial(experiment: Experiment, config: Config, workdir: str) -> dict:
-  """Trains one trial; a failure is recorded in its summary, never raised."""
+def run_trial(experiment: Experiment, config: Config, workdir: str, *,
+              force: bool = False) -> dict:
+  """Trains one trial; a failure is recorded in its summary, never raised. A trial
+  whose files are damaged beyond what the engine recovers (`CorruptRecord`) is
+  reported and retrained from scratch once."""
   try:
-    summary = train_and_evaluate(config, workdir)
+    try:
+      summary = train_and_evaluate(config, workdir, force=force)
+    except CorruptRecord as e:
+      warn(f"trial {workdir}: {e}; retraining it from scratch")
+      clear_run(workdir)
+      summary = train_and_evaluate(config, workdir, force=force)
     if _needs_analysis(experiment, summary):
       summary["analysis"] = experiment.analyze(config, workdir)
       write_json(os.path.join(workdir, "summary.json"), summary)
@@ -76,10 +98,52 @@ def _needs_analysis(experiment: Experiment, summary: dict) -> bool:
           and "analysis" not in summary)
 
 
+def _trial_summary(tid: str, workdir: str) -> dict | None:
+  """The trial's summary; None where it has none or it is damaged (reported)."""
+  try:
+    return read_summary(os.path.join(workdir, "summary.json"))
+  except CorruptRecord as e:
+    warn(f"trial {tid}: {e}; retrying the trial")
+    return None
+
+
+def _changed(out_dir: str, base: Config, configs: dict[str, Config]) -> dict[str, list[str]]:
+  """{what: differing keys} between `out_dir`'s records and this run: ``experiment.json``'s
+  base config (key ``base``) and each trial's ``config.json`` (key: the trial id).
+  Unreadable or missing records are not compared (each trial's config.json is rewritten
+  when it runs)."""
+  changed = {}
+  try:
+    meta = read_json(os.path.join(out_dir, "experiment.json"))
+  except (FileNotFoundError, CorruptRecord):
+    meta = None
+  if isinstance(meta, dict) and isinstance(meta.get("base"), dict):
+    diff = config_diff(meta["base"], config_dict(base))
+    if diff:
+      changed["base"] = diff
+  for tid, config in configs.items():
+    workdir = os.path.join(out_dir, "trials", tid)
+    old = read_config(workdir)
+    if old is not None:
+      diff = config_diff(old, config_dict(config))
+    else:  # unverifiable: counts as changed only where the sweep's base did change
+      has_results = os.path.exists(os.path.join(workdir, "summary.json"))
+      diff = ["config.json (unreadable)"] if "base" in changed and has_results else []
+    if diff:
+      changed[tid] = diff
+  return changed
+
+
 def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
-        sets: list[str] = (), *, progress: bool = True,
-        make_report: bool = True) -> pd.DataFrame:
-  """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table."""
+        sets: list[str] = (), *, progress: bool = True, make_report: bool = True,
+        force: bool = False) -> pd.DataFrame:
+  """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
+
+  Raises:
+    ValueError: `out_dir` holds results of different settings (naming the differing
+      keys), unless `force`: then the trials that differ are retrained from scratch
+      (or extended, where only ``train.steps`` grew).
+  """
   exp = as_experiment(experiment)
   presets = exp.presets()
   if preset not in presets:
@@ -90,46 +154,57 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
   ids = [t for t, _ in trials]
   if len(set(ids)) != len(ids):
     raise ValueError(f"{exp.name}.{preset}: the sweep repeats a trial")
+  configs = {}
+  for tid, ov in trials:
+    config = sweeps.apply(base, ov)
+    configs[tid] = dataclasses.replace(config, name=f"{exp.name}/{tid}",
+                                       train=dataclasses.replace(config.train, progress=False))
+  changed = _changed(out_dir, base, configs)
+  if changed and not force:
+    what = "; ".join(f"{k} differs at {v}" for k, v in changed.items())
+    raise ValueError(f"out_dir {out_dir!r} holds results of different settings ({what}); "
+                     "use another output directory, or force=True (--force) to retrain them")
   os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
   write_json(os.path.join(out_dir, "experiment.json"), {
       "experiment": exp.path, "name": exp.name, "preset": preset,
       "sets": list(sets), "base": to_dict(base),
       "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
+  summaries = {tid: _trial_summary(tid, os.path.join(out_dir, "trials", tid))
+               for tid, _ in trials}
+  rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
+                else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
+  write_results(out_dir, list(rows.values()))
   bar = Progress(total=len(trials), enabled=progress, desc=f"{exp.name}/{preset} trials")
-  rows = []
   for i, (tid, ov) in enumerate(trials):
     workdir = os.path.join(out_dir, "trials", tid)
-    path = os.path.join(workdir, "summary.json")
-    summary = read_json(path) if os.path.exists(path) else None
-    if summary is None or _needs_analysis(exp, summary):
-      config = sweeps.apply(base, ov)
-      config = dataclasses.replace(config, name=f"{exp.name}/{tid}",
-                                   train=dataclasses.replace(config.train, progress=False))
-      summary = run_trial(exp, config, workdir)
-    rows.append(result_row(tid, ov, summary))
-    write_results(out_dir, rows)
+    summary = summaries[tid]
+    if summary is None or _needs_analysis(exp, summary) or tid in changed:
+      summary = run_trial(exp, configs[tid], workdir, force=tid in changed)
+    rows[tid] = result_row(tid, ov, summary)
+    write_results(out_dir, list(rows.values()))
     bar.update(i + 1, {"done": i + 1, "status": 0.0 if summary["status"] == "failed" else 1.0})
   bar.close()
-  results = pd.DataFrame(rows)
+  results = pd.DataFrame(list(rows.values()))
   if make_report:
     report.write(exp, out_dir, results)
   return results
 
 
 def write_results(out_dir: str, rows: list[dict]) -> None:
-  path = os.path.join(out_dir, "results.csv")
-  pd.DataFrame(rows).to_csv(path + ".tmp", index=False)
-  os.replace(path + ".tmp", path)
+  """Writes ``out_dir/results.csv`` atomically."""
+  atomic_write(os.path.join(out_dir, "results.csv"),
+               lambda f: pd.DataFrame(rows).to_csv(f, index=False))
 
 
 def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
-                  out: str | None = None, sets: list[str] = ()) -> pd.DataFrame:
+                  out: str | None = None, sets: list[str] = (), *,
+                  force: bool = False) -> pd.DataFrame:
   """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), a
   ValueError as a SystemExit, and where the results and report are."""
   exp = as_experiment(experiment)
   out = out or os.path.join("runs", exp.name, preset)
   try:
-    results = run(exp, preset, out, list(sets))
+    results = run(exp, preset, out, list(sets), force=force)
   except ValueError as e:
     raise SystemExit(f"{exp.name}: {e}") from None
   counts = results["status"].value_counts().to_dict()
@@ -149,5 +224,7 @@ def main(module: Experiment | types.ModuleType, argv: list[str] | None = None) -
   ap.add_argument("--out", help="output directory (default runs/NAME/PRESET)")
   ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                   help="override the base config of every trial")
+  ap.add_argument("--force", action="store_true",
+                  help="retrain trials whose results came from different settings")
   args = ap.parse_args(argv)
-  run_and_print(exp, args.preset, args.out, args.sets)
+  run_and_print(exp, args.preset, args.out, args.sets, force=args.force)
