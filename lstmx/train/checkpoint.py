@@ -35,6 +35,8 @@ class Checkpoints:
 
   @staticmethod
   def _save(manager, step: int, state, meta: dict) -> None:
+    if step in manager.all_steps():  # a resumed run retaking a step (deterministic): replace it
+      manager.delete(step)
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                meta=ocp.args.JsonSave(meta)), force=True)
     manager.wait_until_finished()
