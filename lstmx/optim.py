@@ -8,11 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lstmx.config import OptimizerConfig
+from lstmx.config import AVERAGING, OPTIMIZERS, SCHEDULES, OptimizerConfig  # noqa: F401
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step")
-AVERAGING = ("none", "nt", "always")
 
 
 class AveragingState(NamedTuple):
