@@ -91,7 +91,8 @@ class OptimizerConfig:
       raise ValueError(f"optimizer.decay_patterns: expected a tuple of str; got {decay!r}")
     normalize(
         self, name=as_choice("optimizer.name", self.name, OPTIMIZERS),
-        lr=f("lr", above=0.0), b1=f("b1", low=0.0, high=1.0), b2=f("b2", low=0.0, high=1.0),
+        lr=f("lr", above=0.0, finite=False),  # inf: a test's way to force divergence
+        b1=f("b1", low=0.0, high=1.0), b2=f("b2", low=0.0, high=1.0),
         eps=f("eps", low=0.0), momentum=f("momentum", low=0.0, high=1.0),
         weight_decay=f("weight_decay", low=0.0), decay_patterns=tuple(decay),
         clip_norm=f("clip_norm", above=0.0, optional=True),

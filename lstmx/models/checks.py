@@ -48,20 +48,23 @@ def as_int(name: str, value, *, low: int | None = None, high: int | None = None,
 
 
 def as_float(name: str, value, *, low: float | None = None, above: float | None = None,
-             high: float | None = None, optional: bool = False) -> float | None:
-  """`value` as a finite float >= low (> above, <= high); an int is accepted."""
+             high: float | None = None, optional: bool = False,
+             finite: bool = True) -> float | None:
+  """`value` as a float >= low (> above, <= high), finite unless ``finite=False`` (then
+  only NaN is refused); an int is accepted."""
   if value is None and optional:
     return None
   bounds = ([f">= {low}"] if low is not None else []) + (
       [f"> {above}"] if above is not None else []) + ([f"<= {high}"] if high is not None else [])
-  want = "a finite float" + (" " + " and ".join(bounds) if bounds else "") + (
-      " or None" if optional else "")
+  want = ("a finite float" if finite else "a float") + (
+      " " + " and ".join(bounds) if bounds else "") + (" or None" if optional else "")
   if not (isinstance(value, (numbers.Real, np.floating, np.integer))
           and not isinstance(value, (bool, np.bool_))):
     raise ValueError(f"{name}: expected {want}; got {_got(value)}")
   # np.float32(0.1) -> 0.1, the number it prints as, not 0.10000000149011612.
   value = float(str(value)) if isinstance(value, np.floating) else float(value)
-  if (not math.isfinite(value) or (low is not None and value < low)
+  bad = not math.isfinite(value) if finite else math.isnan(value)
+  if (bad or (low is not None and value < low)
       or (above is not None and value <= above) or (high is not None and value > high)):
     raise ValueError(f"{name}: expected {want}; got {value}")
   return value
