@@ -22,6 +22,8 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from lstmx import sharding
 from lstmx.models.base import ModelConfig, config_class, unknown_field_error, with_kind
 from lstmx.models.checks import as_bool, as_choice, as_float, as_int, as_str, normalize
@@ -253,8 +255,14 @@ class _Source:
     """`value` as a value of type `tp`, or a ValueError naming the key."""
     if self.parse:
       return _parse(value, tp, self.key)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-      return float(value)
+    # numpy scalars (np.linspace, np.arange sweep values) are accepted as Python numbers
+    if tp is bool and isinstance(value, np.bool_):
+      return bool(value)
+    if tp is int and isinstance(value, np.integer):
+      return int(value)
+    if tp is float and isinstance(value, (int, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)):
+      return float(str(value)) if isinstance(value, np.floating) else float(value)
     if tp in (int, float, bool, str) and type(value) is not tp:
       raise ValueError(f"{self.where}: expected {tp.__name__}; got {value!r}")
     return value

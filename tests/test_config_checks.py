@@ -100,6 +100,19 @@ def test_numpy_scalars_are_accepted_as_python_numbers():
   assert tasks.make("copy", delay=np.int64(5)).delay == 5
 
 
+def test_numpy_sweep_values_are_accepted_as_python_numbers():
+  cfg = Config()
+  for key, value, want in [("optimizer.lr", np.float32(0.1), 0.1), ("train.steps", np.int64(8), 8),
+                           ("optimizer.lr", np.int64(1), 1.0), ("train.progress", np.bool_(False),
+                                                                 False)]:
+    got = set_path(cfg, key, value)
+    section, name = key.split(".")
+    assert getattr(getattr(got, section), name) == want
+    assert type(getattr(getattr(got, section), name)) is type(want)
+  with pytest.raises(ValueError, match=r"sweep key 'train.steps': expected int; got 1.5"):
+    set_path(cfg, "train.steps", 1.5)
+
+
 def test_valid_configs_and_round_trip_still_work():
   cfg = override(Config(), ["model.kind=cnn2d", "model.image_shape=(8,8,1)",
                             "model.compute_dtype=bfloat16", "train.diverge_factor=none",

@@ -121,7 +121,8 @@ class Diverge(Periodic):
   keeps its last good state: the hook copies the parameters and optimizer state
   to the host after each window under the threshold and puts them back when the
   run stops, so the loop's last checkpoint holds them (one copy per window; before
-  the first good window of a session the run keeps its current state).
+  the first good window of a session, or across several processes, the run keeps its
+  current state).
   """
 
   def __init__(self, when: Every, factor: float, patience: int):
@@ -139,7 +140,8 @@ class Diverge(Periodic):
     mean, self.window = float(np.mean(self.window)), []
     threshold = self.factor * record.initial_loss
     if not (record.initial_loss > 0 and mean > threshold):
-      self.good = (step, jax.device_get((state.params, state.opt_state)))
+      if jax.process_count() == 1:  # a host copy needs every shard on this host
+        self.good = (step, jax.device_get((state.params, state.opt_state)))
       return state, dataclasses.replace(record, diverge_windows=0)
     record = dataclasses.replace(record, diverge_windows=record.diverge_windows + 1)
     if record.diverge_windows < self.patience:
