@@ -11,7 +11,6 @@ import optax
 from lstmx.config import AVERAGING, OPTIMIZERS, SCHEDULES, OptimizerConfig  # noqa: F401
 
 
-
 class AveragingState(NamedTuple):
   """Iterate averaging: ``average`` = mean of the parameters after the last
   ``count`` updates while ``active``; the current parameters while not."""
