@@ -12,6 +12,7 @@ import sys
 
 import hypothesis
 import hypothesis.strategies as st
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -139,8 +140,6 @@ def test_char_lm_seq_len_is_checked_against_every_split():
 
 
 def test_char_lm_draws_every_window_including_the_last():
-  import jax
-
   from lstmx.tasks.datasets import _stream
   tokens = _stream("shakespeare", "train", 50)[0]
   task = tasks.make("char_lm", seq_len=48, train_size=50)  # train_size > seq_len + 1
@@ -202,6 +201,21 @@ def test_diverge_needs_patience_consecutive_windows_and_keeps_the_last_good_stat
   assert float(state.params["w"][0]) == 6.0 and float(state.opt_state["m"][0]) == 6.0
 
 
+def test_diverge_before_any_good_window_keeps_the_sessions_start():
+  hook = Diverge(Every(2, 10), factor=10.0, patience=1, start=(0, _state(-1.0)))
+  record = RunRecord()
+  for step, loss in enumerate([1.0, 50.0], start=1):
+    state, record = hook(step, _state(float(step)), record, {"loss": loss})
+  assert record.status == "diverged" and "keeps the parameters of step 0" in record.stop_reason
+  assert float(state.params["w"][0]) == -1.0
+  # A session resumed mid-streak has no good start to go back to.
+  hook = Diverge(Every(1, 10), factor=10.0, patience=2, start=(5, _state(-1.0)))
+  state, record = hook(6, _state(6.0), RunRecord(initial_loss=1.0, diverge_windows=1),
+                       {"loss": 50.0})
+  assert record.status == "diverged" and "current parameters" in record.stop_reason
+  assert float(state.params["w"][0]) == 6.0
+
+
 def test_diverge_resumes_with_its_reference_and_count():
   hook = Diverge(Every(1, 5), factor=10.0, patience=2)
   record = RunRecord(initial_loss=1.0, diverge_windows=1)  # from a checkpoint
@@ -224,6 +238,19 @@ def test_huge_lr_on_smoke_is_diverged_with_the_rule(tmp_path, lr, status):
   if status == "diverged":
     assert "above 10 x the initial loss" in summary["stop_reason"] and summary["steps"] < 60
     assert summary["final"] == {}
+    # The last checkpoint holds the last good parameters: here the initial ones.
+    assert "keeps the parameters of step 0" in summary["stop_reason"]
+    from lstmx import models, optim
+    from lstmx.train import Checkpoints, init_state
+    task = tasks.make(cfg.task.name, **cfg.task.params)
+    model = models.build(cfg.model, task.input_size, task.output_size, seed=cfg.train.seed)
+    _, init = init_state(model, optim.build(cfg.optimizer, cfg.train.steps), cfg.train.seed)
+    ckpts = Checkpoints(str(tmp_path), 2)
+    last, meta = ckpts.restore_latest(init)
+    ckpts.close()
+    assert meta["status"] == "diverged" and int(last.step) == summary["steps"]
+    for a, b in zip(jax.tree.leaves(last.params), jax.tree.leaves(init.params)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _round_trips(cfg: Config) -> bool:

@@ -120,18 +120,27 @@ class Diverge(Periodic):
   loss is not positive has no such rule. Like a non-finite step, a diverged run
   keeps its last good state: the hook copies the parameters and optimizer state
   to the host after each window under the threshold and puts them back when the
-  run stops, so the loop's last checkpoint holds them (one copy per window; before
-  the first good window of a session, or across several processes, the run keeps its
-  current state).
+  run stops, so the loop's last checkpoint holds them (one copy per window). Before
+  the first good window of a session it keeps `start`, the (step, state) the session
+  started from, unless the run was already above the threshold then; across several
+  processes (no host copy) it keeps its current state.
   """
 
-  def __init__(self, when: Every, factor: float, patience: int):
+  def __init__(self, when: Every, factor: float, patience: int,
+               start: tuple[int, TrainState] | None = None):
     super().__init__(when)
     self.factor, self.patience = factor, patience
     self.window: list[float] = []
     self.good: tuple[int, Any] | None = None  # (step, host copy of (params, opt_state))
+    self.start = None
+    if start is not None and jax.process_count() == 1:
+      self.start = (start[0], jax.device_get((start[1].params, start[1].opt_state)))
 
   def __call__(self, step, state, record, metrics):
+    if self.start is not None:  # the session's first step
+      if record.diverge_windows == 0:
+        self.good = self.start
+      self.start = None
     if record.initial_loss is None:
       record = dataclasses.replace(record, initial_loss=float(metrics["loss"]))
     self.window.append(float(metrics["loss"]))
@@ -146,7 +155,7 @@ class Diverge(Periodic):
     record = dataclasses.replace(record, diverge_windows=record.diverge_windows + 1)
     if record.diverge_windows < self.patience:
       return state, record
-    kept = "its current parameters (no window under the threshold in this session)"
+    kept = "its current parameters (no good state to go back to in this session)"
     if self.good is not None:
       good_step, (params, opt_state) = self.good
       put = lambda host, live: jax.device_put(host, getattr(live, "sharding", None))  # noqa: E731

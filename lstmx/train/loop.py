@@ -87,15 +87,15 @@ def _placement(task, batch_size: int, rules, mesh):
 
 
 def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Checkpoints,
-           clock, validate) -> list[Hook]:
+           clock, validate, start: tuple[int, TrainState] | None = None) -> list[Hook]:
   """Logging, evaluation (NT-ASGD's trigger, best checkpoint, early stopping), checkpoints."""
   tc = config.train
   on_validation = [KeepBest(ckpts, clock, monitor=tc.monitor, mode=tc.monitor_mode,
                             min_delta=tc.min_delta, patience=tc.patience)]
   if config.optimizer.averaging == "nt":  # before KeepBest: the best checkpoint averages
     on_validation.insert(0, NTAveraging(config.optimizer.nonmono, tc.monitor_mode))
-  diverge = [Diverge(Every(tc.log_every, tc.steps), tc.diverge_factor, tc.diverge_patience)
-             ] if tc.diverge_factor and tc.diverge_patience else []
+  diverge = [Diverge(Every(tc.log_every, tc.steps), tc.diverge_factor, tc.diverge_patience,
+                     start)] if tc.diverge_factor and tc.diverge_patience else []
   return [
       LogTrain(Every(tc.log_every, tc.steps), log, progress, clock, tc.batch_size * task.length),
       *diverge,
@@ -177,7 +177,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
     return wall0 + time.perf_counter() - run_start
 
   hooks = _hooks(config, task, log, progress, ckpts, clock,
-                 validate=lambda params: run_eval(params, "validation"))
+                 validate=lambda params: run_eval(params, "validation"), start=(start, state))
   state, record, step = run_steps(
       compiled, sample_step, state, record, hooks, start=start, total=tc.steps,
       on_diverged=lambda step, m: log.write(step, "train", clock(), m))
