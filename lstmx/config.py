@@ -22,7 +22,15 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from lstmx import sharding
 from lstmx.models.base import ModelConfig, config_class, unknown_field_error, with_kind
+from lstmx.models.checks import as_bool, as_choice, as_float, as_int, as_str, normalize
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step")
+AVERAGING = ("none", "nt", "always")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +39,17 @@ class TaskConfig:
 
   name: str = "copy"
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    # The parameters are checked against the task by `lstmx.tasks.make` when the run
+    # builds it (a parameter of another task is fine until then: `--set task.name=...`
+    # and `--set task.params.X=...` apply one at a time).
+    from lstmx import tasks
+    if not isinstance(self.name, str) or self.name not in tasks.TASKS:
+      raise ValueError(f"task.name: expected one of {tasks.names()}; got {self.name!r}")
+    if not isinstance(self.params, Mapping) or not all(isinstance(k, str) for k in self.params):
+      raise ValueError(f"task.params: expected a mapping of parameter names to values; "
+                       f"got {self.params!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +85,38 @@ class OptimizerConfig:
   averaging: str = "none"  # none | nt | always
   nonmono: int = 5
 
+  def __post_init__(self):
+    f = lambda name, **kw: as_float(f"optimizer.{name}", getattr(self, name), **kw)  # noqa: E731
+    i = lambda name, **kw: as_int(f"optimizer.{name}", getattr(self, name), **kw)  # noqa: E731
+    decay = self.decay_patterns
+    if isinstance(decay, str) or not all(isinstance(d, str) for d in decay):
+      raise ValueError(f"optimizer.decay_patterns: expected a tuple of str; got {decay!r}")
+    normalize(
+        self, name=as_choice("optimizer.name", self.name, OPTIMIZERS),
+        lr=f("lr", above=0.0, finite=False),  # inf: a test's way to force divergence
+        b1=f("b1", low=0.0, high=1.0), b2=f("b2", low=0.0, high=1.0),
+        eps=f("eps", low=0.0), momentum=f("momentum", low=0.0, high=1.0),
+        weight_decay=f("weight_decay", low=0.0), decay_patterns=tuple(decay),
+        clip_norm=f("clip_norm", above=0.0, optional=True),
+        schedule=as_choice("optimizer.schedule", self.schedule, SCHEDULES),
+        warmup_steps=i("warmup_steps", low=0), step_every=i("step_every", low=1),
+        step_factor=f("step_factor", above=0.0),
+        averaging=as_choice("optimizer.averaging", self.averaging, AVERAGING),
+        nonmono=i("nonmono", low=0))
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+  """The training loop's settings; every field is checked when the config is built.
+
+  ``monitor`` must be a metric the task reports (checked when training starts,
+  where the task is known). Divergence: besides a non-finite loss or gradient,
+  a run stops as ``diverged`` when the mean training loss of ``diverge_patience``
+  consecutive log windows (``log_every`` steps each) exceeds ``diverge_factor``
+  times the run's initial loss (its first step's); ``diverge_factor=None`` or
+  ``diverge_patience=0`` turns this rule off (`lstmx.train.hooks.Diverge`).
+  """
+
   steps: int = 1000
   batch_size: int = 32
   seed: int = 0
@@ -82,6 +130,24 @@ class TrainConfig:
   monitor: str = "loss"  # validation metric for early stopping and the best checkpoint
   monitor_mode: str = "min"
   progress: bool = True
+  diverge_factor: float | None = 10.0
+  diverge_patience: int = 3
+
+  def __post_init__(self):
+    i = lambda name, **kw: as_int(f"train.{name}", getattr(self, name), **kw)  # noqa: E731
+    normalize(
+        self, steps=i("steps", low=1), batch_size=i("batch_size", low=1),
+        seed=i("seed", low=0, high=2**32 - 1), log_every=i("log_every", low=1),
+        eval_every=i("eval_every", low=1), eval_batches=i("eval_batches", low=1),
+        checkpoint_every=i("checkpoint_every", low=1),
+        keep_checkpoints=i("keep_checkpoints", low=1), patience=i("patience", low=0),
+        min_delta=as_float("train.min_delta", self.min_delta, low=0.0),
+        monitor=as_str("train.monitor", self.monitor),
+        monitor_mode=as_choice("train.monitor_mode", self.monitor_mode, ("min", "max")),
+        progress=as_bool("train.progress", self.progress),
+        diverge_factor=as_float("train.diverge_factor", self.diverge_factor, above=1.0,
+                                optional=True),
+        diverge_patience=i("diverge_patience", low=0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +159,10 @@ class ShardingConfig:
   preset: str = "none"
   model_axis: int = 0
 
+  def __post_init__(self):
+    normalize(self, preset=as_choice("sharding.preset", self.preset, sharding.PRESETS),
+              model_axis=as_int("sharding.model_axis", self.model_axis, low=0))
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -102,6 +172,13 @@ class Config:
   optimizer: OptimizerConfig = OptimizerConfig()
   train: TrainConfig = TrainConfig()
   sharding: ShardingConfig = ShardingConfig()
+
+  def __post_init__(self):
+    as_str("name", self.name)
+    for name, cls in (("model", ModelConfig), ("task", TaskConfig), ("optimizer", OptimizerConfig),
+                      ("train", TrainConfig), ("sharding", ShardingConfig)):
+      if not isinstance(getattr(self, name), cls):
+        raise ValueError(f"{name}: expected a {cls.__name__}; got {getattr(self, name)!r}")
 
 
 def _parse(value: str, tp, key: str):
@@ -138,13 +215,21 @@ def _parse(value: str, tp, key: str):
   elif tp is str:
     return value
   elif origin is tuple:
-    items = [v for v in value.split(",") if v] if not value.startswith("(") else list(
-        ast.literal_eval(value))
+    if not value.startswith("("):
+      items = [v for v in value.split(",") if v]
+    else:
+      try:
+        items = ast.literal_eval(value)
+      except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        items = None
+      if not isinstance(items, tuple):
+        raise ValueError(f"--set {key}: expected a tuple such as (8, 8, 1) or 8,8,1; "
+                         f"got {value!r}")
     return tuple(_parse(str(v), args[0], key) for v in items)
   elif tp is Any:
     try:
       return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
       return value
   raise ValueError(f"--set {key}: expected a value of type {getattr(tp, '__name__', tp)}; "
                    f"got {value!r}")
@@ -170,8 +255,14 @@ class _Source:
     """`value` as a value of type `tp`, or a ValueError naming the key."""
     if self.parse:
       return _parse(value, tp, self.key)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-      return float(value)
+    # numpy scalars (np.linspace, np.arange sweep values) are accepted as Python numbers
+    if tp is bool and isinstance(value, np.bool_):
+      return bool(value)
+    if tp is int and isinstance(value, np.integer):
+      return int(value)
+    if tp is float and isinstance(value, (int, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)):
+      return float(str(value)) if isinstance(value, np.floating) else float(value)
     if tp in (int, float, bool, str) and type(value) is not tp:
       raise ValueError(f"{self.where}: expected {tp.__name__}; got {value!r}")
     return value

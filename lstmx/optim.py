@@ -8,11 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lstmx.config import OptimizerConfig
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step")
-AVERAGING = ("none", "nt", "always")
+from lstmx.config import AVERAGING, OPTIMIZERS, SCHEDULES, OptimizerConfig  # noqa: F401
 
 
 class AveragingState(NamedTuple):

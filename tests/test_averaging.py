@@ -91,7 +91,7 @@ def test_nt_trigger_matches_awd_rule(history, nonmono, fired):
 def test_bad_averaging_config_raises():
   with pytest.raises(ValueError, match=r"optimizer.averaging: expected one of .*got 'polyak'"):
     optim.build(OptimizerConfig(averaging="polyak"), 10)
-  with pytest.raises(ValueError, match=r"optimizer.nonmono: expected >= 0; got -1"):
+  with pytest.raises(ValueError, match=r"optimizer.nonmono: expected an int >= 0; got -1"):
     optim.build(OptimizerConfig(averaging="nt", nonmono=-1), 10)
 
 

@@ -251,3 +251,16 @@ def test_fault_injection_every_file_of_a_finished_sweep(finished_sweep, tmp_path
     for t in (again, table):
       pd.testing.assert_frame_equal(t[KEY], results[KEY], obj=f"{mode} {rel}")
     shutil.rmtree(out)
+
+
+def test_config_written_before_a_field_was_added_still_matches():
+  """A run directory whose config.json predates a new field (its default applies)
+  resumes; a real change is still refused."""
+  from lstmx.config import Config, override
+  from lstmx.train.rundir import config_diff, config_dict
+  config = override(Config(), ["train.steps=7"])
+  old = config_dict(config)
+  del old["train"]["diverge_factor"], old["train"]["diverge_patience"]
+  assert config_diff(old, config_dict(config)) == []
+  changed = override(config, ["train.diverge_factor=3.0"])
+  assert config_diff(old, config_dict(changed)) == ["train.diverge_factor"]

@@ -108,7 +108,7 @@ def test_divergence_is_recorded_not_raised(tmp_path):
 
 
 def test_early_stopping_restores_best(tmp_path):
-  cfg = override(_quiet(smoke.base()), ["optimizer.lr=0.0", "train.patience=2",
+  cfg = override(_quiet(smoke.base()), ["optimizer.lr=1e-12", "train.patience=2",
                                         "train.eval_every=5", "train.min_delta=1.0"])
   summary = train_and_evaluate(cfg, str(tmp_path))
   assert summary["status"] == "early_stopped"

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lstmx.models.checks import as_float_dtype, as_int, normalize
 from lstmx.registry import Registry
 
 DEFAULT_KIND = "lstm"
@@ -45,7 +46,11 @@ class ModelConfig:
     hidden_size: the width (LSTM / GRU units, Transformer width, TCN and CNN
       channels, MLP hidden width).
     num_layers: the depth (layers, blocks).
-    compute_dtype: ``"bfloat16"`` for bf16 matmul inputs; None for float32.
+    compute_dtype: ``"bfloat16"`` for bf16 matmul inputs (a floating dtype's name:
+      bfloat16, float16, float32, float64); None for float32.
+
+  Every field is checked when the config is built (`lstmx.models.checks`): a wrong
+  value raises a ValueError naming ``model.FIELD``; numpy scalars become Python numbers.
   """
 
   # Extra words for the error raised when a key is set on a kind that lacks it.
@@ -71,6 +76,9 @@ class ModelConfig:
       raise ValueError(f"model.kind: {type(self).__name__} is kind {own!r}; got {self.kind!r} "
                        "(switch kinds with ModelConfig(kind=...), with_kind or "
                        "--set model.kind=...)")
+    normalize(self, hidden_size=as_int("model.hidden_size", self.hidden_size, low=1),
+              num_layers=as_int("model.num_layers", self.num_layers, low=1),
+              compute_dtype=as_float_dtype("model.compute_dtype", self.compute_dtype))
 
 
 class SequenceModel(nnx.Module):

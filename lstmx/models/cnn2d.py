@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.models.base import ModelConfig, SequenceModel, register_kind
+from lstmx.models.checks import as_choice, as_int, normalize
 from lstmx.models.common import (ACTIVATIONS, activation, check_positive, compute_dtype,
                                  every_step, zero_padded)
 
@@ -38,6 +39,18 @@ class CNN2DConfig(ModelConfig):
   kernel_size: int = 3
   image_shape: tuple[int, ...] | None = None
   activation: str = "relu"
+
+  def __post_init__(self):
+    super().__post_init__()
+    shape = self.image_shape
+    if shape is not None:
+      if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
+        raise ValueError(f"model.image_shape: expected (H, W, C) of positive ints or None; "
+                         f"got {shape!r}")
+      shape = tuple(as_int(f"model.image_shape[{i}]", v, low=1) for i, v in enumerate(shape))
+    normalize(self, kernel_size=as_int("model.kernel_size", self.kernel_size, low=1),
+              image_shape=shape,
+              activation=as_choice("model.activation", self.activation, tuple(ACTIVATIONS)))
 
 
 class CNN2DModel(SequenceModel):

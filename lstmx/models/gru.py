@@ -25,6 +25,7 @@ from flax import nnx
 
 from lstmx.lstm import DEFAULT_UNROLL
 from lstmx.models.base import ModelConfig, SequenceModel, register_kind
+from lstmx.models.checks import as_bool, as_int, normalize
 from lstmx.models.common import compute_dtype, valid_steps
 
 
@@ -40,6 +41,11 @@ class GRUConfig(ModelConfig):
   kind: str = "gru"
   bidirectional: bool = False
   unroll: int = DEFAULT_UNROLL
+
+  def __post_init__(self):
+    super().__post_init__()
+    normalize(self, bidirectional=as_bool("model.bidirectional", self.bidirectional),
+              unroll=as_int("model.unroll", self.unroll, low=1))
 
 
 def gru_scan(w_h: jax.Array, x_proj: jax.Array, valid: jax.Array, h0: jax.Array, *,

@@ -8,9 +8,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lstmx.kernels import dispatch
 from lstmx.lstm import DEFAULT_UNROLL
 from lstmx.models.base import ModelConfig, SequenceModel, register_kind
+from lstmx.models.checks import as_bool, as_choice, as_int, normalize
 from lstmx.nn import LSTM
+from lstmx.params import INITIALIZERS
 from lstmx.regularization import Regularization
 
 
@@ -37,6 +40,20 @@ class LSTMConfig(ModelConfig):
   unroll: int = DEFAULT_UNROLL
   remat_every: int | None = None
   regularization: Regularization = Regularization()
+
+  def __post_init__(self):
+    super().__post_init__()
+    normalize(
+        self, bidirectional=as_bool("model.bidirectional", self.bidirectional),
+        init=as_choice("model.init", self.init, INITIALIZERS),
+        chrono_max_length=as_int("model.chrono_max_length", self.chrono_max_length, low=3,
+                                 optional=True),
+        backend=as_choice("model.backend", self.backend, dispatch.names()),
+        unroll=as_int("model.unroll", self.unroll, low=1),
+        remat_every=as_int("model.remat_every", self.remat_every, low=1, optional=True))
+    if not isinstance(self.regularization, Regularization):
+      raise ValueError("model.regularization: expected a lstmx.Regularization; got "
+                       f"{self.regularization!r}")
 
 
 class LSTMSequenceModel(SequenceModel):

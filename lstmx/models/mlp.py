@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.models.base import ModelConfig, SequenceModel, register_kind
+from lstmx.models.checks import as_choice, normalize
 from lstmx.models.common import ACTIVATIONS, activation, compute_dtype, every_step, zero_padded
 
 
@@ -33,6 +34,11 @@ class MLPConfig(ModelConfig):
 
   kind: str = "mlp"
   activation: str = "relu"
+
+  def __post_init__(self):
+    super().__post_init__()
+    normalize(self, activation=as_choice("model.activation", self.activation,
+                                         tuple(ACTIVATIONS)))
 
 
 class MLPModel(SequenceModel):

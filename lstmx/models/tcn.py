@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.models.base import ModelConfig, SequenceModel, register_kind
+from lstmx.models.checks import as_choice, as_int, normalize
 from lstmx.models.common import ACTIVATIONS, activation, check_positive, compute_dtype, zero_padded
 
 
@@ -62,6 +63,11 @@ class TCNConfig(ModelConfig):
   kind: str = "tcn"
   kernel_size: int = 3
   activation: str = "relu"
+
+  def __post_init__(self):
+    super().__post_init__()
+    normalize(self, kernel_size=as_int("model.kernel_size", self.kernel_size, low=1),
+              activation=as_choice("model.activation", self.activation, tuple(ACTIVATIONS)))
 
 
 class TCNSequenceModel(SequenceModel):

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx.models.base import ModelConfig, SequenceModel, register_kind
+from lstmx.models.checks import as_bool, as_choice, as_int, normalize
 from lstmx.models.common import (ACTIVATIONS, activation, check_positive, compute_dtype,
                                  valid_steps, zero_padded)
 
@@ -49,6 +50,14 @@ class TransformerConfig(ModelConfig):
   causal: bool = True
   positional: str = "sinusoidal"
   activation: str = "relu"
+
+  def __post_init__(self):
+    super().__post_init__()
+    normalize(self, num_heads=as_int("model.num_heads", self.num_heads, low=1),
+              ff_multiple=as_int("model.ff_multiple", self.ff_multiple, low=1),
+              causal=as_bool("model.causal", self.causal),
+              positional=as_choice("model.positional", self.positional, POSITIONAL),
+              activation=as_choice("model.activation", self.activation, tuple(ACTIVATIONS)))
 
 
 def sinusoidal_positions(T: int, width: int) -> jax.Array:

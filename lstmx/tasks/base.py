@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Batch = dict[str, jax.Array]
 SPLITS = ("train", "validation", "test")
@@ -107,12 +108,31 @@ class Task:
   def solved(self, metrics: dict) -> bool:
     raise NotImplementedError
 
+  def metric_names(self) -> tuple[str, ...]:
+    """The names of the metrics `metrics` reports, sorted (traced with `jax.eval_shape`:
+    nothing is computed)."""
+    def run(key):
+      batch = self.sample(key, 2, split="validation")
+      outputs = jnp.zeros((*batch["inputs"].shape[:2], self.output_size), jnp.float32)
+      return self.metrics(outputs, batch)
+    return tuple(sorted(jax.eval_shape(run, jax.random.key(0))))
+
+  def check_monitor(self, monitor: str) -> None:
+    """Raises a ValueError naming ``train.monitor`` unless the task reports `monitor`."""
+    names = self.metric_names()
+    if monitor not in names:
+      raise ValueError(f"train.monitor: expected a metric task {self.name!r} reports, one of "
+                       f"{names}; got {monitor!r}")
+
   def validate(self) -> None:
     """Raises ValueError naming a bad parameter; called by `make`."""
 
 
 def check_int(task: str, name: str, value, low: int) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < low:
+  """Raises a ValueError naming ``task.name`` unless `value` is an int (a numpy int
+  too) >= `low`."""
+  if (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))
+      or value < low):
     raise ValueError(f"{task}.{name}: expected an int >= {low}; got {value!r}")
 
 

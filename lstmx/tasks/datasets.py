@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmx.tasks.base import Batch, Task, last_step_mask, one_hot
+from lstmx.tasks.base import Batch, Task, check_int, last_step_mask, one_hot
 
 
 def _load(name: str, split: str, seed: int, **options):
@@ -138,9 +138,18 @@ class CharLM(Task):
   train_size: int | None = None
 
   def validate(self):
+    check_int(self.name, "seq_len", self.seq_len, 1)
+    if self.train_size is not None:
+      check_int(self.name, "train_size", self.train_size, 2)
     if self.train_size is not None and self.train_size <= self.seq_len + 1:
       raise ValueError(f"{self.name}.train_size: expected more than seq_len + 1 = "
                        f"{self.seq_len + 1} characters; got {self.train_size}")
+    for split in ("train", "validation", "test"):  # a window holds seq_len + 1 characters
+      n = len(_stream(self.dataset, split, self.train_size)[0])
+      if self.seq_len > n - 1:
+        raise ValueError(f"{self.name}.seq_len: expected an int in [1, {n - 1}] (the "
+                         f"{self.dataset!r} {split} split has {n} characters); "
+                         f"got {self.seq_len}")
 
   input_size = property(lambda self: _stream(self.dataset, "train", None)[1])
   output_size = property(lambda self: _stream(self.dataset, "train", None)[1])
@@ -160,7 +169,7 @@ class CharLM(Task):
     self.check_split(split)
     tokens, v = _stream(self.dataset, split, self.train_size)
     T = self.seq_len
-    start = jax.random.randint(key, (batch_size,), 0, len(tokens) - T - 1)
+    start = jax.random.randint(key, (batch_size,), 0, len(tokens) - T)  # start + T < len
     window = jnp.asarray(tokens)[start[:, None] + jnp.arange(T + 1)[None, :]]
     return {"inputs": one_hot(window[:, :-1], v), "targets": window[:, 1:],
             "mask": jnp.ones((batch_size, T), jnp.float32),

@@ -7,6 +7,8 @@ k, 2k, ... and (unless told otherwise) at the last step, like clu's
 ``periodic_actions`` in the Flax examples:
 
   - `LogTrain`: mean train loss and gradient norm since its last row, and tokens/s.
+  - `Diverge`: ends the run as ``diverged`` when the mean train loss of a number of
+    consecutive log windows exceeds a multiple of the initial loss (`divergence_rule`).
   - `Evaluate`: validation metrics of the parameters to keep, then its
     `OnValidation` hooks with the monitored value: `NTAveraging` (NT-ASGD's
     trigger) and `KeepBest` (best checkpoint and early stopping).
@@ -96,6 +98,74 @@ class LogTrain(Periodic):
     self.progress.update(step, row)
     self.window, self.window_t = [], time.perf_counter()
     return state, record
+
+
+def divergence_rule(factor: float | None, patience: int, window: int,
+                    initial_loss: float | None = None) -> dict[str, Any]:
+  """The divergence rule of `Diverge` in words and numbers, for the summary."""
+  on = bool(factor) and patience > 0
+  rule = ("a non-finite loss or gradient at any step"
+          + (f"; or a mean training loss above {factor:g} x the initial loss (the first "
+             f"step's) in {patience} consecutive log windows of {window} steps" if on else ""))
+  return {"rule": rule, "factor": factor if on else None, "patience": patience if on else 0,
+          "window_steps": window, "reference": "initial_loss", "initial_loss": initial_loss}
+
+
+class Diverge(Periodic):
+  """Ends the run as ``diverged`` when the mean training loss of `patience` consecutive
+  log windows (the `when` cadence) exceeds `factor` times the initial loss.
+
+  The initial loss is the loss of the run's first step, kept in the record (so a
+  resumed run keeps its reference and its count of windows); a run whose initial
+  loss is not positive has no such rule. Like a non-finite step, a diverged run
+  keeps its last good state: the hook copies the parameters and optimizer state
+  to the host after each window under the threshold and puts them back when the
+  run stops, so the loop's last checkpoint holds them (one copy per window). Before
+  the first good window of a session it keeps `start`, the (step, state) the session
+  started from, unless the run was already above the threshold then; across several
+  processes (no host copy) it keeps its current state.
+  """
+
+  def __init__(self, when: Every, factor: float, patience: int,
+               start: tuple[int, TrainState] | None = None):
+    super().__init__(when)
+    self.factor, self.patience = factor, patience
+    self.window: list[float] = []
+    self.good: tuple[int, Any] | None = None  # (step, host copy of (params, opt_state))
+    self.start = None
+    if start is not None and jax.process_count() == 1:
+      self.start = (start[0], jax.device_get((start[1].params, start[1].opt_state)))
+
+  def __call__(self, step, state, record, metrics):
+    if self.start is not None:  # the session's first step
+      if record.diverge_windows == 0:
+        self.good = self.start
+      self.start = None
+    if record.initial_loss is None:
+      record = dataclasses.replace(record, initial_loss=float(metrics["loss"]))
+    self.window.append(float(metrics["loss"]))
+    if not self.when(step):
+      return state, record
+    mean, self.window = float(np.mean(self.window)), []
+    threshold = self.factor * record.initial_loss
+    if not (record.initial_loss > 0 and mean > threshold):
+      if jax.process_count() == 1:  # a host copy needs every shard on this host
+        self.good = (step, jax.device_get((state.params, state.opt_state)))
+      return state, dataclasses.replace(record, diverge_windows=0)
+    record = dataclasses.replace(record, diverge_windows=record.diverge_windows + 1)
+    if record.diverge_windows < self.patience:
+      return state, record
+    kept = "its current parameters (no good state to go back to in this session)"
+    if self.good is not None:
+      good_step, (params, opt_state) = self.good
+      put = lambda host, live: jax.device_put(host, getattr(live, "sharding", None))  # noqa: E731
+      state = dataclasses.replace(state, params=jax.tree.map(put, params, state.params),
+                                  opt_state=jax.tree.map(put, opt_state, state.opt_state))
+      kept = f"the parameters of step {good_step}"
+    return state, record.stop(
+        "diverged", f"training loss above {self.factor:g} x the initial loss "
+        f"{record.initial_loss:.4g} (> {threshold:.4g}) in {self.patience} consecutive log "
+        f"windows (mean {mean:.4g} in the window ending at step {step}); the run keeps {kept}")
 
 
 class Evaluate(Periodic):

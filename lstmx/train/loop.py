@@ -20,7 +20,7 @@ from lstmx.compile_stats import compile_stats
 from lstmx.config import Config
 from lstmx.params import param_count
 from lstmx.train.checkpoint import Checkpoints
-from lstmx.train.hooks import (Checkpoint, Every, Evaluate, Hook, KeepBest, LogTrain,
+from lstmx.train.hooks import (Checkpoint, Diverge, Every, Evaluate, Hook, KeepBest, LogTrain,
                                NTAveraging, evaluate)
 from lstmx.train.progress import Progress
 from lstmx.train.record import RUNNING, TERMINAL, RunRecord
@@ -98,15 +98,18 @@ def _placement(task, batch_size: int, rules, mesh):
 
 
 def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Checkpoints,
-           clock, validate) -> list[Hook]:
+           clock, validate, start: tuple[int, TrainState] | None = None) -> list[Hook]:
   """Logging, evaluation (NT-ASGD's trigger, best checkpoint, early stopping), checkpoints."""
   tc = config.train
   on_validation = [KeepBest(ckpts, clock, monitor=tc.monitor, mode=tc.monitor_mode,
                             min_delta=tc.min_delta, patience=tc.patience)]
   if config.optimizer.averaging == "nt":  # before KeepBest: the best checkpoint averages
     on_validation.insert(0, NTAveraging(config.optimizer.nonmono, tc.monitor_mode))
+  diverge = [Diverge(Every(tc.log_every, tc.steps), tc.diverge_factor, tc.diverge_patience,
+                     start)] if tc.diverge_factor and tc.diverge_patience else []
   return [
       LogTrain(Every(tc.log_every, tc.steps), log, progress, clock, tc.batch_size * task.length),
+      *diverge,
       Evaluate(Every(tc.eval_every, tc.steps), validate, log, clock, tc.monitor,
                then=on_validation),
       Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), ckpts, clock),
@@ -167,6 +170,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
       clear_run(workdir)
   tc = config.train
   task, model = build(config)
+  task.check_monitor(tc.monitor)  # before compiling
   tx = optim.build(config.optimizer, tc.steps)
   modeldef, state = init_state(model, tx, tc.seed)
   if rules is not None:
@@ -219,7 +223,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
     return wall0 + time.perf_counter() - run_start
 
   hooks = _hooks(config, task, log, progress, ckpts, clock,
-                 validate=lambda params: run_eval(params, "validation"))
+                 validate=lambda params: run_eval(params, "validation"), start=(start, state))
   if finished:  # the summary is rebuilt: no training
     step = start
   else:

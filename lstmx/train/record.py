@@ -28,6 +28,9 @@ class RunRecord:
     val_history: the monitored values NT-ASGD's trigger has seen (until it fires).
     averaging_step: the step NT-ASGD switched averaging on (None until then).
     wall_time: seconds of training so far, over all sessions of the run.
+    initial_loss: the training loss of the run's first step (the divergence rule's
+      reference, `lstmx.train.hooks.Diverge`).
+    diverge_windows: consecutive log windows so far whose mean loss broke that rule.
   """
   status: str = RUNNING
   stop_reason: str | None = None
@@ -37,6 +40,8 @@ class RunRecord:
   val_history: tuple[float, ...] = ()
   averaging_step: int | None = None
   wall_time: float = 0.0
+  initial_loss: float | None = None
+  diverge_windows: int = 0
 
   @property
   def running(self) -> bool:

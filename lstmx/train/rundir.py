@@ -29,7 +29,7 @@ from typing import Any, Callable, IO
 
 import jax
 
-from lstmx.config import Config, to_dict
+from lstmx.config import Config, from_dict, to_dict
 
 
 class CorruptRecord(ValueError):
@@ -130,7 +130,16 @@ def config_dict(config: Config) -> dict:
 
 
 def config_diff(old: dict, new: dict) -> list[str]:
-  """The dotted keys at which two config dicts differ, sorted."""
+  """The dotted keys at which two config dicts differ, sorted.
+
+  `old` is read with today's defaults first, so a field added to the configs
+  since it was written (e.g. ``train.diverge_factor``) differs only if `new`
+  sets it to something other than its default.
+  """
+  try:
+    old = config_dict(from_dict(Config, old))
+  except (TypeError, ValueError, KeyError, AttributeError):
+    pass  # not a config today's classes can read: compare it as it is
   return sorted(_diff(old, new))
 
 

@@ -10,6 +10,7 @@ import jax
 
 from lstmx._version import __version__
 from lstmx.config import Config
+from lstmx.train.hooks import divergence_rule
 from lstmx.train.record import RunRecord
 
 
@@ -51,6 +52,8 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
       "step_memory_bytes": step_memory_bytes,
       "averaging": {"mode": averaging,
                     "start_step": 0 if averaging == "always" else record.averaging_step},
+      "divergence": divergence_rule(tc.diverge_factor, tc.diverge_patience, tc.log_every,
+                                    record.initial_loss),
       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
       "param_count": param_count, "backend": backend,
       "devices": [str(d) for d in jax.devices()], "versions": _versions(),
