@@ -86,7 +86,8 @@ def check_seq_lengths(seq_lengths, B: int, T: int) -> jax.Array:
   are known.
   """
   if not isinstance(seq_lengths, jax.core.Tracer):
-    seq_lengths = as_array(seq_lengths, "seq_lengths")
+    # On the host: a concrete jax array's min would be staged under an outer jit.
+    seq_lengths = np.asarray(as_array(seq_lengths, "seq_lengths"))
   if seq_lengths.shape != (B,):
     raise ValueError(f"seq_lengths: expected shape ({B},) (one length per batch "
                      f"row); got {tuple(seq_lengths.shape)}")
