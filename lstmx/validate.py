@@ -55,9 +55,9 @@ def as_array(x, name: str = "x"):
   except (TypeError, ValueError) as e:
     raise TypeError(f"{name}: expected an array; got {type(x).__name__} that numpy cannot "
                     f"convert ({e})") from None
-  if out.dtype == object:
+  if out.dtype.kind in "OUSV":
     raise TypeError(f"{name}: expected an array of numbers; got {type(x).__name__} of "
-                    "objects")
+                    f"dtype {out.dtype}")
   return out
 
 
