@@ -77,7 +77,7 @@ def lstm(
       computed in int32); floats and bools are refused. Concrete values are
       checked; under `jax.jit` the values are traced and cannot be, so a length
       of 0, negative or > T passes unnoticed there: check them on the host where
-      they are known (the training engine and data pipeline do).
+      they are known, before the jitted call.
     initial_state: optional (h_0, c_0), each [L * num_directions, B, H]
       (index ``layer * num_directions + direction``); zeros by default.
     backend: ``"auto"``, ``"scan"``, ``"reference"``, ``"hidden_parallel"``,
