@@ -56,6 +56,7 @@ class LSTM(nnx.Module):
     self.unroll = unroll
     self.remat_every = remat_every
     self.compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
+    check_float_dtype("param_dtype", param_dtype, allow_none=False)
     if regularization is not None and not isinstance(regularization, Regularization):
       raise TypeError(f"regularization: expected lstmx.Regularization or None; got "
                       f"{type(regularization).__name__}")
@@ -188,6 +189,7 @@ class LSTMCell(nnx.Module):
     self.in_features = in_features
     self.hidden_size = hidden_size
     self.compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
+    check_float_dtype("param_dtype", param_dtype, allow_none=False)
     p = init_layer(rngs.params(), in_features, hidden_size, init=init,
                    chrono_max_length=chrono_max_length, dtype=param_dtype)
     self.w_ih, self.w_hh, self.b = nnx.Param(p.w_ih), nnx.Param(p.w_hh), nnx.Param(p.b)

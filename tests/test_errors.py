@@ -279,3 +279,10 @@ def test_seq_lengths_under_jit_checked_only_when_concrete():
     f(X)
   traced = jax.jit(lambda x, lens: lstmx.lstm(P1, x, seq_lengths=lens)[0])
   assert traced(X, jnp.array([5, 0])).shape == (2, 5, 4)  # unnoticed, as documented
+
+
+def test_nn_param_dtype_named():
+  with pytest.raises(TypeError, match=r"^param_dtype: expected a floating dtype"):
+    lstmx.nn.LSTM(3, 4, param_dtype=jnp.int32, rngs=nnx.Rngs(0))
+  with pytest.raises(TypeError, match=r"^param_dtype: expected a floating dtype"):
+    lstmx.nn.LSTMCell(3, 4, param_dtype=jnp.int32, rngs=nnx.Rngs(0))
