@@ -25,7 +25,10 @@ _TORCH_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse
 
 def _to_numpy(value) -> np.ndarray:
   if hasattr(value, "detach"):  # a torch tensor; avoid importing torch
-    return value.detach().cpu().numpy()
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16: via float32, exactly
+      return value.float().numpy().astype(jnp.bfloat16)
+    return value.numpy()
   return np.asarray(value)
 
 
@@ -42,12 +45,19 @@ def from_torch(module_or_state_dict: Any, dtype=None) -> StackedParams:
   """
   if hasattr(module_or_state_dict, "state_dict"):
     module = module_or_state_dict
+    mode = getattr(module, "mode", "LSTM")  # torch.nn.RNNBase: "LSTM", "GRU", "RNN_TANH"...
+    if mode != "LSTM":
+      raise ValueError(f"from_torch: expected a torch.nn.LSTM or its state dict; got a "
+                       f"{type(module).__name__} (mode={mode!r})")
     if getattr(module, "proj_size", 0):
       raise ValueError(f"from_torch: proj_size={module.proj_size} is not supported; "
                        "expected an nn.LSTM with proj_size=0")
     state = module.state_dict()
   else:
     state = module_or_state_dict
+    if not isinstance(state, Mapping):
+      raise TypeError("from_torch: expected a torch.nn.LSTM or its state dict; got "
+                      f"{type(state).__name__}")
   found: dict[tuple[int, int], dict[str, np.ndarray]] = {}
   for key, value in state.items():
     m = _TORCH_KEY.match(key)
@@ -67,6 +77,7 @@ def from_torch(module_or_state_dict: Any, dtype=None) -> StackedParams:
       w = found.get((l, d))
       if w is None or "weight_ih" not in w or "weight_hh" not in w:
         raise ValueError(f"from_torch: missing weights for layer {l}, direction {d}")
+      _check_torch_shapes(w, l, d)
       b = w.get("bias_ih", 0) + w.get("bias_hh", 0)
       if np.ndim(b) == 0:
         b = np.zeros(w["weight_hh"].shape[0], w["weight_hh"].dtype)
@@ -76,6 +87,23 @@ def from_torch(module_or_state_dict: Any, dtype=None) -> StackedParams:
       dirs.append(p)
     layers.append(tuple(dirs))
   return tuple(layers)
+
+
+def _check_torch_shapes(w: dict[str, np.ndarray], layer: int, direction: int) -> None:
+  """An LSTM's shapes: weight_hh [4H, H], weight_ih [4H, D], biases [4H]."""
+  sfx = f"_l{layer}" + ("_reverse" if direction else "")
+  hh = np.shape(w["weight_hh"])
+  if len(hh) != 2 or hh[0] != 4 * hh[1]:
+    raise ValueError(f"from_torch: weight_hh{sfx}: expected shape (4H, H) of an LSTM; got "
+                     f"{hh} (a GRU's is (3H, H), an RNN's (H, H))")
+  H = hh[1]
+  ih = np.shape(w["weight_ih"])
+  if len(ih) != 2 or ih[0] != 4 * H:
+    raise ValueError(f"from_torch: weight_ih{sfx}: expected shape ({4 * H}, D); got {ih}")
+  for name in ("bias_ih", "bias_hh"):
+    if name in w and np.shape(w[name]) != (4 * H,):
+      raise ValueError(f"from_torch: {name}{sfx}: expected shape ({4 * H},); got "
+                       f"{np.shape(w[name])}")
 
 
 def to_torch(params, *, as_tensors: bool = True) -> dict[str, Any]:

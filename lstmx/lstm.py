@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmx import validate
+from lstmx.checks import check_bool, check_float_dtype, is_int
 from lstmx.kernels import KernelOptions, select
 from lstmx.params import LSTMParams, as_stacked
 from lstmx.penalties import ar_penalty, tar_penalty
@@ -21,8 +22,12 @@ DEFAULT_UNROLL = 2
 
 
 def lengths_to_mask(seq_lengths: jax.Array, T: int) -> jax.Array:
-  """[T, B] bool mask, True where t < seq_lengths[b]."""
-  return jnp.arange(T, dtype=seq_lengths.dtype)[:, None] < seq_lengths[None, :]
+  """[T, B] bool mask, True where t < seq_lengths[b].
+
+  Compared in int32 whatever the integer dtype of `seq_lengths`: a [T] time
+  index in uint8 would wrap for T > 255.
+  """
+  return jnp.arange(T, dtype=jnp.int32)[:, None] < seq_lengths.astype(jnp.int32)[None, :]
 
 
 def lstm(
@@ -68,7 +73,11 @@ def lstm(
     params: ``params[layer][direction]`` of `LSTMParams` (see `init_lstm`), or
       a single `LSTMParams` for a one-layer, one-direction LSTM.
     x: [B, T, D] floating inputs ([T, B, D] if `time_major`).
-    seq_lengths: optional [B] ints in [1, T].
+    seq_lengths: optional [B] ints in [1, T], of any integer dtype (the mask is
+      computed in int32); floats and bools are refused. Concrete values are
+      checked; under `jax.jit` the values are traced and cannot be, so a length
+      of 0, negative or > T passes unnoticed there: check them on the host where
+      they are known, before the jitted call.
     initial_state: optional (h_0, c_0), each [L * num_directions, B, H]
       (index ``layer * num_directions + direction``); zeros by default.
     backend: ``"auto"``, ``"scan"``, ``"reference"``, ``"hidden_parallel"``,
@@ -77,14 +86,16 @@ def lstm(
       1.3x faster forwards at small H on CPU, neutral at large H; see
       docs/performance.md). Results equal unroll=1's up to float rounding.
     compute_dtype: e.g. ``jnp.bfloat16`` for bf16 matmul inputs with float32
-      cell state and accumulation; None computes in the parameters' dtype.
+      cell state and accumulation; None computes in the parameters' dtype. Only
+      floating dtypes are accepted.
     precision: `jax.lax.Precision` for the matmuls.
     time_major: x and y are [T, B, ...] instead of [B, T, ...].
     regularization: optional `Regularization`; None (or all rates 0) computes
       exactly the unregularized LSTM.
     key: PRNG key for the masks; required in training mode.
     deterministic: True for evaluation (no dropout, zoneout by its expectation),
-      False for training. Required when `regularization` has a non-zero rate.
+      False for training, or None. Required when `regularization` has a non-zero
+      rate. Only bools (or None) are accepted: ``"False"`` is a TypeError.
     return_penalties: also return ``{"ar", "tar", "loss"}``: the unweighted
       `ar_penalty` of y (after output dropout) and `tar_penalty` of the last
       layer's raw output (before output dropout), over valid steps, and
@@ -111,10 +122,18 @@ def lstm(
   """
   params = as_stacked(params)
   D, H, L, num_dirs = validate.check_params(params)
+  time_major = check_bool("time_major", time_major)
+  x = validate.as_array(x)
   B, T = validate.check_input(x, D, time_major)
   dtype = params[0][0].w_hh.dtype
-  if not isinstance(unroll, int) or unroll < 1:
+  if not is_int(unroll) or unroll < 1:
     raise ValueError(f"unroll must be a positive int; got unroll={unroll!r}")
+  unroll = int(unroll)
+  if remat_every is not None and is_int(remat_every):
+    remat_every = int(remat_every)  # KernelOptions checks the rest
+  compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
+  deterministic = check_bool("deterministic", deterministic, allow_none=True)
+  return_penalties = check_bool("return_penalties", return_penalties)
   mask = None
   if seq_lengths is not None:
     mask = lengths_to_mask(validate.check_seq_lengths(seq_lengths, B, T), T)
@@ -130,6 +149,11 @@ def lstm(
   kernel = select(backend, options, masks.layers[0][0], dtype=dtype)
 
   inputs = (x if time_major else jnp.swapaxes(x, 0, 1)).astype(dtype)
+  if mask is not None:
+    # Padding never matters, values or gradients: zero it before any arithmetic.
+    # (Masking after the input projection is too late: dW_ih = X^T dZ multiplies
+    # a NaN or inf in X by its zero cotangent, which is NaN.)
+    inputs = jnp.where(mask[:, :, None], inputs, jnp.zeros((), dtype))
   inputs = apply_mask(inputs, masks.input)
   h_n, c_n = [], []
   for l in range(L):

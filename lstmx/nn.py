@@ -11,9 +11,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lstmx import validate
+from lstmx.checks import check_bool, check_float_dtype
 from lstmx.kernels import KernelOptions, LayerMasks, lstm_step, select
 from lstmx.lstm import DEFAULT_UNROLL, lstm
-from lstmx.params import LSTMParams, StackedParams, init_layer, init_lstm
+from lstmx.params import LSTMParams, StackedParams, as_stacked, init_layer, init_lstm
 from lstmx.regularization import Regularization
 
 
@@ -49,19 +51,23 @@ class LSTM(nnx.Module):
     self.in_features = in_features
     self.hidden_size = hidden_size
     self.num_layers = num_layers
-    self.num_directions = 2 if bidirectional else 1
+    self.num_directions = 2 if check_bool("bidirectional", bidirectional) else 1
     self.backend = backend
     self.unroll = unroll
     self.remat_every = remat_every
-    self.compute_dtype = compute_dtype
+    self.compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
+    check_float_dtype("param_dtype", param_dtype, allow_none=False)
     if regularization is not None and not isinstance(regularization, Regularization):
       raise TypeError(f"regularization: expected lstmx.Regularization or None; got "
                       f"{type(regularization).__name__}")
     self.regularization = regularization
-    self.deterministic = deterministic
+    self.deterministic = check_bool("deterministic", deterministic, allow_none=True)
     params = init_lstm(rngs.params(), in_features, hidden_size, num_layers=num_layers,
                        bidirectional=bidirectional, init=init,
                        chrono_max_length=chrono_max_length, dtype=param_dtype)
+    # Python ints from here on (numpy integers are accepted as arguments).
+    self.in_features, self.hidden_size = int(in_features), int(hidden_size)
+    self.num_layers = int(num_layers)
     self.load_params(params, create=True)
     if regularization is not None and regularization.needs_mode:
       self.rngs = rngs["dropout"].fork()
@@ -69,7 +75,29 @@ class LSTM(nnx.Module):
       self.rngs = nnx.data(None)
 
   def load_params(self, params: StackedParams, *, create: bool = False) -> None:
-    """Sets the module's parameters from a ``params[layer][direction]`` pytree."""
+    """Sets the module's parameters from a ``params[layer][direction]`` pytree.
+
+    Args:
+      params: ``params[layer][direction]`` of `LSTMParams` (or one `LSTMParams`
+        for a one-layer, one-direction module) with exactly this module's
+        structure and shapes: num_layers, directions, input size, hidden size.
+      create: used by ``__init__`` to create the ``nnx.Param`` variables.
+
+    Raises:
+      ValueError: the structure or a shape differs from the module's (nothing is
+        loaded then); the message names what differs.
+      TypeError: `params` is not such a pytree, or holds non-floating arrays.
+    """
+    params = as_stacked(params)
+    D, H, L, num_dirs = validate.check_params(params)
+    if not create:
+      want = (self.in_features, self.hidden_size, self.num_layers, self.num_directions)
+      for what, w, g in zip(("input size", "hidden size", "num_layers", "directions"), want,
+                            (D, H, L, num_dirs)):
+        if w != g:
+          raise ValueError(f"load_params: params: expected {what} {w} (this LSTM's); got {g} "
+                           f"(params of {L} layer(s), {num_dirs} direction(s), input size "
+                           f"{D}, hidden size {H})")
     for l, layer in enumerate(params):
       for d, p in enumerate(layer):
         sfx = _suffix(l, d)
@@ -94,7 +122,7 @@ class LSTM(nnx.Module):
       deterministic: if True, evaluation mode (no dropout, zoneout by its expectation).
     """
     if deterministic is not None:
-      self.deterministic = deterministic
+      self.deterministic = check_bool("deterministic", deterministic)
 
   def resolved_backend(self, *, training: bool = False) -> str:
     """The backend name this module's calls resolve to (e.g. ``"scan"``, ``"cudnn"``).
@@ -128,6 +156,7 @@ class LSTM(nnx.Module):
     With ``return_penalties``, also the AR/TAR dict of `lstmx.lstm`.
     """
     reg = self.regularization
+    deterministic = check_bool("deterministic", deterministic, allow_none=True)
     deterministic = self.deterministic if deterministic is None else deterministic
     key = None
     if reg is not None and reg.needs_mode and deterministic is False:
@@ -159,7 +188,8 @@ class LSTMCell(nnx.Module):
                param_dtype=jnp.float32, rngs: nnx.Rngs):
     self.in_features = in_features
     self.hidden_size = hidden_size
-    self.compute_dtype = compute_dtype
+    self.compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
+    check_float_dtype("param_dtype", param_dtype, allow_none=False)
     p = init_layer(rngs.params(), in_features, hidden_size, init=init,
                    chrono_max_length=chrono_max_length, dtype=param_dtype)
     self.w_ih, self.w_hh, self.b = nnx.Param(p.w_ih), nnx.Param(p.w_hh), nnx.Param(p.b)

@@ -22,6 +22,8 @@ from typing import Literal, Sequence
 import jax
 import jax.numpy as jnp
 
+from lstmx.checks import check_bool, check_float_dtype, is_int, is_real
+
 GATES = ("i", "f", "g", "o")
 Initializer = Literal["forget_bias", "torch", "flax", "chrono"]
 INITIALIZERS: tuple[str, ...] = ("forget_bias", "torch", "flax", "chrono")
@@ -88,6 +90,15 @@ def init_layer(
     dtype=jnp.float32,
 ) -> LSTMParams:
   """Initializes one layer-direction. See `init_lstm` for the initializers."""
+  _check_init_args(input_size, hidden_size, init, forget_bias, chrono_max_length, dtype)
+  if jnp.dtype(dtype).itemsize < 4:
+    # float16 / bfloat16: LAPACK (the orthogonal init's QR) has no such kernels, so
+    # draw in float32 and round once.
+    p = init_layer(key, int(input_size), int(hidden_size), init=init,
+                   forget_bias=forget_bias, chrono_max_length=chrono_max_length,
+                   dtype=jnp.float32)
+    return jax.tree.map(lambda a: a.astype(dtype), p)
+  input_size, hidden_size = int(input_size), int(hidden_size)
   k_ih, k_hh, k_b = jax.random.split(key, 3)
   H = hidden_size
   if init == "torch":
@@ -108,19 +119,28 @@ def init_layer(
   elif init == "forget_bias":
     b = b.at[gate_slice("f", H)].set(forget_bias)
   elif init == "chrono":
-    if chrono_max_length is None or chrono_max_length < 3:
-      raise ValueError(
-          "init='chrono' needs chrono_max_length (the longest dependency T_max, "
-          f">= 3); got chrono_max_length={chrono_max_length!r}"
-      )
     # Tallec & Ollivier 2018, "Can recurrent neural networks warp time?":
     # b_f ~ log(U[1, T_max - 1]), b_i = -b_f.
     u = jax.random.uniform(k_b, (H,), dtype, 1.0, chrono_max_length - 1.0)
     b_f = jnp.log(u)
     b = b.at[gate_slice("f", H)].set(b_f).at[gate_slice("i", H)].set(-b_f)
-  else:
-    raise ValueError(f"init must be one of {INITIALIZERS}; got init={init!r}")
   return LSTMParams(w_ih=w_ih, w_hh=w_hh, b=b)
+
+
+def _check_init_args(input_size, hidden_size, init, forget_bias, chrono_max_length, dtype):
+  """The checks of `init_layer` / `init_lstm`; numpy scalars count as numbers."""
+  for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+    if not is_int(value) or value < 1:
+      raise ValueError(f"{name} must be a positive int; got {name}={value!r}")
+  if not isinstance(init, str) or init not in INITIALIZERS:
+    raise ValueError(f"init must be one of {INITIALIZERS}; got init={init!r}")
+  if not is_real(forget_bias) or not math.isfinite(forget_bias):
+    raise ValueError(f"forget_bias: expected a finite float; got {forget_bias!r}")
+  if init == "chrono" and (not is_int(chrono_max_length) or chrono_max_length < 3):
+    raise ValueError(
+        "init='chrono' needs chrono_max_length (the longest dependency T_max, "
+        f"an int >= 3); got chrono_max_length={chrono_max_length!r}")
+  check_float_dtype("dtype", dtype, allow_none=False)
 
 
 def init_lstm(
@@ -155,6 +175,13 @@ def init_lstm(
     num_layers: L, stacked layers; layer l > 0 takes the previous layer's
       output, of size H (or 2H if bidirectional).
     bidirectional: adds a reverse direction to every layer.
+    init: the initializer (above).
+    forget_bias: the forget-gate bias of ``"forget_bias"``.
+    chrono_max_length: T_max of ``"chrono"``, an int >= 3.
+    dtype: a floating dtype; float16 and bfloat16 are drawn in float32 and
+      rounded once.
+
+  Numpy integers and floats are accepted wherever a Python number is.
 
   Returns:
     ``params[layer][direction]`` of `LSTMParams`.
@@ -164,11 +191,11 @@ def init_lstm(
     >>> params[1][0].w_ih.shape
     (32, 128)
   """
-  for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                      ("num_layers", num_layers)):
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f"{name} must be a positive int; got {name}={value!r}")
-  num_dirs = 2 if bidirectional else 1
+  if not is_int(num_layers) or num_layers < 1:
+    raise ValueError(f"num_layers must be a positive int; got num_layers={num_layers!r}")
+  _check_init_args(input_size, hidden_size, init, forget_bias, chrono_max_length, dtype)
+  input_size, hidden_size, num_layers = int(input_size), int(hidden_size), int(num_layers)
+  num_dirs = 2 if check_bool("bidirectional", bidirectional) else 1
   keys = jax.random.split(key, num_layers * num_dirs)
   layers = []
   for layer in range(num_layers):
@@ -182,9 +209,25 @@ def init_lstm(
 
 
 def as_stacked(params: LSTMParams | Sequence[Sequence[LSTMParams]]) -> StackedParams:
-  """Accepts a single `LSTMParams` as a one-layer, one-direction stack."""
+  """Accepts a single `LSTMParams` as a one-layer, one-direction stack.
+
+  Raises:
+    TypeError: `params` is neither an `LSTMParams` nor a sequence of layers that
+      are sequences of `LSTMParams` (e.g. one layer ``params[0]`` on its own,
+      which could mean one layer with two directions or two one-direction layers).
+  """
   if isinstance(params, LSTMParams):
     return ((params,),)
+  expected = ("params: expected params[layer][direction] (a tuple of layers, each a tuple "
+              "of LSTMParams) or one LSTMParams; got ")
+  if not isinstance(params, (tuple, list)):
+    raise TypeError(expected + type(params).__name__)
+  for l, layer in enumerate(params):
+    if isinstance(layer, LSTMParams):
+      raise TypeError(expected + f"a {type(params).__name__} of LSTMParams (one layer?); "
+                      "wrap it as (layer,) or pass a single LSTMParams")
+    if not isinstance(layer, (tuple, list)):
+      raise TypeError(expected + f"params[{l}] of type {type(layer).__name__}")
   return tuple(tuple(layer) for layer in params)
 
 

@@ -28,7 +28,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from lstmx.checks import check_bool, is_real
 from lstmx.kernels.contract import LayerMasks  # re-exported: lstmx.LayerMasks
 from lstmx.params import StackedParams
 
@@ -39,9 +41,12 @@ _WEIGHTS = ("ar", "tar")
 
 
 def check_rate(owner: str, value, *, closed: bool = False) -> float:
-  """`value` as a float in [0, 1) ([0, 1] if `closed`), or a clear ValueError."""
+  """`value` as a float in [0, 1) ([0, 1] if `closed`), or a clear ValueError.
+
+  Numpy floats and ints (``np.float32(0.1)``) count as numbers; bools do not.
+  """
   interval = "[0, 1]" if closed else "[0, 1)"
-  ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+  ok = (is_real(value)
         and 0.0 <= value and (value <= 1.0 if closed else value < 1.0))
   if not ok:
     raise ValueError(f"{owner}: expected a rate in {interval}; got {value!r}")
@@ -116,12 +121,12 @@ class Regularization:
                                                 closed=name in _ZONEOUT))
     for name in _WEIGHTS:
       value = getattr(self, name)
-      if (not isinstance(value, (int, float)) or isinstance(value, bool)
-          or not math.isfinite(value) or value < 0):
+      if not is_real(value) or not math.isfinite(value) or value < 0:
         raise ValueError(f"Regularization.{name}: expected a finite weight >= 0; got {value!r}")
       object.__setattr__(self, name, float(value))
-    if not isinstance(self.variational, bool):
+    if not isinstance(self.variational, (bool, np.bool_)):
       raise TypeError(f"Regularization.variational: expected a bool; got {self.variational!r}")
+    object.__setattr__(self, "variational", bool(self.variational))
 
   @property
   def needs_mode(self) -> bool:
@@ -186,6 +191,7 @@ def draw_masks(reg: Regularization, key: jax.Array | None, params: StackedParams
   L, num_dirs = len(params), len(params[0])
   D, H = params[0][0].w_ih.shape[0], params[0][0].w_hh.shape[0]
   dtype = params[0][0].w_hh.dtype
+  deterministic = check_bool("deterministic", deterministic)
   if not deterministic and key is None:
     raise ValueError("draw_masks: training mode (deterministic=False) needs a PRNG key; "
                      "got key=None")
@@ -249,6 +255,7 @@ def embedding_dropout(embedding: jax.Array, ids: jax.Array, rate: float,
     [..., E] embeddings.
   """
   rate = check_rate("embedding_dropout: rate", rate)
+  deterministic = check_bool("embedding_dropout: deterministic", deterministic, allow_none=True)
   rows = jnp.take(embedding, ids, axis=0)
   if rate == 0.0:
     return rows

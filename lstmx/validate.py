@@ -29,10 +29,36 @@ def check_params(params: StackedParams) -> tuple[int, int, int, int]:
         raise TypeError(f"params[{l}][{d}]: expected LSTMParams; got {type(p).__name__}")
       for name, want in (("w_ih", (expected_in, 4 * H)), ("w_hh", (H, 4 * H)),
                          ("b", (4 * H,))):
-        got = tuple(getattr(p, name).shape)
+        leaf = getattr(p, name)
+        if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
+          raise TypeError(f"params[{l}][{d}].{name}: expected an array; got "
+                          f"{type(leaf).__name__}")
+        got = tuple(leaf.shape)
         if got != want:
           raise ValueError(f"params[{l}][{d}].{name}: expected shape {want}; got {got}")
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+          raise TypeError(f"params[{l}][{d}].{name}: expected a floating dtype; got "
+                          f"{leaf.dtype}")
   return d_in, H, len(params), num_dirs
+
+
+def as_array(x, name: str = "x"):
+  """`x` itself if it is an array (jax, numpy or traced), else ``np.asarray(x)``.
+
+  Nested lists of numbers are accepted; anything numpy cannot make a numeric
+  array of is a TypeError naming `name`.
+  """
+  if isinstance(x, (jax.Array, np.ndarray, jax.core.Tracer)):
+    return x
+  try:
+    out = np.asarray(x)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"{name}: expected an array; got {type(x).__name__} that numpy cannot "
+                    f"convert ({e})") from None
+  if out.dtype.kind in "OUSV":
+    raise TypeError(f"{name}: expected an array of numbers; got {type(x).__name__} of "
+                    f"dtype {out.dtype}")
+  return out
 
 
 def check_input(x: jax.Array, input_size: int, time_major: bool) -> tuple[int, int]:
@@ -52,8 +78,16 @@ def check_input(x: jax.Array, input_size: int, time_major: bool) -> tuple[int, i
 
 
 def check_seq_lengths(seq_lengths, B: int, T: int) -> jax.Array:
+  """`seq_lengths` as an int32 array of shape [B].
+
+  Any integer dtype is accepted (and gives the same result: the mask is computed
+  in int32); floats and bools are a TypeError. Concrete values are checked to lie
+  in [1, T]; traced values (under `jax.jit`) cannot be, so check them where they
+  are known.
+  """
   if not isinstance(seq_lengths, jax.core.Tracer):
-    seq_lengths = np.asarray(seq_lengths)
+    # On the host: a concrete jax array's min would be staged under an outer jit.
+    seq_lengths = np.asarray(as_array(seq_lengths, "seq_lengths"))
   if seq_lengths.shape != (B,):
     raise ValueError(f"seq_lengths: expected shape ({B},) (one length per batch "
                      f"row); got {tuple(seq_lengths.shape)}")
@@ -64,7 +98,9 @@ def check_seq_lengths(seq_lengths, B: int, T: int) -> jax.Array:
     if lo < 1 or hi > T:
       raise ValueError(f"seq_lengths: expected values in [1, {T}] (T={T}); got "
                        f"min {lo}, max {hi}")
-  return jnp.asarray(seq_lengths)
+  # Concrete values are <= T, so int32 holds them (and an 8-bit dtype no longer
+  # overflows in the [T] time index the mask compares them with).
+  return jnp.asarray(seq_lengths).astype(jnp.int32)
 
 
 def check_state(initial_state, shape: tuple[int, int, int]):
@@ -73,7 +109,7 @@ def check_state(initial_state, shape: tuple[int, int, int]):
                      f"{type(initial_state).__name__}")
   out = []
   for name, s in zip(("h_0", "c_0"), initial_state):
-    s = jnp.asarray(s)
+    s = jnp.asarray(as_array(s, f"initial_state {name}"))
     if tuple(s.shape) != shape:
       raise ValueError(f"initial_state {name}: expected shape {shape} "
                        f"[num_layers*num_directions, B, H]; got {tuple(s.shape)}")

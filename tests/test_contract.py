@@ -166,6 +166,37 @@ def test_padded_outputs_exactly_zero(x64, variant):
     assert np.all(np.asarray(y[b, :n]) != 0.0)
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_padding_never_matters(x64, variant):
+  """NaN, inf or -inf (one per batch row) in padded steps of x reach neither the outputs
+  nor any gradient (w.r.t. params, x and the initial state): all equal the clean-padding
+  results and are finite.
+  Padding is masked before the input projection: masking after it is too late, as
+  dW_ih = X^T dZ multiplies the garbage by its zero cotangent. In float64, or float32
+  for a backend that runs only that (cudnn)."""
+  with running(variant.backend):
+    f64 = BACKENDS.get(variant.backend).unsupported(
+        KernelOptions(**dict(variant.kw)), LayerMasks(), dtype=jnp.dtype(jnp.float64),
+        platform=dispatch.current_platform()) is None
+  dtype = jnp.float64 if f64 else jnp.float32
+  skip_unless_supported(variant, dtype=dtype)
+  params, x, _, state = random_problem(11, 4, 9, 4, 4, num_layers=2, bidirectional=True,
+                                       dtype=dtype)
+  lens = jnp.array([9, 4, 1, 6], jnp.int32)
+  valid = np.arange(9)[None, :] < np.asarray(lens)[:, None]  # [B, T]
+  garbage = np.array([0.0, np.nan, np.inf, -np.inf])[:, None, None]  # row 0 has no padding
+  dirty = jnp.where(jnp.asarray(valid)[:, :, None], x, jnp.asarray(garbage, x.dtype))
+  with running(variant.backend, 4, 4):
+    clean_out = value_and_grads(params, x, lens, state, variant.backend, **dict(variant.kw))
+    dirty_out = value_and_grads(params, dirty, lens, state, variant.backend,
+                                **dict(variant.kw))
+  for leaf in jax.tree.leaves(dirty_out):
+    assert np.all(np.isfinite(np.asarray(leaf)))
+  assert_trees_close(dirty_out, clean_out, **TOL)
+  (_, (_, dx, _)) = dirty_out
+  assert np.all(np.asarray(dx)[~valid] == 0.0)  # the padding gets no gradient
+
+
 REGULARIZERS = {
     "recurrent": lstmx.Regularization(recurrent_dropout=0.3),
     "zoneout": lstmx.Regularization(zoneout_h=0.2, zoneout_c=0.3),

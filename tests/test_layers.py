@@ -17,7 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "lstmx"
 
 # Lowest first. A module's layer is that of the longest prefix listed here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("lstmx.params", "lstmx.registry", "lstmx.compile_stats", "lstmx._version")),
+    ("base", ("lstmx.params", "lstmx.checks", "lstmx.registry", "lstmx.compile_stats",
+              "lstmx._version")),
     ("kernels", ("lstmx.kernels",)),
     ("core", ("lstmx.validate", "lstmx.regularization", "lstmx.penalties", "lstmx.lstm",
               "lstmx.nn", "lstmx.interop", "lstmx.sharding", "lstmx.distributed",

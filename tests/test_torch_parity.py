@@ -90,3 +90,43 @@ def test_to_torch_round_trip_and_outputs():
 def test_from_torch_rejects_projection():
   with pytest.raises(ValueError, match="proj_size"):
     lstmx.from_torch(torch.nn.LSTM(3, 6, proj_size=2))
+
+
+def test_from_torch_bfloat16_module():
+  """A bf16 module once failed in ``.numpy()`` ("unsupported ScalarType BFloat16")."""
+  module = torch.nn.LSTM(3, 4, num_layers=2).to(torch.bfloat16)
+  params = lstmx.from_torch(module)
+  assert params[1][0].w_hh.dtype == jnp.bfloat16
+  want = module.weight_hh_l1.detach().float().numpy().T
+  np.testing.assert_array_equal(np.asarray(params[1][0].w_hh, np.float32), want)
+  b = (module.bias_ih_l0 + module.bias_hh_l0).detach().float().numpy()
+  np.testing.assert_array_equal(np.asarray(params[0][0].b, np.float32), b)
+  assert lstmx.from_torch(module, dtype=jnp.float32)[0][0].w_ih.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("cls", ["GRU", "RNN"])
+def test_from_torch_refuses_other_rnns(cls):
+  """An nn.GRU was once accepted (and failed later in lstmx.lstm)."""
+  module = getattr(torch.nn, cls)(3, 4)
+  with pytest.raises(ValueError, match=rf"^from_torch: expected a torch.nn.LSTM or its state "
+                                       rf"dict; got a {cls} \(mode="):
+    lstmx.from_torch(module)
+  with pytest.raises(ValueError, match=r"^from_torch: weight_hh_l0: expected shape \(4H, H\) "
+                                       r"of an LSTM; got \((12|4), 4\)"):
+    lstmx.from_torch(module.state_dict())
+
+
+def test_from_torch_wrong_bias_length():
+  """A wrong bias length once failed with a numpy broadcasting message."""
+  state = torch.nn.LSTM(3, 4).state_dict()
+  state["bias_ih_l0"] = torch.zeros(12)
+  with pytest.raises(ValueError, match=r"^from_torch: bias_ih_l0: expected shape \(16,\); "
+                                       r"got \(12,\)$"):
+    lstmx.from_torch(state)
+  state = torch.nn.LSTM(3, 4).state_dict()
+  state["weight_ih_l0"] = torch.zeros(12, 3)
+  with pytest.raises(ValueError, match=r"^from_torch: weight_ih_l0: expected shape \(16, D\)"):
+    lstmx.from_torch(state)
+  with pytest.raises(TypeError, match=r"^from_torch: expected a torch.nn.LSTM or its state "
+                                      r"dict; got list$"):
+    lstmx.from_torch([1, 2])

@@ -80,7 +80,8 @@ def _effective_precision(precision):
 
 def _flip_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
   """x [B, T, F] with each row's first lengths[b] steps reversed, padding left in place."""
-  t = jnp.arange(x.shape[1], dtype=lengths.dtype)[None, :]
+  lengths = lengths.astype(jnp.int32)  # an 8-bit index would wrap for T > 255
+  t = jnp.arange(x.shape[1], dtype=jnp.int32)[None, :]
   idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
   return jnp.take_along_axis(x, idx[:, :, None], axis=1)
 
