@@ -21,15 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lstmx.checks import is_int
+
 FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
 
 
 def _got(value) -> str:
   return f"{value!r} ({type(value).__name__})"
-
-
-def _is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def as_int(name: str, value, *, low: int | None = None, high: int | None = None,
@@ -39,7 +37,7 @@ def as_int(name: str, value, *, low: int | None = None, high: int | None = None,
     return None
   want = "an int" + (f" >= {low}" if low is not None else "") + (
       f" <= {high}" if high is not None else "") + (" or None" if optional else "")
-  if not _is_int(value):
+  if not is_int(value):
     raise ValueError(f"{name}: expected {want}; got {_got(value)}")
   value = int(value)
   if (low is not None and value < low) or (high is not None and value > high):
