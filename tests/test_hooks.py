@@ -164,3 +164,21 @@ def test_record_round_trips_through_json_and_reads_old_meta_dicts():
     RunRecord.from_json({**old_meta, "extra": 1})
   with pytest.raises(ValueError, match=r"status: expected one of"):
     RunRecord().stop("paused", "no")
+
+
+def test_the_engine_checks_batch_lengths_on_the_host():
+  """Issue 18: under jit the LSTM cannot see its lengths' values; the engine checks the
+  first batch's on the host (where they are known) and names the task."""
+  import types
+
+  import jax.numpy as jnp
+  from lstmx.train.loop import check_batch_lengths
+  task = types.SimpleNamespace(name="copy")
+  batch = {"inputs": jnp.zeros((3, 5, 2)), "lengths": jnp.asarray([1, 5, 2], jnp.uint8)}
+  check_batch_lengths(batch, task)
+  check_batch_lengths({"inputs": batch["inputs"], "lengths": None}, task)
+  for bad in ([0, 5, 2], [1, 6, 2], [-3, 1, 1]):
+    with pytest.raises(ValueError, match=r"task 'copy': its batch lengths: seq_lengths: "
+                                         r"expected values in \[1, 5\]"):
+      check_batch_lengths({"inputs": batch["inputs"],
+                           "lengths": jnp.asarray(bad, jnp.int32)}, task)

@@ -170,3 +170,29 @@ def test_lstmx_train_runs_an_experiment_files_sweep(tmp_path):
   assert meta["name"] == "long_dependency" and meta["preset"] == "tiny"
   assert meta["experiment"] == os.path.abspath(LONG)
   assert (out / "report.md").exists()
+
+
+def test_a_sweep_whose_every_trial_fails_still_writes_its_report(tmp_path):
+  """Issue 18: every trial failing used to crash in the experiment's figures()
+  (KeyError: 0) and write no report."""
+  from lstmx.lab import runner
+  results = runner.run(load(LONG), "tiny", str(tmp_path), ["task.params.bogus=1"],
+                       progress=False)
+  assert (results["status"] == "failed").all() and len(results) > 1
+  report = (tmp_path / "report.md").read_text()
+  assert "No trial finished" in report and "## Failed trials" in report
+  assert "unknown parameter" in report
+
+
+@pytest.mark.parametrize("args", [["--workdir", "{blocked}/run"],
+                                  ["--preset", "tiny", "--out", "{blocked}/out"]])
+def test_an_output_directory_that_cannot_be_written_is_one_line(tmp_path, capsys, args):
+  """Issue 18: a read-only output directory gave a traceback. (Root writes through
+  read-only modes, so a regular file stands in the way of the directory instead.)"""
+  blocked = tmp_path / "a_file"
+  blocked.write_text("")
+  spec = SMOKE if args[0] == "--workdir" else LONG
+  with pytest.raises(SystemExit) as e:
+    cli.main(["train", spec] + [a.format(blocked=blocked) for a in args])
+  message = str(e.value)
+  assert message.startswith("lstmx: ") and "cannot write" in message and "\n" not in message

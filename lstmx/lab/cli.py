@@ -77,7 +77,7 @@ def _train(args) -> None:
                        "--workdir and FILE:VARIANT train one config; expected one of them")
     from lstmx.lab import runner
     runner.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets,
-                         force=args.force)
+                         force=args.force, prog="lstmx")
     return
   if args.workdir is None:
     raise SystemExit("lstmx train: expected --workdir DIR (train one config) or "
@@ -90,6 +90,8 @@ def _train(args) -> None:
     summary = train_and_evaluate(config, args.workdir, force=args.force)
   except ValueError as e:
     raise SystemExit(f"lstmx: {e}") from None
+  except OSError as e:  # e.g. a read-only workdir
+    raise SystemExit(f"lstmx: --workdir: cannot write {e.filename!r}: {e.strerror}") from None
   print(json.dumps({k: summary[k] for k in ("status", "stop_reason", "steps", "final")},
                    indent=1))
   print(f"run directory: {os.path.abspath(args.workdir)}")

@@ -57,6 +57,9 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
   return "\n".join([head, sep, *rows])
 
 
+FINISHED = ("completed", "early_stopped", "diverged")
+
+
 def write(experiment: Experiment | types.ModuleType, out_dir: str,
           results: pd.DataFrame) -> str:
   """Writes ``out_dir/report.md`` (and figures); returns its path."""
@@ -64,11 +67,20 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
   matplotlib.use("Agg")
   exp = as_experiment(experiment)
   fig_dir = os.path.join(out_dir, "figures")
-  figures = exp.figures(results, fig_dir)
-  findings = exp.findings(results)
   counts = results["status"].value_counts().to_dict() if "status" in results else {}
   lines = [f"# {exp.name}", "", exp.description, "",
            f"{len(results)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()), ""]
+  figures, findings = [], []
+  if not any(counts.get(s, 0) for s in FINISHED):
+    lines += ["No trial finished, so there are no figures or findings; see the failed "
+              "trials below.", ""]
+  else:
+    try:
+      figures = exp.figures(results, fig_dir)
+      findings = exp.findings(results)
+    except Exception as e:  # noqa: BLE001 - a figure bug must not lose the report
+      lines += [f"Drawing the figures or findings failed ({type(e).__name__}: {e}); the "
+                "results table below is complete.", ""]
   if findings:
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]
   for title, stem in figures:

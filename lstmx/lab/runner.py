@@ -198,15 +198,20 @@ def write_results(out_dir: str, rows: list[dict]) -> None:
 
 def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
                   out: str | None = None, sets: list[str] = (), *,
-                  force: bool = False) -> pd.DataFrame:
+                  force: bool = False, prog: str | None = None) -> pd.DataFrame:
   """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), a
-  ValueError as a SystemExit, and where the results and report are."""
+  bad setting or an output directory it cannot write as one line (a SystemExit
+  starting with `prog`, by default the experiment's name), and where the results
+  and report are."""
   exp = as_experiment(experiment)
   out = out or os.path.join("runs", exp.name, preset)
   try:
     results = run(exp, preset, out, list(sets), force=force)
   except ValueError as e:
-    raise SystemExit(f"{exp.name}: {e}") from None
+    raise SystemExit(f"{prog or exp.name}: {e}") from None
+  except OSError as e:  # e.g. a read-only output directory
+    raise SystemExit(f"{prog or exp.name}: --out: cannot write {e.filename!r}: "
+                     f"{e.strerror}") from None
   counts = results["status"].value_counts().to_dict()
   print(f"{len(results)} trials: {json.dumps(counts)}")
   print(f"results: {os.path.abspath(os.path.join(out, 'results.csv'))}")

@@ -14,8 +14,9 @@ import shutil
 import time
 
 import jax
+import numpy as np
 
-from lstmx import optim, sharding
+from lstmx import optim, sharding, validate
 from lstmx.compile_stats import compile_stats
 from lstmx.config import Config
 from lstmx.params import param_count
@@ -133,6 +134,19 @@ def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_ev
   return state, record, final
 
 
+def check_batch_lengths(batch, task) -> None:
+  """Checks a batch's ``lengths`` on the host, where their values are known (under
+  `jit` the LSTM cannot check them): each in [1, T], or a ValueError naming the task."""
+  lengths = batch.get("lengths")
+  if lengths is None:
+    return
+  T = batch["inputs"].shape[1]
+  try:
+    validate.check_seq_lengths(np.asarray(jax.device_get(lengths)), lengths.shape[0], T)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"task {task.name!r}: its batch lengths: {e}") from None
+
+
 def _extends(old: dict | None, config: Config, changed: list[str]) -> bool:
   """Whether a run trained with config dict `old` continues as `config`: only
   ``train.steps`` grew, and the schedule does not depend on it."""
@@ -211,8 +225,10 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   def sample_step(step: int):
     return sample(jax.random.fold_in(data_key, step))
 
+  first = sample_step(start)
+  check_batch_lengths(first, task)
   t0 = time.perf_counter()
-  compiled = train_step.lower(state, sample_step(start)).compile()
+  compiled = train_step.lower(state, first).compile()
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
 
