@@ -104,7 +104,7 @@ def test_finished_run_rebuilds_lost_summary_from_checkpoint(tmp_path, damage, ca
 
 
 def test_early_stopped_run_rebuilds_summary(tmp_path):
-  cfg = override(_tiny(20), ["optimizer.lr=0.0", "train.patience=1", "train.min_delta=1.0"])
+  cfg = override(_tiny(20), ["optimizer.lr=1e-12", "train.patience=1", "train.min_delta=1.0"])
   first = train_and_evaluate(cfg, str(tmp_path))
   assert first["status"] == "early_stopped"
   os.remove(tmp_path / "summary.json")

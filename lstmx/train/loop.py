@@ -136,13 +136,17 @@ def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_ev
 
 def check_batch_lengths(batch, task) -> None:
   """Checks a batch's ``lengths`` on the host, where their values are known (under
-  `jit` the LSTM cannot check them): each in [1, T], or a ValueError naming the task."""
+  `jit` the LSTM cannot check them): each in [1, T], or a ValueError naming the task.
+  With several processes each checks the shards it holds."""
   lengths = batch.get("lengths")
   if lengths is None:
     return
   T = batch["inputs"].shape[1]
+  parts = ([s.data for s in lengths.addressable_shards] if isinstance(lengths, jax.Array)
+           else [lengths])
+  values = np.concatenate([np.asarray(p).reshape(-1) for p in parts])
   try:
-    validate.check_seq_lengths(np.asarray(jax.device_get(lengths)), lengths.shape[0], T)
+    validate.check_seq_lengths(values, values.shape[0], T)
   except (TypeError, ValueError) as e:
     raise ValueError(f"task {task.name!r}: its batch lengths: {e}") from None
 
