@@ -33,7 +33,6 @@ import dataclasses
 import json
 import os
 import sys
-import traceback
 import types
 
 import pandas as pd
@@ -42,8 +41,8 @@ from lstmx.config import Config, override, to_dict
 from lstmx.lab import report
 from lstmx.lab import sweep as sweeps
 from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
-from lstmx.train import train_and_evaluate
-from lstmx.train.loop import clear_run
+from lstmx.lab.pool import Pool, SerialPool, TrialSpec
+from lstmx.lab.trial import needs_analysis, run_trial  # noqa: F401 - run_trial re-exported
 from lstmx.train.progress import Progress
 from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config_dict,
                                 read_config, read_json, read_summary, warn, write_json)
@@ -69,33 +68,6 @@ def result_row(trial: str, overrides: dict, summary: dict) -> dict:
            row)
   _flatten("analysis.", summary.get("analysis", {}), row)
   return row
-
-
-def run_trial(experiment: Experiment, config: Config, workdir: str, *,
-              force: bool = False) -> dict:
-  """Trains one trial; a failure is recorded in its summary, never raised. A trial
-  whose files are damaged beyond what the engine recovers (`CorruptRecord`) is
-  reported and retrained from scratch once."""
-  try:
-    try:
-      summary = train_and_evaluate(config, workdir, force=force)
-    except CorruptRecord as e:
-      warn(f"trial {workdir}: {e}; retraining it from scratch")
-      clear_run(workdir)
-      summary = train_and_evaluate(config, workdir, force=force)
-    if _needs_analysis(experiment, summary):
-      summary["analysis"] = experiment.analyze(config, workdir)
-      write_json(os.path.join(workdir, "summary.json"), summary)
-  except Exception as e:  # noqa: BLE001 - one failed trial must not stop a sweep
-    summary = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-               "traceback": traceback.format_exc()}
-    write_json(os.path.join(workdir, "failure.json"), summary)
-  return summary
-
-
-def _needs_analysis(experiment: Experiment, summary: dict) -> bool:
-  return (experiment.analyze is not None and summary.get("status") != "diverged"
-          and "analysis" not in summary)
 
 
 def _trial_summary(tid: str, workdir: str) -> dict | None:
@@ -136,8 +108,11 @@ def _changed(out_dir: str, base: Config, configs: dict[str, Config]) -> dict[str
 
 def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
         sets: list[str] = (), *, progress: bool = True, make_report: bool = True,
-        force: bool = False) -> pd.DataFrame:
+        force: bool = False, pool: Pool | None = None) -> pd.DataFrame:
   """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
+
+  The trials to run go to `pool` (default: a `SerialPool`, one after another in this
+  process); the table is rewritten as each finishes.
 
   Raises:
     ValueError: `out_dir` holds results of different settings (naming the differing
@@ -174,15 +149,21 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
   rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
                 else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
   write_results(out_dir, list(rows.values()))
-  bar = Progress(total=len(trials), enabled=progress, desc=f"{exp.name}/{preset} trials")
-  for i, (tid, ov) in enumerate(trials):
-    workdir = os.path.join(out_dir, "trials", tid)
-    summary = summaries[tid]
-    if summary is None or _needs_analysis(exp, summary) or tid in changed:
-      summary = run_trial(exp, configs[tid], workdir, force=tid in changed)
-    rows[tid] = result_row(tid, ov, summary)
-    write_results(out_dir, list(rows.values()))
-    bar.update(i + 1, {"done": i + 1, "status": 0.0 if summary["status"] == "failed" else 1.0})
+  todo = [TrialSpec.make(tid, exp, configs[tid], os.path.join(out_dir, "trials", tid),
+                        force=tid in changed)
+          for tid, _ in trials
+          if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
+  overrides = dict(trials)
+  bar = Progress(total=len(trials), initial=len(trials) - len(todo), enabled=progress,
+                 desc=f"{exp.name}/{preset} trials")
+  pool = pool if pool is not None else SerialPool(exp)
+  try:
+    for done, (spec, summary) in enumerate(pool.run(todo), start=len(trials) - len(todo) + 1):
+      rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
+      write_results(out_dir, list(rows.values()))
+      bar.update(done, {"done": done, "status": 0.0 if summary["status"] == "failed" else 1.0})
+  finally:
+    pool.close()
   bar.close()
   results = pd.DataFrame(list(rows.values()))
   if make_report:
