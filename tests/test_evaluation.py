@@ -153,6 +153,7 @@ def test_synthetic_metrics_do_not_depend_on_batch_size_and_repeat():
   task, eval_step, params, _ = _model("copy", delay=5, num_symbols=3, num_categories=3)
   ref = evaluate(eval_step, params, task, "validation", 10, examples=10)
   assert ref["examples"] == 10.0 and 0.0 < ref["copy_accuracy"] < 1.0
+  assert set(ref) == set(task.metric_names()) | {"examples"}  # what train.monitor may name
   for batch_size in (3, 4, 7, 16):  # padded last batches (recall weights zeroed too)
     m = evaluate(eval_step, params, task, "validation", batch_size, examples=10)
     assert m.keys() == ref.keys()

@@ -153,12 +153,12 @@ class Task:
     raise NotImplementedError
 
   def metric_names(self) -> tuple[str, ...]:
-    """The names of the metrics `metrics` reports, sorted (traced with `jax.eval_shape`:
-    nothing is computed)."""
+    """The names of the metrics evaluation reports (`metric_sums`, then
+    `metrics_from_sums`), sorted (traced with `jax.eval_shape`: nothing is computed)."""
     def run(key):
       batch = self.sample(key, 2, split="validation")
       outputs = jnp.zeros((*batch["inputs"].shape[:2], self.output_size), jnp.float32)
-      return self.metrics(outputs, batch)
+      return self.metrics_from_sums(self.metric_sums(outputs, batch))
     return tuple(sorted(jax.eval_shape(run, jax.random.key(0))))
 
   def check_monitor(self, monitor: str) -> None:
