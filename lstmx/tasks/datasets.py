@@ -2,12 +2,12 @@
 language modelling and forecasting. Training batches (`sample`) draw examples (or
 windows) uniformly at random from the requested split, so a run is deterministic
 given its keys and resumes exactly. Evaluation (`eval_batches`) covers every
-example of a split once, in order: each example; for language modelling the
-split's stream cut into consecutive windows of `seq_len` predictions (every
-character but the first predicted once, the last window shorter and masked). The training split can be cut to `train_size`
-examples (characters for language modelling) and, for classification, given
-`label_noise`, the knobs of overfitting sweeps. Inputs are standardized with
-statistics of the (cut) training split only.
+example of a split once, in order; for language modelling, the split's stream
+cut into consecutive windows of `seq_len` predictions (every character but the
+first predicted once; the last window shorter, its tail masked). The training
+split can be cut to `train_size` examples (characters for language modelling)
+and, for classification, given `label_noise`, the knobs of overfitting sweeps.
+Inputs are standardized with statistics of the (cut) training split only.
 """
 
 from __future__ import annotations
