@@ -121,8 +121,8 @@ def test_nt_asgd_run_triggers_evaluates_average_and_resumes(tmp_path):
   assert any(not np.array_equal(a, b) for a, b in zip(leaves(s.average), leaves(state.params)))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   ev = evaluate(jax.jit(make_eval_step(ModelDef(graphdef, rest), task)), params, task,
-                jax.random.fold_in(jax.random.key(cfg.train.seed), 2), cfg.train.batch_size,
-                cfg.train.eval_batches, "validation")
+                "validation", cfg.train.batch_size,
+                cfg.train.eval_batches * cfg.train.batch_size)
   assert ev["loss"] == pytest.approx(summary["final"]["validation"]["loss"], rel=1e-6)
 
   # Stopping at a checkpoint after the trigger and extending resumes the

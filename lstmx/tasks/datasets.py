@@ -1,10 +1,13 @@
 """Tasks over the real datasets of `lstmx.data`: classification, character-level
-language modelling and forecasting. Batches draw examples (or windows)
-uniformly at random from the requested split, so a run is deterministic given
-its keys and resumes exactly. The training split can be cut to `train_size`
-examples (characters for language modelling) and, for classification, given
-`label_noise`, the knobs of overfitting sweeps. Inputs are standardized with
-statistics of the (cut) training split only.
+language modelling and forecasting. Training batches (`sample`) draw examples (or
+windows) uniformly at random from the requested split, so a run is deterministic
+given its keys and resumes exactly. Evaluation (`eval_batches`) covers every
+example of a split once, in order; for language modelling, the split's stream
+cut into consecutive windows of `seq_len` predictions (every character but the
+first predicted once; the last window shorter, its tail masked). The training
+split can be cut to `train_size` examples (characters for language modelling)
+and, for classification, given `label_noise`, the knobs of overfitting sweeps.
+Inputs are standardized with statistics of the (cut) training split only.
 """
 
 from __future__ import annotations
@@ -16,12 +19,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmx.tasks.base import Batch, Task, check_int, last_step_mask, one_hot
+from lstmx.tasks.base import Batch, Task, check_int, last_step_mask, one_hot, pad_rows
 
 
 def _load(name: str, split: str, seed: int, **options):
   from lstmx import data
   return data.load(name, split, seed=seed, **options)
+
+
+def _at_last_step(inputs: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+  """A host batch whose targets `values` [n] sit at the last step of `inputs` [n, T, D]."""
+  n, T = inputs.shape[:2]
+  mask = np.zeros((n, T), np.float32)
+  mask[:, -1] = 1.0
+  targets = np.zeros((n, T), values.dtype)
+  targets[:, -1] = values
+  return {"inputs": inputs, "targets": targets, "mask": mask,
+          "lengths": np.full((n,), T, np.int32)}
 
 
 @functools.lru_cache(maxsize=32)
@@ -60,6 +74,7 @@ class DatasetClassification(Task):
   memoryless model sees only the last step); chance: the majority class."""
 
   name = "classify"
+  finite = True
   solved_rule = "validation accuracy >= 0.9 (lstmx's criterion)"
   dataset: str = "gunpoint"
   layout: str | None = None  # passed to data.load where the dataset has layouts
@@ -107,6 +122,16 @@ class DatasetClassification(Task):
     return {"inputs": jnp.asarray(x)[idx], "mask": mask, "lengths": lengths,
             "targets": jnp.where(mask > 0, labels[:, None], 0).astype(jnp.int32)}
 
+  def eval_size(self, split: str, examples: int) -> int:
+    """Every example of `split` (`examples` is ignored)."""
+    self.check_split(split)
+    return len(self.arrays(split)[1])
+
+  def _eval_batch(self, split, start, count, batch_size):
+    x, y, _ = self.arrays(split)
+    rows = slice(start, start + count)
+    return pad_rows(_at_last_step(x[rows], y[rows]), batch_size)
+
   def solved(self, metrics) -> bool:
     return float(metrics["accuracy"]) >= 0.9
 
@@ -132,6 +157,7 @@ class CharLM(Task):
   """
 
   name = "char_lm"
+  finite = True
   solved_rule = "none (report perplexity and the train/validation gap)"
   dataset: str = "shakespeare"
   seq_len: int = 100
@@ -175,6 +201,27 @@ class CharLM(Task):
             "mask": jnp.ones((batch_size, T), jnp.float32),
             "lengths": jnp.full((batch_size,), T, jnp.int32)}
 
+  def eval_size(self, split: str, examples: int) -> int:
+    """Windows covering `split`'s stream: ceil((characters - 1) / seq_len)."""
+    self.check_split(split)
+    n = len(_stream(self.dataset, split, self.train_size)[0])
+    return -(-(n - 1) // self.seq_len)
+
+  def _eval_batch(self, split, start, count, batch_size):
+    """Windows ``start .. start + count - 1``: window w predicts characters
+    ``w T + 1 .. w T + T`` from those before them (a fresh state per window); the
+    last may be shorter (its length and mask say how long)."""
+    tokens, v = _stream(self.dataset, split, self.train_size)
+    T, last = self.seq_len, len(tokens) - 1
+    first = (start + np.arange(count)) * T
+    lengths = np.minimum(T, last - first).astype(np.int32)
+    window = tokens[np.minimum(first[:, None] + np.arange(T + 1)[None, :], last)]
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    inputs = np.eye(v, dtype=np.float32)[window[:, :-1]] * valid[..., None]
+    batch = {"inputs": inputs, "targets": np.where(valid, window[:, 1:], 0).astype(np.int32),
+             "mask": valid.astype(np.float32), "lengths": lengths}
+    return pad_rows(batch, batch_size)
+
   def solved(self, metrics) -> bool:
     return False
 
@@ -206,6 +253,7 @@ class Forecast(Task):
 
   name = "forecast"
   kind = "regression"
+  finite = True
   solved_rule = "loss below 0.5 x the persistence baseline (lstmx's criterion)"
   dataset: str = "sunspots"
   window: int = 132
@@ -229,6 +277,16 @@ class Forecast(Task):
     mask = last_step_mask(lengths, T)
     return {"inputs": jnp.asarray(x)[idx], "targets": mask * jnp.asarray(y)[idx][:, None],
             "mask": mask, "lengths": lengths}
+
+  def eval_size(self, split: str, examples: int) -> int:
+    """Every window of `split` (`examples` is ignored)."""
+    self.check_split(split)
+    return len(_windows(self.dataset, split, self.window, self.train_size)[1])
+
+  def _eval_batch(self, split, start, count, batch_size):
+    x, y = _windows(self.dataset, split, self.window, self.train_size)
+    rows = slice(start, start + count)
+    return pad_rows(_at_last_step(x[rows], y[rows]), batch_size)
 
   def solved(self, metrics) -> bool:
     return float(metrics["loss"]) < 0.5 * self.baseline_loss

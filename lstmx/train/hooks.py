@@ -26,6 +26,7 @@ import numpy as np
 
 from lstmx import optim
 from lstmx.train.checkpoint import Checkpoints
+from lstmx.train.evaluation import evaluate  # noqa: F401 (moved there; imported from here too)
 from lstmx.train.progress import Progress
 from lstmx.train.record import RunRecord
 from lstmx.train.rundir import MetricsLog
@@ -245,12 +246,3 @@ class Checkpoint(Periodic):
     self.ckpts.save_latest(step, state, record.to_json())
     return state, record
 
-
-def evaluate(eval_step, params, task, key, batch_size: int, batches: int, split: str,
-             place=lambda batch: batch) -> dict:
-  """Mean metrics over `batches` fixed batches of `split` (`place` shards a batch)."""
-  rows = []
-  for i in range(batches):
-    batch = place(task.sample(jax.random.fold_in(key, i), batch_size, split=split))
-    rows.append(jax.device_get(eval_step(params, batch)))
-  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -216,15 +216,13 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)
-  split_keys = {"validation": jax.random.fold_in(key, 2), "test": jax.random.fold_in(key, 3),
-                "train": jax.random.fold_in(key, 4)}
   place, sample = _placement(task, tc.batch_size, rules, mesh)
   train_step = jax.jit(make_train_step(modeldef, task, tx), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(modeldef, task))
 
-  def run_eval(params, split: str) -> dict:
-    return evaluate(eval_step, params, task, split_keys[split], tc.batch_size, tc.eval_batches,
-                    split, place)
+  def run_eval(params, split: str) -> dict:  # exact: lstmx.train.evaluation
+    return evaluate(eval_step, params, task, split, tc.batch_size,
+                    tc.eval_batches * tc.batch_size, place)
 
   def sample_step(step: int):
     return sample(jax.random.fold_in(data_key, step))

@@ -95,6 +95,9 @@ def make_train_step(modeldef: ModelDef, task: Task, tx: optax.GradientTransforma
 
 
 def make_eval_step(modeldef: ModelDef, task: Task) -> Callable:
-  def eval_step(params, batch: Batch) -> dict[str, jax.Array]:
-    return task.metrics(apply_model(modeldef, params, batch), batch)
+  """A pure ``eval_step(params, batch) -> {metric: (sum, count)}`` in evaluation mode
+  (`Task.metric_sums`: sums over batches give exact metrics; see
+  `lstmx.train.evaluation`)."""
+  def eval_step(params, batch: Batch) -> dict[str, tuple[jax.Array, jax.Array]]:
+    return task.metric_sums(apply_model(modeldef, params, batch), batch)
   return eval_step
