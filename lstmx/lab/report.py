@@ -105,8 +105,9 @@ def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
 
 def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw):
   """Draws the mean over seeds of curves ``[(steps, values), ...]`` (one per seed)
-  at the steps they all share, with a 95 % interval band. Returns the line, or
-  None where there is no curve."""
+  at the steps they all share, with a 95 % interval band (none for one curve).
+  On a log y axis a band reaching zero or below is drawn down to mean / 100.
+  Returns the line, or None where there is no curve."""
   curves = [(np.asarray(s), np.asarray(v, float)) for s, v in curves if len(s)]
   if not curves:
     return None
@@ -116,6 +117,8 @@ def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw)
   stacked = np.array([[dict(zip(s.tolist(), v))[t] for t in steps.tolist()]
                       for s, v in curves])
   mean, _, low, high = aggregate.interval_along(stacked, axis=0)
+  if ax.get_yscale() == "log":
+    low = np.where(low > 0, low, mean / 100)
   line, = ax.plot(steps, mean, label=label, **plot_kw)
   ok = np.isfinite(low) & np.isfinite(high)
   if ok.any():
