@@ -251,9 +251,9 @@ MULTI_SEED = textwrap.dedent('''
     def presets():
       base = override(smoke.base(), ["train.steps=4", "train.eval_every=2",
                                      "train.log_every=2", "train.checkpoint_every=2",
-                                     "model.hidden_size=8", "train.eval_batches=1"])
-      sweep = [{{"meta.model": m, "model.init": init, "train.seed": s}}
-               for m, init in (("lstm", "forget_bias"), ("chrono", "chrono")) for s in (0, 1)]
+                                     "train.eval_batches=1"])
+      sweep = [{{"meta.model": m, "model.hidden_size": h, "train.seed": s}}
+               for m, h in (("lstm", 8), ("wide", 12)) for s in (0, 1)]
       return {{"tiny": Preset(base, sweep, seeds=1)}}
     ''')
 
@@ -267,7 +267,7 @@ def test_a_multi_seed_sweep_runs_through_the_aggregate(tmp_path):
   results = runner.run(_load(str(script)), "tiny", str(out), progress=False)
   assert len(results) == 4 and (results["status"] == "completed").all()
   summary = pd.read_csv(out / "summary.csv")
-  assert list(summary["meta.model"]) == ["lstm", "chrono"] and list(summary["n"]) == [2, 2]
+  assert list(summary["meta.model"]) == ["lstm", "wide"] and list(summary["n"]) == [2, 2]
   assert list(summary["seeds"]) == ["0 1", "0 1"]
   for _, r in summary.iterrows():
     losses = results[results["meta.model"] == r["meta.model"]]["final.validation.loss"]
