@@ -201,7 +201,6 @@ def _models(df) -> list[str]:
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker as ticker
-  import numpy as np
   from lstmx.lab import aggregate
   from lstmx.lab.report import INTERVAL_NOTE, plot_mean, save_figure
   summary = _summary(results)
@@ -223,7 +222,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for i, m in enumerate(ms):
       acc = seeds[seeds["meta.model"] == m][ACC].to_numpy()
       ax.plot(i + np.linspace(-0.15, 0.15, len(acc)), acc, "o", ms=3, color=colors[m])
-    chance = g[f"task.chance_accuracy.mean"].iloc[0] if "task.chance_accuracy.mean" in g \
+    chance = g["task.chance_accuracy.mean"].iloc[0] if "task.chance_accuracy.mean" in g \
         else np.nan
     if np.isfinite(chance):
       ax.axhline(chance, color="grey", ls="--", lw=1)
@@ -271,7 +270,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
 def _overlap(a, b) -> bool:
   """Whether two summary rows' accuracy intervals overlap (True where one is NaN)."""
   lo, hi = f"{ACC}.ci_low", f"{ACC}.ci_high"
-  if not all(map(lambda v: v == v, (a[lo], a[hi], b[lo], b[hi]))):
+  if not np.isfinite([a[lo], a[hi], b[lo], b[hi]]).all():
     return True
   return a[lo] <= b[hi] and b[lo] <= a[hi]
 
@@ -324,9 +323,9 @@ def findings(results) -> list[str]:
       lines.append(line + ".")
     if {"lstm_rows", "lstm_pixels"} <= set(stats.index):
       k, n = pair("lstm_pixels", "lstm_rows")
+      change = stats.loc["lstm_pixels", f"{ACC}.mean"] - stats.loc["lstm_rows", f"{ACC}.mean"]
       lines.append(f"{d}: reading pixels (T={shape(d, 'pixels')[0]}) instead of rows "
-                   f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by "
-                   f"{stats.loc['lstm_pixels', f'{ACC}.mean'] - stats.loc['lstm_rows', f'{ACC}.mean']:+.3f} "  # noqa: E501
+                   f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by {change:+.3f} "
                    f"(pixels above rows in {seeds_phrase(k, n)}).")
     if "wall_time.mean" in stats:
       lines.append(f"{d}: mean training time " + ", ".join(
