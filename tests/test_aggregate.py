@@ -277,3 +277,16 @@ def test_a_multi_seed_sweep_runs_through_the_aggregate(tmp_path):
         pytest.approx((low, high))
     assert low < mean < high
   assert "## Summary over seeds" in (out / "report.md").read_text()
+
+
+def test_lstmx_report_rewrites_summary_csv(tmp_path, capsys):
+  from lstmx.lab import cli
+  from lstmx.train.rundir import write_json
+  _table().to_csv(tmp_path / "results.csv", index=False)
+  write_json(str(tmp_path / "experiment.json"),
+             {"experiment": os.path.join(ROOT, "experiments", "smoke.py"), "name": "smoke"})
+  (tmp_path / "summary.csv").write_text("stale")
+  cli.main(["report", str(tmp_path)])
+  summary = pd.read_csv(tmp_path / "summary.csv")
+  assert list(summary["n"]) == [4, 3] and list(summary["n_failed"]) == [1, 0]
+  assert "report:" in capsys.readouterr().out
