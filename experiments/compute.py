@@ -146,12 +146,13 @@ def presets() -> dict[str, Preset]:
   return {
       "tiny": Preset(tiny, sweep({"lstm_scan": [8, 16], "lstm_scan_remat32": [16],
                                   "transformer": [8, 16]}, 32, 8,
-                                 at_length=8, size_models=("lstm_scan",), device_batch=8)),
+                                 at_length=8, size_models=("lstm_scan",), device_batch=8),
+                     seeds=1),
       "quick": Preset(b, sweep(quick, 64, 32, hiddens=[32, 128, 256], batches=[8, 128],
-                               at_length=128, device_batch=64)),
+                               at_length=128, device_batch=64), seeds=3),
       "full": Preset(b, sweep(full, 128, 64, hiddens=[32, 64, 256, 512, 1024],
                               batches=[8, 16, 128, 256, 512], at_length=1024,
-                              device_batch=256)),
+                              device_batch=256), seeds=3),
   }
 
 
@@ -217,17 +218,37 @@ def analyze(config: Config, workdir: str) -> dict:
   return out
 
 
-# Reporting.
+# Reporting: means over seeds (repeated measurements) with 95 % Student t intervals.
 
-def _single_device(results):
-  ok = results[results["status"] != "failed"]
+KEYS = ["meta.model", "meta.length", "meta.hidden", "meta.batch"]
+_BARS = "mean over seeds with 95 % t error bars"
+MEASURED = ("analysis.step_time", "analysis.compile_time", "analysis.peak_bytes",
+            "analysis.tokens_per_s", "param_count")
+
+
+def _single_device_rows(results):
+  """Counted single-device rows with a measured step time, one per trial and seed."""
+  from lstmx.lab import aggregate
+  ok = aggregate.counted(results)
   if "meta.study" in ok:
     ok = ok[ok["meta.study"] != "devices"]
-  return ok.dropna(subset=["analysis.step_time"]) if "analysis.step_time" in ok else ok[:0]
+  if "analysis.step_time" not in ok or not set(KEYS) <= set(ok):
+    return ok[:0]
+  return ok.dropna(subset=["analysis.step_time"])
+
+
+def _single_device(results):
+  """Per model, T, H and B: n and each measurement's mean and interval over seeds."""
+  from lstmx.lab import aggregate
+  rows = _single_device_rows(results)
+  if not len(rows):
+    return rows
+  metrics = [m for m in MEASURED if m in rows and rows[m].notna().any()]
+  return aggregate.summarize(rows, metrics=metrics, keys=KEYS)
 
 
 def _t_study(results):
-  """Trials of the T study: the most common hidden size and batch size."""
+  """Summary rows of the T study: the most common hidden size and batch size."""
   df = _single_device(results)
   if not len(df):
     return df
@@ -264,11 +285,16 @@ def _log_ticks(ax, xs) -> None:
 
 
 def _loglog(ax, df, x: str, y: str, scale: float = 1.0) -> None:
+  """Per model, `y`'s mean over seeds against `x` with 95 % t error bars (summary
+  rows `df`), labelled with the log-log slope fitted to the means."""
+  from lstmx.lab.report import plot_mean
+  if f"{y}.mean" not in df:
+    return
+  ax.set(xscale="log", yscale="log")
   for m in [m for m in MODELS if m in set(df["meta.model"])]:
     g = df[df["meta.model"] == m].sort_values(x)
-    ax.plot(g[x], g[y] * scale, "o-", ms=4,
-            label=f"{m} (slope {slope(g[x], g[y]):.2f})")
-  ax.set(xscale="log", yscale="log")
+    plot_mean(ax, g, x, y, style="bars", scale=scale, fmt="o-", ms=4,
+              label=f"{m} (slope {slope(g[x], g[f'{y}.mean']):.2f})")
   _log_ticks(ax, df[x])
   ax.legend(fontsize=7)
 
@@ -288,7 +314,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     axes[1].set(xlabel="sequence length T", ylabel="lower + compile time (s)",
                 title="compile time")
     save_figure(fig, fig_dir, "time_vs_length")
-    out.append(("Train step time and compile time vs T (log-log, fitted slopes)",
+    out.append(("Train step time and compile time vs T (log-log, fitted slopes; " + _BARS + ")",
                 "time_vs_length"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -298,7 +324,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     _loglog(axes[1], df, "meta.length", "analysis.tokens_per_s")
     axes[1].set(xlabel="sequence length T", ylabel="tokens / s", title="throughput")
     save_figure(fig, fig_dir, "memory_vs_length")
-    out.append(("Peak memory and tokens/s vs T (log-log, fitted slopes)", "memory_vs_length"))
+    out.append(("Peak memory and tokens/s vs T (log-log, fitted slopes; " + _BARS + ")",
+                "memory_vs_length"))
 
   by_h, by_b, t = _size_studies(results)
   if len(by_h) or len(by_b):
@@ -309,23 +336,27 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
         _loglog(ax, d, x, "analysis.step_time", 1e3)
       ax.set(xlabel=name, ylabel="train step time (ms)", title=f"T={t}")
     save_figure(fig, fig_dir, "time_vs_hidden_batch")
-    out.append(("Train step time vs H and B (log-log, fitted slopes)", "time_vs_hidden_batch"))
+    out.append(("Train step time vs H and B (log-log, fitted slopes; " + _BARS + ")",
+                "time_vs_hidden_batch"))
 
   dev = _device_table(results)
   if len(dev):
+    from lstmx.lab.report import plot_mean
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.set(xscale="log", yscale="log")
     for i, (m, g) in enumerate(dev.groupby("model")):
       g = g.sort_values("devices")
-      line, = ax.plot(g["devices"], g["tokens_per_s"], "o-", label=m)
-      ideal = g["tokens_per_s"].iloc[0] * g["devices"] / g["devices"].iloc[0]
+      line = plot_mean(ax, g, "devices", "tokens_per_s", style="bars", fmt="o-", label=m)
+      ideal = g["tokens_per_s.mean"].iloc[0] * g["devices"] / g["devices"].iloc[0]
       ax.plot(g["devices"], ideal, ":", color=line.get_color(),
               label="linear scaling" if i == 0 else None)
-    ax.set(xscale="log", yscale="log", xlabel="devices (data parallel)", ylabel="tokens / s",
+    ax.set(xlabel="devices (data parallel)", ylabel="tokens / s",
            title="throughput vs devices")
     _log_ticks(ax, dev["devices"])
     ax.legend(fontsize=8)
     save_figure(fig, fig_dir, "throughput_vs_devices")
-    out.append(("Tokens/s vs device count (data parallel)", "throughput_vs_devices"))
+    out.append(("Tokens/s vs device count (data parallel; " + _BARS + ")",
+                "throughput_vs_devices"))
   return out
 
 
@@ -348,18 +379,25 @@ def _size_studies(results):
 
 
 def _device_table(results):
+  """Per model, device count, batch and length: tokens/s's mean and interval over
+  the data-parallel trials' seeds."""
   import pandas as pd
+  from lstmx.lab import aggregate
   rows = []
   if "meta.study" not in results:
     return pd.DataFrame(rows)
-  dev = results[(results["meta.study"] == "devices") & (results["status"] != "failed")]
+  dev = aggregate.counted(results)
+  dev = dev[dev["meta.study"] == "devices"]
   for _, r in dev.iterrows():
     for n in DEVICE_COUNTS:
       v = r.get(f"analysis.tokens_per_s_dev{n}")
       if v is not None and np.isfinite(v):
         rows.append({"model": r["meta.model"], "devices": n, "tokens_per_s": v,
                      "batch": r["meta.batch"], "length": r["meta.length"]})
-  return pd.DataFrame(rows)
+  if not rows:
+    return pd.DataFrame(rows)
+  return aggregate.summarize(pd.DataFrame(rows), metrics=["tokens_per_s"],
+                             keys=["model", "devices", "batch", "length"])
 
 
 def crossover(lengths, lstm, transformer) -> float | None:
@@ -374,19 +412,27 @@ def crossover(lengths, lstm, transformer) -> float | None:
   return None
 
 
-def _crossover_line(df, column: str, what: str) -> str | None:
-  """One sentence: per LSTM variant, the T from which the Transformer costs more."""
-  tr = df[df["meta.model"] == "transformer"].set_index("meta.length")[column]
+def _crossover_line(df, rows, column: str, what: str) -> str | None:
+  """One sentence: per LSTM variant, the T from which the Transformer costs more
+  (from the means over seeds), and in how many seeds it costs more at the longest T."""
+  from lstmx.lab.aggregate import agree_paired, seeds_phrase
+  if f"{column}.mean" not in df:
+    return None
+  tr = df[df["meta.model"] == "transformer"].set_index("meta.length")[f"{column}.mean"]
+  at = {k: df[k].iloc[0] for k in ("meta.hidden", "meta.batch")}
   parts = []
   for m in [m for m in LSTMS if m in set(df["meta.model"])]:
-    ls = df[df["meta.model"] == m].set_index("meta.length")[column]
+    ls = df[df["meta.model"] == m].set_index("meta.length")[f"{column}.mean"]
     both = sorted(set(tr.index) & set(ls.index))
     if len(both) < 2:
       continue
     a, b = ls[both].to_numpy(float), tr[both].to_numpy(float)
     t = crossover(both, a, b)
+    k, n = agree_paired(rows, {**at, "meta.model": "transformer", "meta.length": both[-1]},
+                        {**at, "meta.model": m, "meta.length": both[-1]}, column, np.greater)
     ratios = (f"Transformer / LSTM {b[0] / a[0]:.2f}x at T={int(both[0])}, "
-              f"{b[-1] / a[-1]:.2f}x at T={int(both[-1])}")
+              f"{b[-1] / a[-1]:.2f}x at T={int(both[-1])}, costlier there in "
+              f"{seeds_phrase(k, n)}")
     if t is not None:
       parts.append(f"vs {m} at T ~ {t:.0f} ({ratios})")
     elif np.all(b >= a):
@@ -399,57 +445,86 @@ def _crossover_line(df, column: str, what: str) -> str | None:
       parts) + "."
 
 
-def _slopes_line(df, column: str, what: str) -> str:
-  """Fitted log-log slopes against T per model, over all lengths and the three longest."""
+def _slopes_line(df, column: str, what: str) -> str | None:
+  """Log-log slopes against T per model fitted to the means over seeds, over all
+  lengths and the three longest."""
+  if f"{column}.mean" not in df:
+    return None
+  y = f"{column}.mean"
   parts = []
   for m in [m for m in MODELS if m in set(df["meta.model"])]:
     g = df[df["meta.model"] == m].sort_values("meta.length")
-    part = f"{m} {slope(g['meta.length'], g[column]):.2f}"
+    part = f"{m} {slope(g['meta.length'], g[y]):.2f}"
     if len(g) >= 3:
       tail = g.tail(3)
-      part += f" ({slope(tail['meta.length'], tail[column]):.2f})"
+      part += f" ({slope(tail['meta.length'], tail[y]):.2f})"
     parts.append(part)
-  return (f"{what} grows as T^slope; fitted slopes over T={int(df['meta.length'].min())}.."
-          f"{int(df['meta.length'].max())} (over each model's three longest T): "
-          + ", ".join(parts) + ".")
+  return (f"{what} grows as T^slope; slopes fitted to the means over seeds over "
+          f"T={int(df['meta.length'].min())}..{int(df['meta.length'].max())} (over each "
+          "model's three longest T): " + ", ".join(parts) + ".")
+
+
+def _fastest_line(df, rows) -> str | None:
+  """Per T the model with the lowest mean step time, and in how many seeds it was
+  the fastest of the models measured at that T."""
+  from lstmx.lab.aggregate import SEED_KEY, seeds_phrase
+  if "analysis.step_time.mean" not in df:
+    return None
+  at = rows[(rows["meta.hidden"] == df["meta.hidden"].iloc[0])
+            & (rows["meta.batch"] == df["meta.batch"].iloc[0])]
+  parts = []
+  for length, g in df.groupby("meta.length"):
+    best = g.loc[g["analysis.step_time.mean"].idxmin()]
+    seeds = at[at["meta.length"] == length]
+    by_seed = seeds.groupby(SEED_KEY) if SEED_KEY in seeds else [(0, seeds)]
+    wins = [s.loc[s["analysis.step_time"].idxmin(), "meta.model"] for _, s in by_seed
+            if s["meta.model"].nunique() == g["meta.model"].nunique()]
+    parts.append(f"T={int(length)} {best['meta.model']} "
+                 f"({best['analysis.step_time.mean'] * 1e3:.3g} ms; fastest in "
+                 f"{seeds_phrase(wins.count(best['meta.model']), len(wins))})")
+  return "Fastest per T (mean step time): " + ", ".join(parts) + "."
 
 
 def findings(results) -> list[str]:
-  df = _t_study(results)
+  df, rows = _t_study(results), _single_device_rows(results)
   lines = []
   if len(df):
     h, b = int(df["meta.hidden"].iloc[0]), int(df["meta.batch"].iloc[0])
-    lines.append(f"T study at LSTM H={h}, B={b}; parameter counts " + ", ".join(
-        f"{m} {int(v)}" for m, v in df.groupby("meta.model")["param_count"].first().items())
-                 + ".")
-    lines.append(_slopes_line(df, "analysis.step_time", "Step time"))
-    lines.append(_slopes_line(df, "analysis.peak_bytes", "Peak memory"))
-    lines += [line for line in (_crossover_line(df, "analysis.step_time", "Step time"),
-                                _crossover_line(df, "analysis.peak_bytes", "Peak memory"))
-              if line]
-    fastest = df.loc[df.groupby("meta.length")["analysis.step_time"].idxmin()]
-    lines.append("Fastest per T: " + ", ".join(
-        f"T={int(r['meta.length'])} {r['meta.model']} ({r['analysis.step_time'] * 1e3:.3g} ms)"
-        for _, r in fastest.iterrows()) + ".")
-    comp = df.groupby("meta.model")["analysis.compile_time"].median()
-    lines.append("Median lower + compile time: " + ", ".join(
-        f"{m} {v:.1f} s" for m, v in comp.items()) + ".")
+    lo, hi = int(df["n"].min()), int(df["n"].max())
+    line = (f"T study at LSTM H={h}, B={b}, {lo if lo == hi else f'{lo}-{hi}'} seeds "
+            "(repeated measurements) per point")
+    if "param_count.mean" in df:
+      line += "; parameter counts " + ", ".join(
+          f"{m} {int(v)}" for m, v in df.groupby("meta.model")["param_count.mean"].first()
+          .items())
+    lines.append(line + ".")
+    lines += [line for line in (
+        _slopes_line(df, "analysis.step_time", "Step time"),
+        _slopes_line(df, "analysis.peak_bytes", "Peak memory"),
+        _crossover_line(df, rows, "analysis.step_time", "Step time"),
+        _crossover_line(df, rows, "analysis.peak_bytes", "Peak memory"),
+        _fastest_line(df, rows)) if line]
+    if "analysis.compile_time.mean" in df:
+      comp = df.groupby("meta.model")["analysis.compile_time.mean"].mean()
+      lines.append("Mean lower + compile time: " + ", ".join(
+          f"{m} {v:.1f} s" for m, v in comp.items()) + ".")
   by_h, by_b, t = _size_studies(results)
   for d, x, what in ((by_h, "meta.hidden", "H (the LSTM width the budget matches)"),
                      (by_b, "meta.batch", "B")):
     if len(d):
-      lines.append(f"Step time against {what} at T={t}, fitted slopes: " + ", ".join(
-          f"{m} {slope(g[x], g['analysis.step_time']):.2f}" for m, g in d.groupby("meta.model"))
-                   + ".")
+      lines.append(f"Step time against {what} at T={t}, slopes fitted to the means: "
+                   + ", ".join(f"{m} {slope(g[x], g['analysis.step_time.mean']):.2f}"
+                               for m, g in d.groupby("meta.model")) + ".")
   dev = _device_table(results)
   for m, g in dev.groupby("model") if len(dev) else ():
     g = g.sort_values("devices")
-    best = g.loc[g["tokens_per_s"].idxmax()]
-    one, last = g["tokens_per_s"].iloc[0], g["tokens_per_s"].iloc[-1]
+    best = g.loc[g["tokens_per_s.mean"].idxmax()]
+    one, last = g["tokens_per_s.mean"].iloc[0], g["tokens_per_s.mean"].iloc[-1]
     lines.append(f"Devices ({m}, B={int(g['batch'].iloc[0])}, T={int(g['length'].iloc[0])}, "
-                 f"data parallel): {one:,.0f} tokens/s on 1 device, {last:,.0f} on "
-                 f"{int(g['devices'].iloc[-1])} ({last / one:.2f}x), best on "
-                 f"{int(best['devices'])} ({best['tokens_per_s'] / one:.2f}x).")
+                 f"data parallel, mean of {int(g['n'].max())} seeds): {one:,.0f} tokens/s "
+                 f"on 1 device, {last:,.0f} on {int(g['devices'].iloc[-1])} "
+                 f"({last / one:.2f}x), best on {int(best['devices'])} "
+                 f"({best['tokens_per_s.mean'] / one:.2f}x).")
   if len(dev) and jax.devices()[0].platform == "cpu":
     lines.append("The device counts are fake CPU devices sharing the host's cores: they "
                  "measure sharding overhead and the host's spare parallelism, not scaling.")

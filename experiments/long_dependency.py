@@ -7,8 +7,13 @@ default init (forget-gate bias 1), an LSTM with chrono init (Tallec & Ollivier
 size for the LSTM on copy; and gradient flow, the norm of dL/dh_t against the
 distance from the loss, at initialization and after training.
 
+Every configuration runs over several seeds (the presets' ``seeds``: quick and
+full 3, tiny 1; ``--seeds N`` overrides): figures draw the mean with its 95 %
+Student t interval, and the findings say in how many seeds they hold
+(`lstmx.lab.aggregate`; docs/statistics.md).
+
     python experiments/long_dependency.py --preset tiny    # CI, seconds
-    python experiments/long_dependency.py --preset quick   # 2-core CPU, ~15 min
+    python experiments/long_dependency.py --preset quick   # 2-core CPU, ~15 min a seed
     python experiments/long_dependency.py --preset full    # a GPU
 """
 
@@ -80,18 +85,18 @@ def presets() -> dict[str, Preset]:
   return {
       "tiny": Preset(tiny, sweep({"copy": [5, 10]}, list(MODELS), 16, [8])
                      + [trial("adding", 8, "lstm", 16), trial("selective_copy", 8, "lstm", 16),
-                        trial("mqar", 16, "lstm", 16)]),
+                        trial("mqar", 16, "lstm", 16)], seeds=1),
       # The Transformer at T=400 alone would take as long as the rest of the
       # preset on a 2-core CPU (causal attention is T^2); `full` has it.
       "quick": Preset(quick, sweep({"copy": [20, 100], "adding": [100, 400],
                                     "selective_copy": [32], "mqar": [32]},
                                    list(MODELS), 64, [32, 128],
-                                   skip=(("adding", 400, "transformer"),))),
+                                   skip=(("adding", 400, "transformer"),)), seeds=3),
       "full": Preset(full, sweep({"copy": [50, 100, 200, 500, 1000, 2000],
                                   "adding": [100, 200, 500, 1000, 2000],
                                   "selective_copy": [64, 256, 1024, 4096],
                                   "mqar": [64, 256, 1024]}, list(MODELS), 128,
-                                 [32, 64, 256, 512])),
+                                 [32, 64, 256, 512]), seeds=3),
   }
 
 
@@ -113,85 +118,161 @@ def analyze(config: Config, workdir: str) -> dict:
   return {"grad_ratio_init": ratio(curves["init"]), "grad_ratio_trained": ratio(curves["trained"])}
 
 
-def _main_sweep(results):
-  hidden = results["model.hidden_size"].mode()[0]
-  return results[results["model.hidden_size"] == hidden]
+LOSS = "final.validation.loss_over_baseline"
+SOLVED = "task.solved"
+STALLED = 0.9  # loss / baseline above this: the model has not left the memoryless baseline
+
+
+def _main_sweep(df):
+  """Rows (of the results or the summary) at the most common hidden size."""
+  if not len(df) or "model.hidden_size" not in df:
+    return df[:0]
+  hidden = df["model.hidden_size"].mode()[0]
+  return df[df["model.hidden_size"] == hidden]
+
+
+def _summary(results):
+  from lstmx.lab import aggregate
+  return aggregate.summarize(results, metrics=[m for m in (LOSS, SOLVED) if m in results])
+
+
+def _solved(row) -> tuple[int, int]:
+  """(seeds solving, seeds) of a summary row."""
+  if f"{SOLVED}.mean" not in row or not row["n"]:
+    return 0, int(row["n"])
+  n = int(row.get(f"{SOLVED}.n", row["n"]))
+  return int(round(row[f"{SOLVED}.mean"] * n)) if n else 0, n
+
+
+def _gradient_curves(out_dir: str, rows) -> dict[str, list]:
+  """stage -> [(distance from the last step, ||dL/dh_t||)], one per seed trial."""
+  curves = {"init": [], "trained": []}
+  for trial in rows["trial"]:
+    path = os.path.join(out_dir, "trials", str(trial), "gradient_flow.json")
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      flow = json.load(f)
+    for stage in curves:
+      c = np.asarray(flow[stage])[::-1] + 1e-30  # index = distance from the last step
+      curves[stage].append((np.arange(len(c)), c))
+  return curves
 
 
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker
-  from lstmx.lab.report import heatmap, save_figure
+  from lstmx.lab import aggregate
+  from lstmx.lab.report import INTERVAL_NOTE, heatmap, plot_curves, plot_mean, save_figure
   out = []
-  df = _main_sweep(results[results["status"] != "failed"])
-  task_names = [t for t in LENGTH_KEY if t in set(df["task.name"])]
-  fig, axes = plt.subplots(1, len(task_names), figsize=(4 * len(task_names), 3.4), squeeze=False)
-  for ax, t in zip(axes[0], task_names):
-    for m, g in df[df["task.name"] == t].groupby("meta.model"):
-      g = g.sort_values("meta.length")
-      ax.plot(g["meta.length"], g["final.validation.loss_over_baseline"], "o-", label=m)
-    ax.axhline(1.0, color="grey", ls="--", lw=1)
-    ax.set(title=t, xlabel="sequence length T", ylabel="loss / memoryless baseline", xscale="log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-  axes[0][0].legend(fontsize=8)
-  save_figure(fig, fig_dir, "loss_vs_length")
-  out.append(("Loss relative to the memoryless baseline vs length", "loss_vs_length"))
+  summary = _summary(results)
+  df = _main_sweep(summary)
+  task_names = [t for t in LENGTH_KEY if "task.name" in df and t in set(df["task.name"])]
+  if task_names and f"{LOSS}.mean" in df:
+    fig, axes = plt.subplots(1, len(task_names), figsize=(4 * len(task_names), 3.4),
+                             squeeze=False)
+    for ax, t in zip(axes[0], task_names):
+      for m, g in df[df["task.name"] == t].groupby("meta.model"):
+        plot_mean(ax, g, "meta.length", LOSS, label=m)
+      ax.axhline(1.0, color="grey", ls="--", lw=1)
+      ax.set(title=t, xlabel="sequence length T", ylabel="loss / memoryless baseline",
+             xscale="log")
+      ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+      ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{INTERVAL_NOTE} ({_n_text(df)})", fontsize=9)
+    save_figure(fig, fig_dir, "loss_vs_length")
+    out.append(("Loss relative to the memoryless baseline vs length", "loss_vs_length"))
 
-  heat = results[(results["task.name"] == "copy") & (results["meta.model"] == "lstm")]
-  if len(heat) and "task.solved" in heat:
+  heat = summary[(summary["task.name"] == "copy") & (summary["meta.model"] == "lstm")] \
+      if {"task.name", "meta.model"} <= set(summary) else summary[:0]
+  if len(heat) and f"{LOSS}.mean" in heat:
     table = heat.pivot_table(index="model.hidden_size", columns="meta.length",
-                             values="final.validation.loss_over_baseline")
-    solved = heat.pivot_table(index="model.hidden_size", columns="meta.length",
-                              values="task.solved", aggfunc="max")
+                             values=f"{LOSS}.mean", dropna=False)
+    cells = {(r["model.hidden_size"], r["meta.length"]): _solved(r) for _, r in heat.iterrows()}
+    labels = []
+    for h, row in zip(table.index, table.values):
+      labels.append([])
+      for length, v in zip(table.columns, row):
+        k, n = cells.get((h, length), (0, 0))
+        text = "" if not np.isfinite(v) else f"{v:.2f}"
+        labels[-1].append("solved" if n and k == n else f"{text}\n{k}/{n} solved" if k
+                          else text)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    labels = [["solved" if v else f"{t:.2f}" for v, t in zip(rs, rt)]
-              for rs, rt in zip(solved.values, table.values)]
     im = heatmap(ax, table, labels, xlabel="delay T", ylabel="hidden size",
-                 title="LSTM on copy: loss / baseline", cmap="viridis_r", vmin=0, vmax=1.2)
+                 title="LSTM on copy: mean loss / baseline", cmap="viridis_r", vmin=0, vmax=1.2)
     fig.colorbar(im)
     save_figure(fig, fig_dir, "solved_heatmap")
-    out.append(("Copy solved by length x hidden size (LSTM, default init)", "solved_heatmap"))
+    out.append(("Copy solved by length x hidden size (LSTM, default init; mean over seeds, "
+                "seeds solving where not all)", "solved_heatmap"))
 
   fig, ax = plt.subplots(figsize=(5, 3.4))
-  grads = df[(df["task.name"] == "copy") & df["meta.model"].isin(["lstm", "lstm_chrono"])]
+  ax.set_yscale("log")
+  grads = aggregate.counted(results)
+  if {"task.name", "meta.model", "meta.length"} <= set(grads):
+    grads = _main_sweep(grads[(grads["task.name"] == "copy")
+                              & grads["meta.model"].isin(["lstm", "lstm_chrono"])])
+  else:
+    grads = grads[:0]
   if len(grads):
     longest = grads["meta.length"].max()
-    for _, r in grads[grads["meta.length"] == longest].iterrows():
-      path = os.path.join(os.path.dirname(fig_dir), "trials", r["trial"], "gradient_flow.json")
-      if not os.path.exists(path):
-        continue
-      with open(path) as f:
-        curves = json.load(f)
+    for m, g in grads[grads["meta.length"] == longest].groupby("meta.model"):
+      curves = _gradient_curves(os.path.dirname(fig_dir), g)
       for stage, ls in (("init", "--"), ("trained", "-")):
-        c = np.asarray(curves[stage])[::-1]  # index = distance from the last step
-        ax.semilogy(np.arange(len(c)), c + 1e-30, ls, label=f"{r['meta.model']} {stage}")
+        plot_curves(ax, curves[stage], ls=ls,
+                    label=f"{m} {stage} ({len(curves[stage])} seeds)")
     ax.set(xlabel="distance from the last step", ylabel="||dL/dh_t||",
            title=f"gradient flow, copy T={longest}")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
   save_figure(fig, fig_dir, "gradient_flow")
-  out.append(("Gradient norm vs distance from the loss", "gradient_flow"))
+  out.append(("Gradient norm vs distance from the loss (mean over seeds, 95 % t band)",
+              "gradient_flow"))
   return out
 
 
+def _n_text(summary) -> str:
+  """The seed counts of summary rows: "3 seeds" or "2-3 seeds"."""
+  n = summary["n"][summary["n"] > 0] if "n" in summary else []
+  if not len(n):
+    return "0 seeds"
+  lo, hi = int(n.min()), int(n.max())
+  return f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
+
+
 def findings(results) -> list[str]:
-  df = _main_sweep(results[results["status"] != "failed"])
+  from lstmx.lab import aggregate
+  if not {"task.name", "meta.model", "meta.length"} <= set(results) or SOLVED not in results:
+    return []
+  summary = _main_sweep(_summary(results))
   lines = []
-  for t in [t for t in LENGTH_KEY if t in set(df["task.name"])]:
+  for t in [t for t in LENGTH_KEY if t in set(summary["task.name"])]:
     parts = []
-    for m, g in df[df["task.name"] == t].groupby("meta.model"):
-      solved = g[g["task.solved"] == True]["meta.length"]  # noqa: E712
-      parts.append(f"{m}: {int(solved.max()) if len(solved) else 'none'}")
-    lines.append(f"{t}: longest length solved by " + ", ".join(parts) + ".")
-    a = df[(df["task.name"] == t) & (df["meta.model"] == "lstm")]
-    b = df[(df["task.name"] == t) & (df["meta.model"] == "lstm_chrono")]
-    both = a.merge(b, on="meta.length", suffixes=("_d", "_c"))
-    stall = both[(both["final.validation.loss_over_baseline_d"] > 0.9)
-                 & (both["task.solved_c"] == True)]  # noqa: E712
-    if len(stall):
-      lines.append(f"{t}: at T = {', '.join(str(int(v)) for v in stall['meta.length'])} the "
-                   "default-init LSTM stays at the memoryless baseline while chrono init "
-                   "solves the task.")
+    for m, g in summary[summary["task.name"] == t].groupby("meta.model", sort=False):
+      solved = [(int(r["meta.length"]), *_solved(r)) for _, r in g.iterrows()]
+      most = [s for s in solved if s[2] and 2 * s[1] > s[2]]
+      if most:
+        length, k, n = max(most)
+        parts.append(f"{m} T={length} ({aggregate.seeds_phrase(k, n)})")
+      else:
+        parts.append(f"{m} none")
+    lines.append(f"{t}: longest length solved in most seeds: " + ", ".join(parts) + ".")
+    if LOSS not in results:
+      continue
+    hidden = summary["model.hidden_size"].iloc[0]
+    for length in sorted(set(summary[summary["task.name"] == t]["meta.length"])):
+      where = {"task.name": t, "meta.length": length, "model.hidden_size": hidden}
+      stuck = aggregate.agree(results, {**where, "meta.model": "lstm"},
+                              lambda r: r[LOSS] > STALLED)
+      chrono = aggregate.agree(results, {**where, "meta.model": "lstm_chrono"}, SOLVED)
+      if stuck[1] and chrono[1] and 2 * stuck[0] > stuck[1] and 2 * chrono[0] > chrono[1]:
+        row = summary[(summary["task.name"] == t) & (summary["meta.length"] == length)
+                      & (summary["meta.model"] == "lstm")].iloc[0]
+        lines.append(
+            f"{t}: at T = {int(length)} the default-init LSTM stays at the memoryless "
+            f"baseline (loss / baseline {aggregate.mean_ci_text(row, LOSS, '.2f')}, above "
+            f"{STALLED} in {aggregate.seeds_phrase(*stuck)}) while chrono init solves the "
+            f"task (in {aggregate.seeds_phrase(*chrono)}).")
   return lines
 
 

@@ -28,10 +28,13 @@ MNIST (10 000 images) and Fashion-MNIST, which must be fetched first
 (``python scripts/fetch_data.py mnist fashion_mnist``; a trial without its
 data fails, its error naming that command); tiny and quick leave them out.
 Every model trains with the same Adam schedule and step budget over several
-seeds; accuracy is on the test split.
+seeds (the presets' ``seeds``: quick 3, full 5, tiny 1; ``--seeds N``
+overrides); accuracy is on the test split. Figures draw the mean over seeds
+with its 95 % Student t interval, and the findings say in how many seeds a
+comparison holds (seeds paired by ``train.seed``; docs/statistics.md).
 
     python experiments/non_sequential.py --preset tiny    # CI, under a minute
-    python experiments/non_sequential.py --preset quick   # 2-core CPU, ~15 min
+    python experiments/non_sequential.py --preset quick   # 2-core CPU, ~15 min (3 seeds)
     python experiments/non_sequential.py --preset full    # a GPU; MNIST, Fashion-MNIST
 """
 
@@ -39,6 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+
+import numpy as np
 
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
 from lstmx.lab import Preset, main
@@ -136,18 +141,17 @@ def sized_models(dataset: str, hidden: int) -> dict[str, tuple[ModelConfig, str,
   return out
 
 
-def sized_trials(datasets: dict[str, int], seeds: int, models: tuple[str, ...] | None = None
+def sized_trials(datasets: dict[str, int], models: tuple[str, ...] | None = None
                  ) -> list[dict]:
-  """One trial per dataset x model x seed; `datasets` maps a dataset to its LSTM width."""
+  """One trial per dataset x model (the runner crosses them with the preset's
+  seeds); `datasets` maps a dataset to its LSTM width."""
   out = []
   for dataset, hidden in datasets.items():
     for label, (cfg, layout, _) in sized_models(dataset, hidden).items():
       if models is not None and label not in models:
         continue
-      for seed in range(seeds):
-        out.append({"meta.dataset": dataset, "meta.model": label,
-                    **task_overrides(dataset, layout), **model_overrides(cfg),
-                    "train.seed": seed})
+      out.append({"meta.dataset": dataset, "meta.model": label,
+                  **task_overrides(dataset, layout), **model_overrides(cfg)})
   return out
 
 
@@ -159,20 +163,31 @@ def presets() -> dict[str, Preset]:
       b.train, steps=10_000, batch_size=128, eval_every=1000, eval_batches=20))
   tables = {"iris": 32, "wine": 32, "breast_cancer": 32}
   return {
-      "tiny": Preset(tiny, sized_trials({"digits": 64}, 1, ("lstm_pixels", "cnn2d", "mlp",
-                                                              "transformer"))
-                     + sized_trials({"iris": 32}, 1, ("lstm",))),
-      "quick": Preset(b, sized_trials({"digits": 64, **tables}, 3)),
+      "tiny": Preset(tiny, sized_trials({"digits": 64}, ("lstm_pixels", "cnn2d", "mlp",
+                                                           "transformer"))
+                     + sized_trials({"iris": 32}, ("lstm",)), seeds=1),
+      "quick": Preset(b, sized_trials({"digits": 64, **tables}), seeds=3),
       "full": Preset(full, sized_trials({"digits": 64, "mnist": 128, "fashion_mnist": 128,
-                                         **tables}, 5)),
+                                         **tables}), seeds=5),
   }
 
 
-# Reporting.
+# Reporting: means over seeds with 95 % Student t intervals (lstmx.lab.aggregate).
 
-def _done(results):
-  ok = results[results["status"] != "failed"]
-  return ok.dropna(subset=["final.test.accuracy"]) if "final.test.accuracy" in ok else ok[:0]
+ACC = "final.test.accuracy"
+TIE = 5e-4  # mean accuracies closer than this tie
+
+
+def _summary(results):
+  """Per dataset and model: n and the mean, std and interval of the test accuracy,
+  the training time, the parameter count and the majority-class accuracy."""
+  from lstmx.lab import aggregate
+  if ACC not in results or not {"meta.dataset", "meta.model"} <= set(results):
+    return None
+  done = aggregate.counted(results).dropna(subset=[ACC])
+  metrics = [m for m in (ACC, "wall_time", "param_count", "task.chance_accuracy")
+             if m in done and done[m].notna().any()]
+  return aggregate.summarize(done, metrics=metrics, keys=["meta.dataset", "meta.model"])
 
 
 def _datasets(df) -> list[str]:
@@ -186,102 +201,136 @@ def _models(df) -> list[str]:
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker as ticker
-  import numpy as np
-  from lstmx.lab.report import save_figure
-  df = _done(results)
-  names = _datasets(df)
+  from lstmx.lab import aggregate
+  from lstmx.lab.report import INTERVAL_NOTE, plot_mean, save_figure
+  summary = _summary(results)
+  names = _datasets(summary) if summary is not None and len(summary) else []
   if not names:
     return []
+  done = aggregate.counted(results).dropna(subset=[ACC])
   colors = {m: f"C{i}" for i, m in enumerate(MODEL_ORDER)}
   out = []
   fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.8), squeeze=False,
                            layout="constrained")
   for ax, d in zip(axes[0], names):
-    g = df[df["meta.dataset"] == d]
-    ms = _models(g)
+    g = summary[summary["meta.dataset"] == d].set_index("meta.model")
+    ms = _models(g.reset_index())
+    g = g.loc[ms]
+    ax.bar(range(len(ms)), g[f"{ACC}.mean"], color=[colors[m] for m in ms], alpha=0.35)
+    plot_mean(ax, g, np.arange(len(ms)), ACC, style="bars", color="black", ms=0, lw=1)
+    seeds = done[done["meta.dataset"] == d]
     for i, m in enumerate(ms):
-      acc = g[g["meta.model"] == m]["final.test.accuracy"].to_numpy()
-      ax.bar(i, acc.mean(), color=colors[m], alpha=0.35)
-      ax.errorbar(i, acc.mean(), yerr=[[acc.mean() - acc.min()], [acc.max() - acc.mean()]],
-                  color="black", capsize=3, lw=1)
+      acc = seeds[seeds["meta.model"] == m][ACC].to_numpy()
       ax.plot(i + np.linspace(-0.15, 0.15, len(acc)), acc, "o", ms=3, color=colors[m])
-    chance = g["task.chance_accuracy"].iloc[0] if "task.chance_accuracy" in g else np.nan
+    chance = g["task.chance_accuracy.mean"].iloc[0] if "task.chance_accuracy.mean" in g \
+        else np.nan
     if np.isfinite(chance):
       ax.axhline(chance, color="grey", ls="--", lw=1)
-    low = g["final.test.accuracy"].min()
+    low = np.nanmin([seeds[ACC].min(), g[f"{ACC}.ci_low"].min()])
+    params = (f" (~{int(g['param_count.mean'].median())} params)"
+              if "param_count.mean" in g else "")
     ax.set_xticks(range(len(ms)), ms, rotation=35, ha="right", fontsize=8)
-    ax.set(title=f"{d} (~{int(g['param_count'].median())} params)",
-           ylim=(max(0.0, low - 0.05), 1.005))
+    ax.set(title=f"{d}{params}", ylim=(max(0.0, low - 0.05), 1.005))
   axes[0][0].set_ylabel("test accuracy")
-  fig.suptitle("bar: mean over seeds; whiskers: min-max; dots: seeds; dashed: majority "
-               "class (when in view)", fontsize=9)
+  fig.suptitle(f"bar and whiskers: {INTERVAL_NOTE}; dots: seeds; dashed: majority class "
+               "(when in view)", fontsize=9)
   save_figure(fig, fig_dir, "accuracy_by_model")
   out.append(("Test accuracy by model at matched parameter count", "accuracy_by_model"))
 
+  if "wall_time.mean" not in summary:
+    return out
   fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.4), squeeze=False,
                            layout="constrained")
   for ax, d in zip(axes[0], names):
-    g = df[df["meta.dataset"] == d]
+    g = summary[summary["meta.dataset"] == d]
+    seeds = done[done["meta.dataset"] == d]
     for m in _models(g):
-      r = g[g["meta.model"] == m]
-      ax.plot(r["wall_time"], r["final.test.accuracy"], "o", color=colors[m], label=m, ms=5,
-              alpha=0.6)
-      ax.plot(r["wall_time"].median(), r["final.test.accuracy"].mean(), "*",
-              color=colors[m], ms=11, mec="black", mew=0.6)
+      r, s = g[g["meta.model"] == m].iloc[0], seeds[seeds["meta.model"] == m]
+      ax.plot(s["wall_time"], s[ACC], "o", color=colors[m], label=m, ms=5, alpha=0.5)
+      err = [[r[f"{k}.mean"] - r[f"{k}.ci_low"]] if np.isfinite(r[f"{k}.ci_low"]) else [0.0]
+             for k in ("wall_time", ACC)]
+      ax.errorbar(r["wall_time.mean"], r[f"{ACC}.mean"], xerr=[err[0], err[0]],
+                  yerr=[err[1], err[1]], fmt="*", color=colors[m], ms=11, mec="black",
+                  mew=0.6, capsize=2, lw=1)
     ax.set(xscale="log", title=d, xlabel="training loop time (s)",
-           ylim=(max(0.0, g["final.test.accuracy"].min() - 0.02), 1.005))
+           ylim=(max(0.0, seeds[ACC].min() - 0.02), 1.005))
     ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.legend(fontsize=7)
   axes[0][0].set_ylabel("test accuracy")
-  fig.suptitle("dots: seeds; stars: mean accuracy at the median time", fontsize=9)
+  fig.suptitle(f"dots: seeds; stars and whiskers: {INTERVAL_NOTE} (time and accuracy)",
+               fontsize=9)
   save_figure(fig, fig_dir, "accuracy_vs_time")
   out.append(("Test accuracy against training time (the loop after compiling the step)",
               "accuracy_vs_time"))
   return out
 
 
+def _overlap(a, b) -> bool:
+  """Whether two summary rows' accuracy intervals overlap (True where one is NaN)."""
+  lo, hi = f"{ACC}.ci_low", f"{ACC}.ci_high"
+  if not np.isfinite([a[lo], a[hi], b[lo], b[hi]]).all():
+    return True
+  return a[lo] <= b[hi] and b[lo] <= a[hi]
+
+
 def findings(results) -> list[str]:
-  df = _done(results)
+  from lstmx.lab import aggregate
+  from lstmx.lab.aggregate import mean_ci_text, seeds_phrase
+  summary = _summary(results)
+  if summary is None or not len(summary):
+    return []
   lines = []
-  for d in _datasets(df):
-    g = df[df["meta.dataset"] == d]
-    stats = g.groupby("meta.model")["final.test.accuracy"].agg(["mean", "std", "count"])
-    stats = stats.sort_values("mean", ascending=False)
+  for d in _datasets(summary):
+    stats = summary[summary["meta.dataset"] == d].sort_values(f"{ACC}.mean", ascending=False)
+    stats = stats.set_index("meta.model")
     best = stats.index[0]
-    top = list(stats.index[stats["mean"] >= stats.loc[best, "mean"] - 5e-4])  # ties
-    seeds = int(stats["count"].max())
-    of = f"mean of {seeds} seed{'s' if seeds > 1 else ''}"
+    seeds = int(stats["n"].max())
+    top = list(stats.index[stats[f"{ACC}.mean"] >= stats.loc[best, f"{ACC}.mean"] - TIE])
+    pair = lambda a, b: aggregate.agree_paired(  # noqa: E731 - seeds where a's is above b's
+        results, {"meta.dataset": d, "meta.model": a}, {"meta.dataset": d, "meta.model": b},
+        ACC, np.greater)
     if len(top) > 1:
-      lines.append(f"{d}: {', '.join(top)} tie at {stats.loc[best, 'mean']:.3f} test accuracy "
-                   f"({of}).")
+      lines.append(f"{d}: {', '.join(top)} tie at {stats.loc[best, f'{ACC}.mean']:.3f} test "
+                   f"accuracy (mean of {seeds} seed{'s' if seeds > 1 else ''}).")
     else:
-      line = f"{d}: best {best} at {stats.loc[best, 'mean']:.3f} test accuracy ({of}"
-      line += f", std {stats.loc[best, 'std']:.3f})" if seeds > 1 else ")"
+      line = (f"{d}: best {best} at {mean_ci_text(stats.loc[best], ACC)} test accuracy "
+              f"(mean and 95 % interval of {seeds} seed{'s' if seeds > 1 else ''})")
       if len(stats) > 1:
         second = stats.index[1]
-        line += (f", {stats.loc[best, 'mean'] - stats.loc[second, 'mean']:+.3f} over {second} "
-                 f"({stats.loc[second, 'mean']:.3f})")
+        k, n = pair(best, second)
+        line += (f", {stats.loc[best, f'{ACC}.mean'] - stats.loc[second, f'{ACC}.mean']:+.3f} "
+                 f"over {second} ({stats.loc[second, f'{ACC}.mean']:.3f}; above it in "
+                 f"{seeds_phrase(k, n)})")
       lines.append(line + ".")
     rec = stats[stats.index.isin(RECURRENT)]
     non = stats[~stats.index.isin(RECURRENT)]
     if len(rec) and len(non):
       top_rec, top_non = rec.index[0], non.index[0]
-      gap = non.loc[top_non, "mean"] - rec.loc[top_rec, "mean"]
-      spread = max(stats.loc[[top_rec, top_non], "std"].fillna(0.0))
-      verdict = ("behind" if gap > spread else "ahead of" if gap < -spread
-                 else "level with (within one seed std of)")
-      lines.append(f"{d}: the best LSTM ({top_rec}, {rec.loc[top_rec, 'mean']:.3f}) is "
-                   f"{verdict} the best non-recurrent model ({top_non}, "
-                   f"{non.loc[top_non, 'mean']:.3f}; gap {gap:+.3f}).")
+      gap = non.loc[top_non, f"{ACC}.mean"] - rec.loc[top_rec, f"{ACC}.mean"]
+      behind, ahead = pair(top_non, top_rec), pair(top_rec, top_non)
+      if abs(gap) < TIE:
+        verdict = "level with"
+      else:
+        verdict = "behind" if gap > 0 else "ahead of"
+      line = (f"{d}: the best LSTM ({top_rec}, {mean_ci_text(rec.loc[top_rec], ACC)}) is "
+              f"{verdict} the best non-recurrent model ({top_non}, "
+              f"{mean_ci_text(non.loc[top_non], ACC)}; gap {gap:+.3f}): below it in "
+              f"{seeds_phrase(*behind)}, above in {seeds_phrase(*ahead)}")
+      if _overlap(rec.loc[top_rec], non.loc[top_non]):
+        line += "; the intervals overlap"
+      lines.append(line + ".")
     if {"lstm_rows", "lstm_pixels"} <= set(stats.index):
+      k, n = pair("lstm_pixels", "lstm_rows")
+      change = stats.loc["lstm_pixels", f"{ACC}.mean"] - stats.loc["lstm_rows", f"{ACC}.mean"]
       lines.append(f"{d}: reading pixels (T={shape(d, 'pixels')[0]}) instead of rows "
-                   f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by "
-                   f"{stats.loc['lstm_pixels', 'mean'] - stats.loc['lstm_rows', 'mean']:+.3f}.")
-    t = g.groupby("meta.model")["wall_time"].median()
-    lines.append(f"{d}: median training time " + ", ".join(
-        f"{m} {t[m]:.1f} s" for m in _models(g)) + ".")
+                   f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by {change:+.3f} "
+                   f"(pixels above rows in {seeds_phrase(k, n)}).")
+    if "wall_time.mean" in stats:
+      lines.append(f"{d}: mean training time " + ", ".join(
+          f"{m} {stats.loc[m, 'wall_time.mean']:.1f} s" for m in _models(stats.reset_index()))
+          + ".")
   return lines
 
 

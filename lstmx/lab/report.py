@@ -1,10 +1,14 @@
-"""Reports: matplotlib figures (PNG and SVG) and ``report.md`` from a results table.
+"""Reports: ``summary.csv``, matplotlib figures (PNG and SVG) and ``report.md``
+from a results table.
 
-Called after a sweep and on demand (``lstmx report DIR``). The experiment
+Called after a sweep and on demand (``lstmx report DIR``). ``summary.csv`` is the
+per-configuration aggregate over seeds (`lstmx.lab.aggregate.summarize`: ``n``,
+and per metric mean, std and 95 % Student t interval). The experiment
 (`lstmx.lab.experiment.Experiment`) supplies ``figures(results, fig_dir) ->
 [(title, stem)]`` (each figure saved as ``fig_dir/stem.png`` and ``.svg``, e.g.
-with `save_figure`) and ``findings(results) -> [sentences]`` computed from the
-results; both default to none.
+with `save_figure`; means drawn with their intervals by `plot_mean`) and
+``findings(results) -> [sentences]`` computed from the aggregate; both default
+to none.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import os
 import types
 
+import numpy as np
 import pandas as pd
 
+from lstmx.lab import aggregate
 from lstmx.lab.experiment import Experiment, as_experiment
 from lstmx.train.rundir import atomic_write
 
@@ -45,6 +51,82 @@ def heatmap(ax, table: pd.DataFrame, labels=None, *, xlabel: str, ylabel: str, t
   return im
 
 
+INTERVAL_NOTE = "mean over seeds with its 95 % Student t interval"
+
+
+def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
+              scale: float = 1.0, label: str | None = None, **plot_kw):
+  """Draws `metric`'s mean over seeds with its 95 % interval, one point per row of
+  `summary` (`lstmx.lab.aggregate.summarize` rows, e.g. one model's lengths).
+
+  Args:
+    ax: the matplotlib axes.
+    summary: summary rows with ``metric.mean``, ``.ci_low``, ``.ci_high``.
+    x: a column of `summary` (rows are sorted by it) or positions, one per row.
+    metric: the metric's column in the results table, e.g. ``final.test.accuracy``.
+    style: ``"band"`` (a line with a shaded interval) or ``"bars"`` (markers with
+      error bars). A configuration with one seed (NaN interval) or a metric
+      missing from `summary` draws no interval (or nothing).
+    scale: multiplies the values (units).
+    label, plot_kw: passed to ``ax.plot`` / ``ax.errorbar``.
+
+  Returns:
+    The mean's line (a Line2D), or None where `metric` is not in `summary`.
+  """
+  if style not in ("band", "bars"):
+    raise ValueError(f"style: expected 'band' or 'bars'; got {style!r}")
+  if f"{metric}.mean" not in summary or not len(summary):
+    return None
+  if isinstance(x, str):
+    summary = summary.sort_values(x)
+    xs = summary[x].to_numpy()
+  else:
+    xs = np.asarray(x)
+    if len(xs) != len(summary):
+      raise ValueError(f"x: expected {len(summary)} positions, one per summary row; "
+                       f"got {len(xs)}")
+  mean, low, high = (summary[f"{metric}.{s}"].to_numpy(float) * scale
+                     for s in ("mean", "ci_low", "ci_high"))
+  if ax.get_yscale() == "log":  # a band reaching zero or below: drawn down to mean / 100
+    low = np.where(low > 0, low, mean / 100)
+  if style == "bars":
+    yerr = np.stack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
+    plot_kw.setdefault("fmt", "o")
+    plot_kw.setdefault("capsize", 3)
+    return ax.errorbar(xs, mean, yerr=np.maximum(yerr, 0), label=label, **plot_kw).lines[0]
+  plot_kw.setdefault("marker", "o")
+  line, = ax.plot(xs, mean, label=label, **plot_kw)
+  ok = np.isfinite(low) & np.isfinite(high)
+  if ok.any():
+    ax.fill_between(xs, np.where(ok, low, mean), np.where(ok, high, mean),
+                    color=line.get_color(), alpha=0.2, lw=0)
+  return line
+
+
+def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw):
+  """Draws the mean over seeds of curves ``[(steps, values), ...]`` (one per seed)
+  at the steps they all share, with a 95 % interval band (none for one curve).
+  On a log y axis a band reaching zero or below is drawn down to mean / 100.
+  Returns the line, or None where there is no curve."""
+  curves = [(np.asarray(s), np.asarray(v, float)) for s, v in curves if len(s)]
+  if not curves:
+    return None
+  steps = curves[0][0]
+  for s, _ in curves[1:]:
+    steps = np.intersect1d(steps, s)
+  stacked = np.array([[dict(zip(s.tolist(), v))[t] for t in steps.tolist()]
+                      for s, v in curves])
+  mean, _, low, high = aggregate.interval_along(stacked, axis=0)
+  if ax.get_yscale() == "log":
+    low = np.where(low > 0, low, mean / 100)
+  line, = ax.plot(steps, mean, label=label, **plot_kw)
+  ok = np.isfinite(low) & np.isfinite(high)
+  if ok.any():
+    ax.fill_between(steps, np.where(ok, low, mean), np.where(ok, high, mean),
+                    color=line.get_color(), alpha=0.2, lw=0)
+  return line
+
+
 def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
   def fmt(v):
     if isinstance(v, float):
@@ -57,16 +139,40 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
   return "\n".join([head, sep, *rows])
 
 
-FINISHED = ("completed", "early_stopped", "diverged")
+FINISHED = aggregate.COUNTED
+
+
+def write_summary(out_dir: str, results: pd.DataFrame) -> pd.DataFrame:
+  """Writes ``out_dir/summary.csv`` (atomically): `aggregate.summarize` of `results`.
+  Returns the summary."""
+  summary = aggregate.summarize(results)
+  atomic_write(os.path.join(out_dir, "summary.csv"),
+               lambda f: summary.to_csv(f, index=False))
+  return summary
+
+
+def summary_table(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+  """The summary for ``report.md``: configuration keys, seed counts (failed and
+  diverged where any), and each metric as ``mean [ci_low, ci_high]``."""
+  keys = aggregate.summary_keys(summary)
+  counts = ["n"] + [c for c in ("n_diverged", "n_failed", "n_pending")
+                    if c in summary and summary[c].any()]
+  table = summary[keys + counts].copy()
+  for m in metrics:
+    if f"{m}.mean" in summary:
+      table[m] = [aggregate.mean_ci_text(r, m, ".4g") for _, r in summary.iterrows()]
+  return table
 
 
 def write(experiment: Experiment | types.ModuleType, out_dir: str,
           results: pd.DataFrame) -> str:
-  """Writes ``out_dir/report.md`` (and figures); returns its path."""
+  """Writes ``out_dir/summary.csv``, ``out_dir/report.md`` and figures; returns the
+  report's path."""
   import matplotlib
   matplotlib.use("Agg")
   exp = as_experiment(experiment)
   fig_dir = os.path.join(out_dir, "figures")
+  summary = write_summary(out_dir, results)
   counts = results["status"].value_counts().to_dict() if "status" in results else {}
   lines = [f"# {exp.name}", "", exp.description, "",
            f"{len(results)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()), ""]
@@ -85,8 +191,15 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]
   for title, stem in figures:
     lines += [f"## {title}", "", f"![{title}](figures/{stem}.png)", ""]
-  keys = [c for c in results.columns if "." in c and not c.startswith(
-      ("final.", "best.", "task.", "analysis."))]
+  shown = [m for m in aggregate.metric_columns(results) if m.startswith(
+      ("final.validation.", "at_best.test.")) or m == "task.solved"]
+  lines += ["## Summary over seeds", "",
+            f"Per configuration: n seeds and each metric's {INTERVAL_NOTE} "
+            "(`summary.csv` has them all; docs/statistics.md).", "",
+            markdown_table(summary_table(summary, shown)), ""]
+  keys = [*aggregate.config_keys(results)]
+  if aggregate.SEED_KEY in results:
+    keys.append(aggregate.SEED_KEY)
   shown = ["trial", *keys, *[c for c in results.columns if c.startswith("final.validation.")],
            *[c for c in COST_COLUMNS if c in results.columns]]
   lines += ["## Results", "", markdown_table(results[[c for c in shown if c in results]]), ""]
