@@ -43,6 +43,7 @@ class Preset:
 
   base: Config
   sweep: list[dict[str, Any]]
+  seeds: int = 1
 
 
 def _no_figures(results, fig_dir: str) -> list[tuple[str, str]]:
