@@ -1,6 +1,7 @@
-"""The sweep runner: expands an experiment's preset into trials, trains each
-through `train_and_evaluate` (one run directory each), and keeps one results
-table. It holds no training code.
+"""The sweep runner: expands an experiment's preset into trials (its sweep x its
+seeds), trains each through `train_and_evaluate` (one run directory each) on a
+pool (`lstmx.lab.pool`: this process, `workers` local processes, or Ray), and
+keeps one results table. It holds no training code. See docs/sweeps.md.
 
 An experiment is a Python file (see ``experiments/long_dependency.py``) read
 through the protocol of `lstmx.lab.experiment` (``NAME``, ``presets()`` and the
@@ -8,8 +9,8 @@ optional ``analyze``, ``figures``, ``findings``); `run` and `main` take its
 module or its `Experiment`.
 
 Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
-(run directories), ``results.csv`` (one row per trial), ``report.md`` and
-``figures/``. Rerunning skips completed trials, resumes interrupted ones and
+(run directories), ``results.csv`` (one row per trial), ``report.md``,
+``figures/`` and ``.lock`` (held by the one runner working there). Rerunning skips completed trials, resumes interrupted ones and
 retries failed ones; the table is rebuilt from the trials' summaries, so no
 trial is lost or counted twice. It always holds a row per trial (``pending``
 for one not yet run), and is rewritten atomically after each trial.
@@ -49,8 +50,11 @@ from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
+  """Sets ``out[prefix + dotted.key]`` for `value`'s scalars, keys sorted (as in a
+  ``summary.json``), so a row's columns are in one order whether its summary came
+  from disk or from a worker."""
   if isinstance(value, dict):
-    for k, v in value.items():
+    for k, v in sorted(value.items()):
       _flatten(f"{prefix}{k}.", v, out)
   elif not isinstance(value, (list, tuple)):
     out[prefix.rstrip(".")] = value
