@@ -3,6 +3,7 @@ the same results as one after another; the workers' threads and cores; seeds; th
 progress counts; a SIGKILLed runner takes its workers with it and a rerun resumes; one
 runner per output directory; bad input is one line naming the option."""
 
+import dataclasses
 import fcntl
 import glob
 import io
@@ -97,6 +98,8 @@ def test_local_pool_fails_the_trial_of_a_worker_that_dies(tmp_path):
   p = exp.presets()["tiny"]
   specs = [TrialSpec.make(str(seed), exp, sweeps.apply(p.base, {"train.seed": seed}),
                           str(tmp_path / f"t{seed}")) for seed in (1, 2, 3)]
+  specs.append(dataclasses.replace(specs[1], trial="bad", workdir=str(tmp_path / "bad"),
+                                   experiment=str(tmp_path / "missing.py")))
   pool = local_pool.LocalPool(local_pool.cpu_slots(1, cores=[0]))
   try:
     out = {spec.trial: summary for spec, summary in pool.run(specs)}
@@ -105,6 +108,8 @@ def test_local_pool_fails_the_trial_of_a_worker_that_dies(tmp_path):
   assert out["1"]["status"] == "failed" and "died (exit code -9)" in out["1"]["error"]
   assert json.loads((tmp_path / "t1" / "failure.json").read_text())["status"] == "failed"
   assert out["2"]["status"] == out["3"]["status"] == "completed"
+  assert out["bad"]["status"] == "failed" and "FileNotFoundError" in out["bad"]["error"]
+  assert "missing.py" in json.loads((tmp_path / "bad" / "failure.json").read_text())["error"]
 
 
 # --- threads and cores --------------------------------------------------------------------
@@ -226,6 +231,21 @@ def test_progress_counts_and_time_left():
   quiet = io.StringIO()
   SweepProgress(total=1, enabled=False, stream=quiet).update("completed", 0)
   assert quiet.getvalue() == ""
+
+
+def test_progress_on_a_terminal_is_a_bar_with_the_counts():
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  stream = Terminal()
+  bar = SweepProgress(total=3, finished=["completed"], desc="x", stream=stream)
+  bar.started(2)
+  bar.update("failed", 1)
+  bar.close()
+  text = stream.getvalue()
+  assert "2/3" in text and "running 1, done 2/3 (failed 1, diverged 0)" in text
+  assert "\n" not in text.rstrip("\n")  # one bar redrawn, not a line per trial
 
 
 # --- a SIGKILLed runner -------------------------------------------------------------------

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from multiprocessing.connection import wait
 from typing import Iterable, Iterator
 
@@ -191,7 +192,26 @@ def _serve(conn, parent: int, pdeathsig: bool) -> None:
       return
     if spec is None:
       return
-    conn.send(execute(spec))
+    try:
+      summary = execute(spec)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - e.g. the experiment file fails to load
+      summary = _failed(spec, f"{type(e).__name__}: {e}", traceback.format_exc())
+    conn.send(summary)
+
+
+def _failed(spec, error: str, trace: str | None = None) -> dict:
+  """A failed trial's summary, also written to its ``failure.json`` (as `run_trial`
+  does)."""
+  from lstmx.train.rundir import write_json
+  summary = {"status": "failed", "error": error}
+  if trace:
+    summary["traceback"] = trace
+  try:
+    os.makedirs(spec.workdir, exist_ok=True)
+    write_json(os.path.join(spec.workdir, "failure.json"), summary)
+  except OSError:
+    pass
+  return summary
 
 
 class _Worker:
@@ -255,15 +275,8 @@ class LocalPool:
 
   def _lost(self, worker: _Worker, spec) -> dict:
     worker.proc.join(5)
-    summary = {"status": "failed", "error": f"worker process {worker.proc.pid} died (exit code "
-               f"{worker.proc.exitcode}) while training this trial"}
-    from lstmx.train.rundir import write_json
-    try:
-      os.makedirs(spec.workdir, exist_ok=True)
-      write_json(os.path.join(spec.workdir, "failure.json"), summary)
-    except OSError:
-      pass
-    return summary
+    return _failed(spec, f"worker process {worker.proc.pid} died (exit code "
+                   f"{worker.proc.exitcode}) while training this trial")
 
   def _replace(self, worker: _Worker) -> _Worker:
     fresh = _Worker(worker.slot, self._ctx)
