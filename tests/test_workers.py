@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lstmx.config import Config
-from lstmx.lab import cli, local_pool, lock, runner
+from lstmx.lab import cli, local_pool, lock, runner, sweep
 from lstmx.lab.experiment import Experiment, Preset, load
 from lstmx.lab.pool import SerialPool
 from lstmx.lab.progress import SweepProgress, duration
@@ -185,9 +185,14 @@ def test_seeds_cross_the_sweep_and_override_the_preset(tmp_path):
                                  "train.checkpoint_every=2", "train.eval_batches=1",
                                  "train.batch_size=4", "model.hidden_size=4", "train.seed=7"])
   preset = Preset(base, [{"optimizer.lr": 0.01}, {"optimizer.lr": 0.001}], seeds=2)
-  ovs = runner.expand(preset, base, 3)
-  assert ovs[:3] == [{"optimizer.lr": 0.01, "train.seed": s} for s in (7, 8, 9)]
-  assert list(ovs[0]) == ["optimizer.lr", "train.seed"]  # the seed column last
+  trials = runner.expand(preset, base, 3)
+  assert [ov for _, ov in trials[:3]] == [{"optimizer.lr": 0.01, "train.seed": s}
+                                          for s in (7, 8, 9)]
+  assert list(trials[0][1]) == ["optimizer.lr", "train.seed"]  # the seed column last
+  # The base seed's trial keeps the id it had before seeds (old output directories resume).
+  assert trials[0][0] == sweep.trial_id({"optimizer.lr": 0.01})
+  assert trials[1][0] == sweep.trial_id({"optimizer.lr": 0.01, "train.seed": 8})
+  assert len({t for t, _ in trials}) == 6
   exp = Experiment(name="seeds", presets=lambda: {"tiny": preset})
   results = runner.run(exp, "tiny", str(tmp_path / "a"), progress=False, make_report=False)
   assert list(results["train.seed"]) == [7, 8, 7, 8]  # the preset's 2 seeds
@@ -197,7 +202,8 @@ def test_seeds_cross_the_sweep_and_override_the_preset(tmp_path):
   assert set(results["trial"]) < set(more["trial"])  # the first two seeds kept their ids
   assert json.loads((tmp_path / "a" / "experiment.json").read_text())["seeds"] == 3
   own = Preset(base, [{"train.seed": 3}, {"train.seed": 4}])
-  assert runner.expand(own, base, 1) == [{"train.seed": 3}, {"train.seed": 4}]
+  assert runner.expand(own, base, 1) == [(sweep.trial_id({"train.seed": s}), {"train.seed": s})
+                                         for s in (3, 4)]
   with pytest.raises(ValueError, match=r"seeds: the sweep sets train.seed itself .*expected "
                                        r"seeds=1 for it, got 2"):
     runner.expand(own, base, 2)

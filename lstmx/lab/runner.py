@@ -149,11 +149,13 @@ def check_seeds(value, option: str = "seeds") -> int:
   return n
 
 
-def expand(preset: Preset, base: Config, seeds: int) -> list[dict]:
-  """The trials' overrides: each of the preset's sweep with ``train.seed`` set to
-  ``base.train.seed + i`` for i < `seeds` (the seed last: ids stay readable and, being
-  hashes of the overrides, stable as `seeds` grows). A sweep that sets ``train.seed``
-  itself keeps its seeds, with `seeds` 1 only.
+def expand(preset: Preset, base: Config, seeds: int) -> list[tuple[str, dict]]:
+  """The trials as ``(id, overrides)``: each of the preset's sweep with ``train.seed`` set
+  to ``base.train.seed + i`` for i < `seeds`, the seed last (readable rows). An id hashes
+  the overrides (`lstmx.lab.sweep.trial_id`), the base seed's left out: the first seed's
+  trials keep the ids they had before seeds existed (old output directories resume),
+  and more seeds add trials beside the ones run. A sweep that sets ``train.seed`` itself
+  keeps its seeds (and ids), with `seeds` 1 only.
 
   Raises:
     ValueError: `seeds` > 1 with a sweep that sets ``train.seed``.
@@ -162,10 +164,15 @@ def expand(preset: Preset, base: Config, seeds: int) -> list[dict]:
   if own and seeds > 1:
     raise ValueError(f"seeds: the sweep sets train.seed itself (e.g. {own[0]}); expected "
                      f"seeds=1 for it, got {seeds}")
-  if own:
-    return [{**ov, "train.seed": ov.get("train.seed", base.train.seed)} for ov in preset.sweep]
-  return sweeps.cross(preset.sweep, [{"train.seed": base.train.seed + i}
-                                     for i in range(seeds)])
+  out = []
+  for ov in preset.sweep:
+    for i in range(seeds):
+      if "train.seed" in ov:  # the sweep's own seed (seeds is 1)
+        out.append((sweeps.trial_id(ov), dict(ov)))
+      else:
+        seeded = {**ov, "train.seed": base.train.seed + i}
+        out.append((sweeps.trial_id(seeded if i else ov), seeded))
+  return out
 
 
 def _check_same_experiment(out_dir: str, meta: dict | None, name: str, preset: str) -> None:
@@ -235,7 +242,7 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
     seeds = check_seeds(p.seeds, f"{exp.name}.{preset}: Preset.seeds")
   seeds = check_seeds(seeds)
   base = override(p.base, list(sets))
-  trials = [(sweeps.trial_id(ov), ov) for ov in expand(p, base, seeds)]
+  trials = expand(p, base, seeds)
   ids = [t for t, _ in trials]
   if len(set(ids)) != len(ids):
     raise ValueError(f"{exp.name}.{preset}: the sweep repeats a trial")
