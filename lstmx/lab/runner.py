@@ -10,7 +10,8 @@ module or its `Experiment`.
 
 Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
 (run directories), ``results.csv`` (one row per trial), ``report.md``,
-``figures/`` and ``.lock`` (held by the one runner working there). Rerunning skips completed trials, resumes interrupted ones and
+``figures/`` and ``.lock`` (held by the one runner working there). Rerunning
+skips completed trials, resumes interrupted ones and
 retries failed ones; the table is rebuilt from the trials' summaries, so no
 trial is lost or counted twice. It always holds a row per trial (``pending``
 for one not yet run), and is rewritten atomically after each trial.
