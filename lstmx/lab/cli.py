@@ -3,6 +3,7 @@ arguments and calls library functions.
 
     lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
     lstmx train FILE --preset tiny|quick|full [--out DIR] [--set key=value ...]
+                [--workers N|auto] [--seeds N] [--ray [ADDRESS]]
     lstmx report OUT_DIR
     lstmx bench [...]          (runs benchmarks/bench.py of a clone)
 
@@ -25,6 +26,7 @@ from lstmx.config import Config, override
 from lstmx.lab.experiment import PRESETS, Experiment, load
 
 BENCH_SCRIPT = pathlib.Path("benchmarks") / "bench.py"
+SWEEP_OPTIONS = ("workers", "seeds", "ray", "cpus_per_trial", "gpus_per_trial")
 
 
 def load_experiment(spec: str) -> Experiment:
@@ -76,9 +78,17 @@ def _train(args) -> None:
       raise SystemExit("lstmx train: --preset runs the file's sweep (into --out); "
                        "--workdir and FILE:VARIANT train one config; expected one of them")
     from lstmx.lab import runner
+    try:
+      options = runner.sweep_options(args)
+    except ValueError as e:
+      raise SystemExit(f"lstmx: {e}") from None
     runner.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets,
-                         force=args.force, prog="lstmx")
+                         force=args.force, prog="lstmx", **options)
     return
+  given = [f"--{k.replace('_', '-')}" for k in SWEEP_OPTIONS if getattr(args, k) is not None]
+  if given:
+    raise SystemExit(f"lstmx train: {', '.join(given)}: expected only with --preset (a sweep); "
+                     "--workdir trains one config")
   if args.workdir is None:
     raise SystemExit("lstmx train: expected --workdir DIR (train one config) or "
                      "--preset NAME [--out DIR] (run the file's sweep)")
@@ -124,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
   tr.add_argument("--force", action="store_true",
                   help="with a changed config: retrain from scratch in the same place "
                   "(or extend, where only train.steps grew)")
+  from lstmx.lab.runner import add_sweep_options
+  add_sweep_options(tr)
   tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
   tr.add_argument("--num-processes", type=int)
   tr.add_argument("--process-id", type=int)

@@ -1,6 +1,7 @@
-"""The sweep runner: expands an experiment's preset into trials, trains each
-through `train_and_evaluate` (one run directory each), and keeps one results
-table. It holds no training code.
+"""The sweep runner: expands an experiment's preset into trials (its sweep x its
+seeds), trains each through `train_and_evaluate` (one run directory each) on a
+pool (`lstmx.lab.pool`: this process, `workers` local processes, or Ray), and
+keeps one results table. It holds no training code. See docs/sweeps.md.
 
 An experiment is a Python file (see ``experiments/long_dependency.py``) read
 through the protocol of `lstmx.lab.experiment` (``NAME``, ``presets()`` and the
@@ -8,8 +9,9 @@ optional ``analyze``, ``figures``, ``findings``); `run` and `main` take its
 module or its `Experiment`.
 
 Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
-(run directories), ``results.csv`` (one row per trial), ``report.md`` and
-``figures/``. Rerunning skips completed trials, resumes interrupted ones and
+(run directories), ``results.csv`` (one row per trial), ``report.md``,
+``figures/`` and ``.lock`` (held by the one runner working there). Rerunning
+skips completed trials, resumes interrupted ones and
 retries failed ones; the table is rebuilt from the trials' summaries, so no
 trial is lost or counted twice. It always holds a row per trial (``pending``
 for one not yet run), and is rewritten atomically after each trial.
@@ -38,19 +40,22 @@ import types
 import pandas as pd
 
 from lstmx.config import Config, override, to_dict
-from lstmx.lab import report
+from lstmx.lab import local_pool, lock, report
 from lstmx.lab import sweep as sweeps
-from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
+from lstmx.lab.experiment import PRESETS, Experiment, Preset, as_experiment
 from lstmx.lab.pool import Pool, SerialPool, TrialSpec
+from lstmx.lab.progress import SweepProgress
 from lstmx.lab.trial import needs_analysis, run_trial  # noqa: F401 - run_trial re-exported
-from lstmx.train.progress import Progress
 from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config_dict,
                                 read_config, read_json, read_summary, warn, write_json)
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
+  """Sets ``out[prefix + dotted.key]`` for `value`'s scalars, keys sorted (as in a
+  ``summary.json``), so a row's columns are in one order whether its summary came
+  from disk or from a worker."""
   if isinstance(value, dict):
-    for k, v in value.items():
+    for k, v in sorted(value.items()):
       _flatten(f"{prefix}{k}.", v, out)
   elif not isinstance(value, (list, tuple)):
     out[prefix.rstrip(".")] = value
@@ -63,6 +68,7 @@ def result_row(trial: str, overrides: dict, summary: dict) -> dict:
               "step_memory_bytes", "peak_rss_bytes", "param_count", "error"):
     row[key] = summary.get(key)
   _flatten("final.", summary.get("final", {}), row)
+  _flatten("at_best.", summary.get("at_best") or {}, row)
   _flatten("best.", summary.get("best", {}), row)
   _flatten("task.", {k: v for k, v in summary.get("task", {}).items() if k != "solved_rule"},
            row)
@@ -79,16 +85,22 @@ def _trial_summary(tid: str, workdir: str) -> dict | None:
     return None
 
 
-def _changed(out_dir: str, base: Config, configs: dict[str, Config]) -> dict[str, list[str]]:
-  """{what: differing keys} between `out_dir`'s records and this run: ``experiment.json``'s
-  base config (key ``base``) and each trial's ``config.json`` (key: the trial id).
-  Unreadable or missing records are not compared (each trial's config.json is rewritten
-  when it runs)."""
-  changed = {}
+def _read_meta(out_dir: str) -> dict | None:
+  """``out_dir/experiment.json``; None where it is missing or unreadable."""
   try:
     meta = read_json(os.path.join(out_dir, "experiment.json"))
   except (FileNotFoundError, CorruptRecord):
-    meta = None
+    return None
+  return meta if isinstance(meta, dict) else None
+
+
+def _changed(out_dir: str, meta: dict | None, base: Config,
+             configs: dict[str, Config]) -> dict[str, list[str]]:
+  """{what: differing keys} between `out_dir`'s records and this run: ``experiment.json``'s
+  base config (`meta`; key ``base``) and each trial's ``config.json`` (key: the trial id).
+  Unreadable or missing records are not compared (each trial's config.json is rewritten
+  when it runs)."""
+  changed = {}
   if isinstance(meta, dict) and isinstance(meta.get("base"), dict):
     diff = config_diff(meta["base"], config_dict(base))
     if diff:
@@ -106,26 +118,132 @@ def _changed(out_dir: str, base: Config, configs: dict[str, Config]) -> dict[str
   return changed
 
 
-def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
-        sets: list[str] = (), *, progress: bool = True, make_report: bool = True,
-        force: bool = False, pool: Pool | None = None) -> pd.DataFrame:
-  """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
-
-  The trials to run go to `pool` (default: a `SerialPool`, one after another in this
-  process); the table is rewritten as each finishes.
+def check_workers(value, option: str = "workers") -> int | str:
+  """`value` as a worker count: a positive int, or ``"auto"``.
 
   Raises:
-    ValueError: `out_dir` holds results of different settings (naming the differing
-      keys), unless `force`: then the trials that differ are retrained from scratch
-      (or extended, where only ``train.steps`` grew).
+    ValueError: naming `option`, what it expects and what it got.
   """
+  if value == "auto":
+    return "auto"
+  try:
+    n = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+  except ValueError:
+    n = None
+  if n is None or n < 1 or (isinstance(value, str) and value.strip() != str(n)):
+    raise ValueError(f"{option}: expected a positive integer or 'auto'; got {value!r}")
+  return n
+
+
+def check_seeds(value, option: str = "seeds") -> int:
+  """`value` as a number of seeds, a positive int.
+
+  Raises:
+    ValueError: naming `option`, what it expects and what it got.
+  """
+  try:
+    n = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+  except ValueError:
+    n = None
+  if n is None or n < 1 or (isinstance(value, str) and value.strip() != str(n)):
+    raise ValueError(f"{option}: expected a positive integer; got {value!r}")
+  return n
+
+
+def expand(preset: Preset, base: Config, seeds: int) -> list[tuple[str, dict]]:
+  """The trials as ``(id, overrides)``: each of the preset's sweep with ``train.seed`` set
+  to ``base.train.seed + i`` for i < `seeds`, the seed last (readable rows). An id hashes
+  the overrides (`lstmx.lab.sweep.trial_id`), the base seed's left out: the first seed's
+  trials keep the ids they had before seeds existed (old output directories resume),
+  and more seeds add trials beside the ones run. A sweep that sets ``train.seed`` itself
+  keeps its seeds (and ids), with `seeds` 1 only.
+
+  Raises:
+    ValueError: `seeds` > 1 with a sweep that sets ``train.seed``.
+  """
+  own = [ov for ov in preset.sweep if "train.seed" in ov]
+  if own and seeds > 1:
+    raise ValueError(f"seeds: the sweep sets train.seed itself (e.g. {own[0]}); expected "
+                     f"seeds=1 for it, got {seeds}")
+  out = []
+  for ov in preset.sweep:
+    for i in range(seeds):
+      if "train.seed" in ov:  # the sweep's own seed (seeds is 1)
+        out.append((sweeps.trial_id(ov), dict(ov)))
+      else:
+        seeded = {**ov, "train.seed": base.train.seed + i}
+        out.append((sweeps.trial_id(seeded if i else ov), seeded))
+  return out
+
+
+def _check_same_experiment(out_dir: str, meta: dict | None, name: str, preset: str) -> None:
+  """Refuses an `out_dir` whose ``experiment.json`` names another experiment or preset."""
+  if meta is None or "name" not in meta:
+    return
+  if (meta.get("name"), meta.get("preset")) != (name, preset):
+    raise ValueError(
+        f"--out {out_dir!r} holds the trials of experiment {meta.get('name')!r} preset "
+        f"{meta.get('preset')!r}; expected an output directory of {name!r} preset {preset!r} "
+        "(or a new one): use another --out")
+
+
+def make_pool(exp: Experiment, workers: int | str, pending: int, *,
+              ray: str | bool | None = None, cpus_per_trial: float | None = None,
+              gpus_per_trial: float | None = None) -> Pool:
+  """The pool that runs `pending` trials: Ray's (`ray`: an address, or True for a local
+  instance), else `workers` processes on this machine (`lstmx.lab.local_pool`), else,
+  for one worker or an experiment without a file, this process (`SerialPool`)."""
+  if ray not in (None, False):
+    kwargs = {k: v for k, v in (("cpus_per_trial", cpus_per_trial),
+                                ("gpus_per_trial", gpus_per_trial)) if v is not None}
+    try:
+      from lstmx.lab.ray_pool import RayPool
+      return RayPool(address=None if ray is True else ray, **kwargs)
+    except (ImportError, ValueError) as e:
+      raise ValueError(f"--ray: {e}") from None
+  n = local_pool.worker_count(workers, pending)
+  if n <= 1:
+    return SerialPool(exp)
+  if not exp.path:
+    if workers != "auto":
+      warn(f"workers={workers}: experiment {exp.name!r} has no file (defined in code), "
+           "so its trials run one after another in this process")
+    return SerialPool(exp)
+  return local_pool.LocalPool(local_pool.slots_for(n))
+
+
+def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
+        sets: list[str] = (), *, progress: bool = True, make_report: bool = True,
+        force: bool = False, pool: Pool | None = None, workers: int | str = 1,
+        seeds: int | None = None, ray: str | bool | None = None,
+        cpus_per_trial: float | None = None,
+        gpus_per_trial: float | None = None) -> pd.DataFrame:
+  """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
+
+  The trials are the preset's sweep crossed with `seeds` seeds (default: the preset's
+  ``seeds``; ``train.seed`` = the base's + 0, 1, ...). They go to `pool`, else to
+  `make_pool`'s: `workers` processes (a positive int or ``"auto"``; 1: this process)
+  or Ray (`ray`); the table is rewritten as each finishes. One runner at a time holds
+  `out_dir` (`lstmx.lab.lock`).
+
+  Raises:
+    ValueError: a bad `workers` or `seeds`; `out_dir` holds another experiment's or
+      preset's trials, or is held by another runner; `out_dir` holds results of
+      different settings (naming the differing keys), unless `force`: then the trials
+      that differ are retrained from scratch (or extended, where only ``train.steps``
+      grew).
+  """
+  workers = check_workers(workers)
   exp = as_experiment(experiment)
   presets = exp.presets()
   if preset not in presets:
     raise ValueError(f"preset: expected one of {sorted(presets)}; got {preset!r}")
   p = presets[preset]
+  if seeds is None:
+    seeds = check_seeds(p.seeds, f"{exp.name}.{preset}: Preset.seeds")
+  seeds = check_seeds(seeds)
   base = override(p.base, list(sets))
-  trials = [(sweeps.trial_id(ov), ov) for ov in p.sweep]
+  trials = expand(p, base, seeds)
   ids = [t for t, _ in trials]
   if len(set(ids)) != len(ids):
     raise ValueError(f"{exp.name}.{preset}: the sweep repeats a trial")
@@ -134,41 +252,60 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
     config = sweeps.apply(base, ov)
     configs[tid] = dataclasses.replace(config, name=f"{exp.name}/{tid}",
                                        train=dataclasses.replace(config.train, progress=False))
-  changed = _changed(out_dir, base, configs)
-  if changed and not force:
-    what = "; ".join(f"{k} differs at {v}" for k, v in changed.items())
-    raise ValueError(f"out_dir {out_dir!r} holds results of different settings ({what}); "
-                     "use another output directory, or force=True (--force) to retrain them")
-  os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
-  write_json(os.path.join(out_dir, "experiment.json"), {
-      "experiment": exp.path, "name": exp.name, "preset": preset,
-      "sets": list(sets), "base": to_dict(base),
-      "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
-  summaries = {tid: _trial_summary(tid, os.path.join(out_dir, "trials", tid))
-               for tid, _ in trials}
-  rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
-                else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
-  write_results(out_dir, list(rows.values()))
-  todo = [TrialSpec.make(tid, exp, configs[tid], os.path.join(out_dir, "trials", tid),
-                        force=tid in changed)
-          for tid, _ in trials
-          if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
-  overrides = dict(trials)
-  bar = Progress(total=len(trials), initial=len(trials) - len(todo), enabled=progress,
-                 desc=f"{exp.name}/{preset} trials")
-  pool = pool if pool is not None else SerialPool(exp)
-  try:
-    for done, (spec, summary) in enumerate(pool.run(todo), start=len(trials) - len(todo) + 1):
-      rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
-      write_results(out_dir, list(rows.values()))
-      bar.update(done, {"done": done, "status": 0.0 if summary["status"] == "failed" else 1.0})
-  finally:
-    pool.close()
-  bar.close()
-  results = pd.DataFrame(list(rows.values()))
-  if make_report:
-    report.write(exp, out_dir, results)
+  os.makedirs(out_dir, exist_ok=True)
+  with lock.hold(out_dir):
+    meta = _read_meta(out_dir)
+    _check_same_experiment(out_dir, meta, exp.name, preset)
+    changed = _changed(out_dir, meta, base, configs)
+    if changed and not force:
+      what = "; ".join(f"{k} differs at {v}" for k, v in changed.items())
+      raise ValueError(f"out_dir {out_dir!r} holds results of different settings ({what}); "
+                       "use another output directory, or force=True (--force) to retrain them")
+    summaries = {tid: _trial_summary(tid, os.path.join(out_dir, "trials", tid))
+                 for tid, _ in trials}
+    todo = [TrialSpec.make(tid, exp, configs[tid], os.path.join(out_dir, "trials", tid),
+                          force=tid in changed)
+            for tid, _ in trials
+            if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
+    if pool is None and todo:
+      pool = make_pool(exp, workers, len(todo), ray=ray, cpus_per_trial=cpus_per_trial,
+                       gpus_per_trial=gpus_per_trial)
+    os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
+    write_json(os.path.join(out_dir, "experiment.json"), {
+        "experiment": exp.path, "name": exp.name, "preset": preset,
+        "sets": list(sets), "seeds": seeds, "base": to_dict(base),
+        "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
+    rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
+                  else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
+    write_results(out_dir, list(rows.values()))
+    results = _run_todo(exp, preset, out_dir, pool, todo, rows, dict(trials), progress)
+    if make_report:
+      report.write(exp, out_dir, results)
   return results
+
+
+def _run_todo(exp: Experiment, preset: str, out_dir: str, pool: Pool | None,
+              todo: list[TrialSpec], rows: dict, overrides: dict,
+              progress: bool) -> pd.DataFrame:
+  """Runs `todo` on `pool`, rewriting the table (`rows`) and the progress as each
+  trial finishes; returns the table."""
+  waiting = {spec.trial for spec in todo}
+  bar = SweepProgress(total=len(rows), enabled=progress, desc=f"{exp.name}/{preset} trials",
+                      finished=[r["status"] for t, r in rows.items() if t not in waiting])
+  if pool is not None:
+    workers = getattr(pool, "workers", 1) or 1
+    try:
+      bar.started(min(workers, len(todo)))
+      for left, (spec, summary) in enumerate(pool.run(todo), start=1):
+        rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
+        write_results(out_dir, list(rows.values()))
+        running = getattr(pool, "running", None)
+        bar.update(summary.get("status", "failed"),
+                   min(workers, len(todo) - left) if running is None else running)
+    finally:
+      pool.close()
+  bar.close()
+  return pd.DataFrame(list(rows.values()))
 
 
 def write_results(out_dir: str, rows: list[dict]) -> None:
@@ -177,17 +314,57 @@ def write_results(out_dir: str, rows: list[dict]) -> None:
                lambda f: pd.DataFrame(rows).to_csv(f, index=False))
 
 
+def add_sweep_options(ap: argparse.ArgumentParser) -> None:
+  """The options of a sweep's command line (an experiment file's and ``lstmx train
+  FILE --preset``): how many workers, seeds, Ray."""
+  ap.add_argument("--workers", metavar="N|auto",
+                  help="trials run at once, each in its own process with its share of the "
+                  "cores (or one GPU); default auto: one per core (per GPU), at most one per "
+                  "pending trial; 1: one after another in this process")
+  ap.add_argument("--seeds", metavar="N",
+                  help="seeds per configuration (train.seed = base + 0..N-1); default: the "
+                  "preset's")
+  ap.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                  help="run the trials as Ray tasks: on the cluster at ADDRESS, or without "
+                  "one on a local Ray instance (needs the [ray] extra)")
+  ap.add_argument("--cpus-per-trial", type=float, metavar="N", help="with --ray: CPUs per trial")
+  ap.add_argument("--gpus-per-trial", type=float, metavar="N", help="with --ray: GPUs per trial")
+
+
+def sweep_options(args: argparse.Namespace) -> dict:
+  """`run_and_print`'s keyword arguments from `add_sweep_options`' options.
+
+  Raises:
+    ValueError: a bad value or combination, naming the option.
+  """
+  if args.ray is not None and args.workers is not None:
+    raise ValueError(f"--workers and --ray: expected one of them; got --workers "
+                     f"{args.workers} and --ray")
+  for name in ("cpus_per_trial", "gpus_per_trial"):
+    if getattr(args, name) is not None and args.ray is None:
+      raise ValueError(f"--{name.replace('_', '-')}: expected only with --ray")
+  return {"workers": check_workers("auto" if args.workers is None else args.workers,
+                                   "--workers"),
+          "seeds": None if args.seeds is None else check_seeds(args.seeds, "--seeds"),
+          "ray": args.ray, "cpus_per_trial": args.cpus_per_trial,
+          "gpus_per_trial": args.gpus_per_trial}
+
+
 def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
                   out: str | None = None, sets: list[str] = (), *,
-                  force: bool = False, prog: str | None = None) -> pd.DataFrame:
-  """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), a
-  bad setting or an output directory it cannot write as one line (a SystemExit
-  starting with `prog`, by default the experiment's name), and where the results
-  and report are."""
+                  force: bool = False, prog: str | None = None, workers: int | str = "auto",
+                  seeds: int | None = None, **pool_options) -> pd.DataFrame:
+  """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), trials on
+  `workers` (default auto), a bad setting or an output directory it cannot write as one
+  line (a SystemExit starting with `prog`, by default the experiment's name), and where
+  the results and report are."""
   exp = as_experiment(experiment)
   out = out or os.path.join("runs", exp.name, preset)
   try:
-    results = run(exp, preset, out, list(sets), force=force)
+    workers = check_workers(workers, "--workers")
+    seeds = None if seeds is None else check_seeds(seeds, "--seeds")
+    results = run(exp, preset, out, list(sets), force=force, workers=workers, seeds=seeds,
+                  **pool_options)
   except ValueError as e:
     raise SystemExit(f"{prog or exp.name}: {e}") from None
   except OSError as e:  # e.g. a read-only output directory
@@ -212,5 +389,10 @@ def main(module: Experiment | types.ModuleType, argv: list[str] | None = None) -
                   help="override the base config of every trial")
   ap.add_argument("--force", action="store_true",
                   help="retrain trials whose results came from different settings")
+  add_sweep_options(ap)
   args = ap.parse_args(argv)
-  run_and_print(exp, args.preset, args.out, args.sets, force=args.force)
+  try:
+    options = sweep_options(args)
+  except ValueError as e:
+    raise SystemExit(f"{exp.name}: {e}") from None
+  run_and_print(exp, args.preset, args.out, args.sets, force=args.force, **options)
