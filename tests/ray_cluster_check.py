@@ -4,9 +4,9 @@ fresh network namespace, so Ray talks over loopback only):
     unshare -rn sh -c 'ip link set lo up && exec python tests/ray_cluster_check.py OUT'
 
 Writes a small experiment file (three trials) into OUT, then runs its sweep
-1. serially in this process (the reference), ``OUT/serial``;
+1. serially in this process (the reference), ``OUT/serial``, while the cluster starts;
 2. on a cluster of a CPU-less head and two one-CPU worker nodes, ``OUT/ray``;
-3. again there, ``OUT/kill``: once a running trial has a checkpoint (and no summary),
+3. its first two trials again there, ``OUT/kill``: once a running trial has a checkpoint (and no summary),
    both worker nodes are removed, then a fresh two-CPU node added, so the running
    trials are lost mid-run and their tasks retried there;
 and writes ``OUT/report.json``: each results table, the trials lost with their
@@ -42,7 +42,8 @@ def presets():
       optimizer=OptimizerConfig(name="adam", lr=1e-2),
       train=TrainConfig(steps={STEPS}, batch_size=8, log_every=50, eval_every={STEPS},
                         eval_batches=1, checkpoint_every=25, progress=False))
-  return {{"tiny": Preset(base, [{{"model.hidden_size": h}} for h in (4, 6, 8)])}}
+  sweep = [{{"model.hidden_size": h}} for h in (4, 6, 8)]
+  return {{"tiny": Preset(base, sweep), "quick": Preset(base, sweep[:2])}}
 '''
 
 NODE = {"node_ip_address": "127.0.0.1"}
@@ -75,6 +76,31 @@ def _table(results) -> list[dict]:
           for row in results.to_dict(orient="records")]
 
 
+class _Thread:
+  """Runs `fn` in a thread; `join` re-raises its exception here."""
+
+  def __init__(self, fn):
+    self.done, self.errors = threading.Event(), []
+
+    def target():
+      try:
+        fn()
+      except BaseException as e:  # noqa: BLE001 - re-raised by join
+        self.errors.append(e)
+      finally:
+        self.done.set()
+
+    self.thread = threading.Thread(target=target, daemon=True)
+    self.thread.start()
+
+  def join(self, timeout: float = 600) -> None:
+    self.thread.join(timeout)
+    if self.thread.is_alive():
+      raise TimeoutError(f"a sweep still runs after {timeout} s")
+    if self.errors:
+      raise self.errors[0]
+
+
 def main(out: str) -> None:
   from ray.cluster_utils import Cluster
 
@@ -89,36 +115,26 @@ def main(out: str) -> None:
   exp = load(path)
   report, t0 = {"times": {}}, time.time()
 
-  def run(name, pool=None):
-    results = runner.run(exp, "tiny", os.path.join(out, name), progress=False,
+  def run(name, pool=None, preset="tiny"):
+    results = runner.run(exp, preset, os.path.join(out, name), progress=False,
                          make_report=False, pool=pool)
     report[name] = _table(results)
     report["times"][name] = time.time() - t0
 
-  run("serial")
+  serial = _Thread(lambda: run("serial"))  # while the cluster starts
   cluster = Cluster(initialize_head=True, head_node_args={
       **NODE, "num_cpus": 0, "include_dashboard": False,
       "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4}})
   try:
     workers = [cluster.add_node(num_cpus=1, **NODE) for _ in range(2)]
     report["times"]["cluster"] = time.time() - t0
+    serial.join()
     run("ray", RayPool(address=cluster.address))
 
     # The sweep runs in a thread; Cluster.add_node must run in the main thread.
-    done, errors = threading.Event(), []
-
-    def sweep():
-      try:
-        run("kill", RayPool(address=cluster.address))
-      except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
-        errors.append(e)
-      finally:
-        done.set()
-
-    thread = threading.Thread(target=sweep, daemon=True)
-    thread.start()
+    sweep = _Thread(lambda: run("kill", RayPool(address=cluster.address), preset="quick"))
     kill_dir = os.path.join(out, "kill")
-    while not done.is_set() and not _running_with_checkpoint(kill_dir):
+    while not sweep.done.is_set() and not _running_with_checkpoint(kill_dir):
       time.sleep(0.05)
     # Lose every node a trial can run on: a running trial that has a checkpoint is lost.
     killed = _running_with_checkpoint(kill_dir)
@@ -128,9 +144,7 @@ def main(out: str) -> None:
                       if not os.path.exists(os.path.join(kill_dir, "trials", t, "summary.json"))}
     report["times"]["killed"] = time.time() - t0
     cluster.add_node(num_cpus=2, **NODE)
-    thread.join(timeout=600)
-    if errors:
-      raise errors[0]
+    sweep.join()
     report["metrics_steps"] = _metrics_steps(os.path.join(out, "kill"))
     report["summaries"] = sorted(
         os.path.basename(os.path.dirname(p))
