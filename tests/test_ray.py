@@ -227,3 +227,25 @@ def test_closing_the_results_early_cancels_the_rest(tmp_path, monkeypatch):
   assert next(results)[0].trial == "c"
   results.close()  # e.g. the runner interrupted
   assert fake.cancelled == [("a", True), ("b", True)]
+
+
+def test_close_cancels_what_runs_and_keeps_a_connection_it_did_not_open(tmp_path, monkeypatch):
+  fake = _FakeRay()
+  monkeypatch.setattr(ray_pool, "_import_ray", lambda: fake)
+  pool = RayPool()
+  results = pool.run(_specs(tmp_path, ["a", "b"]))
+  next(results)
+  pool.close()  # e.g. the runner stopped by an error while trials run
+  assert fake.cancelled == [("a", True)] and fake.shutdowns == 0
+
+
+def test_workers_get_absolute_run_directories(tmp_path, monkeypatch):
+  fake = _FakeRay()
+  monkeypatch.setattr(ray_pool, "_import_ray", lambda: fake)
+  monkeypatch.chdir(tmp_path)
+  from lstmx.lab.pool import TrialSpec
+  spec = TrialSpec("a", "", {}, os.path.join("runs", "a"))
+  submitted = []
+  monkeypatch.setattr(fake, "get", lambda ref: submitted.append(ref.spec) or {"status": "x"})
+  [(back, _)] = list(RayPool().run([spec]))
+  assert back is spec and submitted[0].workdir == str(tmp_path / "runs" / "a")

@@ -20,6 +20,7 @@ Ray is an optional extra: ``pip install 'lstmx[ray]'``. See docs/ray.md.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from typing import Any, Iterable, Iterator
@@ -141,6 +142,7 @@ class RayPool:
     ray = _import_ray()
     self._ray = ray
     self.address = address
+    self._pending = []
     self._started = not ray.is_initialized()
     if self._started:
       head = _resolve(ray, address, connect_timeout)
@@ -158,13 +160,16 @@ class RayPool:
   def run(self, specs: Iterable[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
     """Submits every spec, then yields ``(spec, summary)`` as each task finishes; a task
     Ray gave up on (retries spent) yields a failed summary. Closing the iterator early
-    cancels the tasks still queued or running."""
+    (or `close`) cancels the tasks still queued or running."""
     ray = self._ray
-    specs_of = {self._task.remote(spec): spec for spec in specs}
-    pending = list(specs_of)
+    specs_of = {}
+    for spec in specs:  # absolute paths: a worker's working directory is not the driver's
+      task = dataclasses.replace(spec, workdir=os.path.abspath(spec.workdir))
+      specs_of[self._task.remote(task)] = spec
+    self._pending = list(specs_of)
     try:
-      while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+      while self._pending:
+        done, self._pending = ray.wait(self._pending, num_returns=1)
         for ref in done:
           spec = specs_of.pop(ref)
           try:
@@ -173,14 +178,20 @@ class RayPool:
             summary = _failed(spec, f"{type(e).__name__}: {e}")
           yield spec, summary
     finally:
-      for ref in pending:
-        try:
-          ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001 - Ray already gone: nothing left to cancel
-          pass
+      self._cancel()
+
+  def _cancel(self) -> None:
+    pending, self._pending = self._pending, []
+    for ref in pending:
+      try:
+        self._ray.cancel(ref, force=True)
+      except Exception:  # noqa: BLE001 - Ray already gone: nothing left to cancel
+        pass
 
   def close(self) -> None:
-    """Disconnects from Ray if this pool connected (stopping the instance it started)."""
+    """Cancels the trials still queued or running, and disconnects from Ray if this pool
+    connected (stopping the instance it started)."""
+    self._cancel()
     if self._started and self._ray.is_initialized():
       self._ray.shutdown()
     self._started = False
