@@ -93,8 +93,7 @@ def _namespace_or_skip() -> None:
     pytest.skip(f"no private network namespace here (unshare -rn: {probe.stderr.strip()})")
 
 
-@pytest.fixture(scope="module")
-def cluster_report():
+def _cluster_report():
   """Runs tests/ray_cluster_check.py in a fresh network namespace; its report.json."""
   pytest.importorskip("ray")
   _namespace_or_skip()
@@ -114,7 +113,7 @@ def cluster_report():
   try:
     assert proc.returncode == 0, f"tests/ray_cluster_check.py failed:\n{log[-6000:]}"
     with open(os.path.join(out, "sweeps", "report.json")) as f:
-      yield json.load(f)
+      return json.load(f)
   finally:
     shutil.rmtree(out, ignore_errors=True)
 
@@ -137,19 +136,21 @@ def _assert_same_results(got: list[dict], want: list[dict]) -> None:
       assert _same(g, w, key), (w["trial"], key, g.get(key), w.get(key))
 
 
-def test_two_node_cluster_gives_the_serial_results(cluster_report):
-  serial, ray = cluster_report["serial"], cluster_report["ray"]
+def test_cluster_sweep_gives_the_serial_results_and_survives_a_lost_node():
+  """One test (one cluster run, also under pytest -n): (a) a two-node sweep's table equals
+  the serial runner's; (b) a sweep whose nodes are lost mid-trial finishes each trial
+  once, with the same results."""
+  report = _cluster_report()
+  serial, ray = report["serial"], report["ray"]
   assert len(serial) == 3 and {r["status"] for r in serial} == {"completed"}
   _assert_same_results(ray, serial)
 
-
-def test_lost_node_loses_and_duplicates_nothing(cluster_report):
-  serial, kill = cluster_report["serial"][:2], cluster_report["kill"]  # its first two trials
-  assert cluster_report["lost"], "no trial was running when the nodes were removed"
+  serial, kill = serial[:2], report["kill"]  # the node-loss sweep: the first two trials
+  assert report["lost"], "no trial was running when the nodes were removed"
   _assert_same_results(kill, serial)  # one row per trial, each completed, same metrics
   trials = [r["trial"] for r in serial]
-  assert cluster_report["summaries"] == sorted(trials)
-  steps = cluster_report["metrics_steps"]
+  assert report["summaries"] == sorted(trials)
+  steps = report["metrics_steps"]
   assert sorted(steps) == sorted(trials)
   for trial, logged in steps.items():  # resumed runs log each step once
     assert logged == sorted(set(logged)) and logged[-1] == serial[0]["steps"], (trial, logged)
