@@ -6,9 +6,9 @@ fresh network namespace, so Ray talks over loopback only):
 Writes a small experiment file (three trials) into OUT, then runs its sweep
 1. serially in this process (the reference), ``OUT/serial``, while the cluster starts;
 2. on a cluster of a CPU-less head and two one-CPU worker nodes, ``OUT/ray``;
-3. its first two trials again there, ``OUT/kill``: once a running trial has a checkpoint (and no summary),
-   both worker nodes are removed, then a fresh two-CPU node added, so the running
-   trials are lost mid-run and their tasks retried there;
+3. its first two trials again there, ``OUT/kill``: once a running trial has a
+   checkpoint (and no summary), both worker nodes are removed, then a fresh two-CPU
+   node added, so the running trials are lost mid-run and their tasks retried there;
 and writes ``OUT/report.json``: each results table, the trials lost with their
 latest checkpoint step (``lost``), the kill run's metrics steps and summaries.
 The caller sets this process's XLA/BLAS threads (`lstmx.lab.ray_pool.thread_env(1)`),

@@ -122,8 +122,8 @@ class RayPool:
       machine); ``"auto"``: the running cluster; ``"HOST:PORT"``: that cluster's head.
     cpus_per_trial: CPUs each trial asks for (> 0); its XLA/BLAS threads follow
       (`thread_env`, at least 1).
-    gpus_per_trial: GPUs each trial asks for (>= 0; a fraction shares a GPU, and
-      caps JAX's share of its memory to that fraction).
+    gpus_per_trial: GPUs each trial asks for (>= 0); a fraction shares a GPU, JAX's
+      memory on it then capped at 0.9 times that fraction.
     max_retries: how often Ray reruns a task lost with its node or worker process.
     connect_timeout: seconds to wait for the address to answer.
 
@@ -163,11 +163,11 @@ class RayPool:
     (or `close`) cancels the tasks still queued or running."""
     ray = self._ray
     specs_of = {}
-    for spec in specs:  # absolute paths: a worker's working directory is not the driver's
-      task = dataclasses.replace(spec, workdir=os.path.abspath(spec.workdir))
-      specs_of[self._task.remote(task)] = spec
-    self._pending = list(specs_of)
     try:
+      for spec in specs:  # absolute paths: a worker's working directory is not the driver's
+        ref = self._task.remote(dataclasses.replace(spec, workdir=os.path.abspath(spec.workdir)))
+        specs_of[ref] = spec
+        self._pending.append(ref)
       while self._pending:
         done, self._pending = ray.wait(self._pending, num_returns=1)
         for ref in done:
