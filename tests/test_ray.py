@@ -84,23 +84,29 @@ def test_malformed_address_is_a_clear_error():
 
 # --- a two-node cluster on loopback -------------------------------------------------------
 
-def _namespace_or_skip() -> None:
+def _namespace_or_skip() -> list[str]:
+  """The unshare command that gives a private network namespace here: ``unshare -rn``
+  (an unprivileged user namespace), else ``unshare -n`` (root); or the test skips."""
   if shutil.which("unshare") is None or shutil.which("ip") is None:
     pytest.skip("needs unshare and ip (util-linux, iproute2) for a private network namespace")
-  probe = subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up"],
-                         capture_output=True, text=True, timeout=60)
-  if probe.returncode != 0:
-    pytest.skip(f"no private network namespace here (unshare -rn: {probe.stderr.strip()})")
+  errors = []
+  for cmd in (["unshare", "-rn"], ["unshare", "-n"]):
+    probe = subprocess.run([*cmd, "sh", "-c", "ip link set lo up"], capture_output=True,
+                           text=True, timeout=60)
+    if probe.returncode == 0:
+      return cmd
+    errors.append(f"{' '.join(cmd)}: {probe.stderr.strip()}")
+  pytest.skip(f"no private network namespace here ({'; '.join(errors)})")
 
 
 def _cluster_report():
   """Runs tests/ray_cluster_check.py in a fresh network namespace; its report.json."""
   pytest.importorskip("ray")
-  _namespace_or_skip()
+  unshare = _namespace_or_skip()
   out = tempfile.mkdtemp(prefix="lstmx-ray-")  # short: Ray's socket paths live under it
   env = {**os.environ, **thread_env(1), "RAY_TMPDIR": out,
          "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
-  cmd = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" "$1" "$2"',
+  cmd = [*unshare, "sh", "-c", 'ip link set lo up && exec "$0" "$1" "$2"',
          sys.executable, CHECK, os.path.join(out, "sweeps")]
   proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True)
