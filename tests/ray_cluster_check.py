@@ -29,6 +29,8 @@ warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
 STEPS = int(os.environ.get("LSTMX_RAY_CHECK_STEPS", "200"))
 
 EXPERIMENT = f'''"""A tiny copy-task sweep for the Ray tests."""
+import os
+
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
 from lstmx.lab.experiment import Preset
 
@@ -44,6 +46,11 @@ def presets():
                         eval_batches=1, checkpoint_every=25, progress=False))
   sweep = [{{"model.hidden_size": h}} for h in (4, 6, 8)]
   return {{"tiny": Preset(base, sweep), "quick": Preset(base, sweep[:2])}}
+
+
+def analyze(config, workdir):  # the thread settings of the process that trained
+  return {{"xla_flags": os.environ.get("XLA_FLAGS", ""),
+           "omp_threads": os.environ.get("OMP_NUM_THREADS", "")}}
 '''
 
 NODE = {"node_ip_address": "127.0.0.1"}

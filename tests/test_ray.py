@@ -150,6 +150,10 @@ def test_cluster_sweep_gives_the_serial_results_and_survives_a_lost_node():
   serial, ray = report["serial"], report["ray"]
   assert len(serial) == 3 and {r["status"] for r in serial} == {"completed"}
   _assert_same_results(ray, serial)
+  for row in (*ray, *report["kill"]):  # each worker got its thread settings (runtime_env)
+    assert row["analysis.xla_flags"] == (serial[0]["analysis.xla_flags"]
+                                         + " --xla_cpu_multi_thread_eigen=false"), row
+    assert str(row["analysis.omp_threads"]) == "1"
 
   serial, kill = serial[:2], report["kill"]  # the node-loss sweep: the first two trials
   assert report["lost"], "no trial was running when the nodes were removed"
