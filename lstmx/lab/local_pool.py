@@ -98,6 +98,29 @@ def worker_count(workers: int | str, pending: int, cores: int | None = None,
   return max(1, min(int(workers), pending))
 
 
+def thread_env(threads: int, xla_flags: str = "") -> dict[str, str]:
+  """Environment variables that hold a process's XLA (CPU) and BLAS threads to `threads`.
+
+  One thread: XLA's Eigen thread pool off (``--xla_cpu_multi_thread_eigen=false``).
+  More: XLA keeps its pool (sized by the process's CPU affinity, no flag caps it);
+  OpenMP, MKL and OpenBLAS get `threads`. Must be set before jax starts.
+
+  Args:
+    threads: >= 1.
+    xla_flags: flags to keep, put before the added one (e.g. ``"${XLA_FLAGS}"``,
+      which Ray expands to the node's own).
+  """
+  if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    raise ValueError(f"threads: expected an int >= 1; got {threads!r}")
+  flags = [xla_flags] if xla_flags else []
+  if threads == 1 and ONE_THREAD_FLAG not in xla_flags.split():
+    flags.append(ONE_THREAD_FLAG)
+  env = {name: str(threads) for name in THREAD_VARS}
+  if flags:
+    env["XLA_FLAGS"] = " ".join(flags)
+  return env
+
+
 def cpu_slots(workers: int, cores: list[int] | None = None,
               xla_flags: str | None = None) -> list[Slot]:
   """`workers` slots over `cores` (default: this process's): each owns
@@ -110,9 +133,7 @@ def cpu_slots(workers: int, cores: list[int] | None = None,
   slots = []
   for i in range(workers):
     own = cores[i * per:(i + 1) * per] if workers <= len(cores) else [cores[i % len(cores)]]
-    env = {var: str(len(own)) for var in THREAD_VARS}
-    if len(own) == 1 and ONE_THREAD_FLAG not in xla_flags.split():
-      env["XLA_FLAGS"] = f"{xla_flags} {ONE_THREAD_FLAG}".strip()
+    env = thread_env(len(own), xla_flags)
     slots.append(Slot(tuple(own), env))
   return slots
 

@@ -25,6 +25,7 @@ import os
 import socket
 from typing import Any, Iterable, Iterator
 
+from lstmx.lab.local_pool import thread_env
 from lstmx.lab.pool import TrialSpec, execute
 from lstmx.train.rundir import write_json
 
@@ -33,30 +34,6 @@ INSTALL = "pip install 'lstmx[ray]'"
 
 class RayUnavailable(ImportError, ValueError):
   """Ray is not installed (an ImportError, and a ValueError for one-line CLI errors)."""
-
-
-def thread_env(threads: int, xla_flags: str = "") -> dict[str, str]:
-  """Environment variables that hold a process's XLA (CPU) and BLAS threads to `threads`.
-
-  One thread: XLA's Eigen thread pool off (``--xla_cpu_multi_thread_eigen=false``).
-  More: XLA keeps its pool (sized by the process's CPU affinity, no flag caps it);
-  OpenMP, MKL and OpenBLAS get `threads`. Must be set before jax starts.
-
-  Args:
-    threads: >= 1.
-    xla_flags: flags to keep, put before the added one (e.g. ``"${XLA_FLAGS}"``,
-      which Ray expands to the node's own).
-  """
-  if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-    raise ValueError(f"threads: expected an int >= 1; got {threads!r}")
-  flags = [xla_flags] if xla_flags else []
-  if threads == 1:
-    flags.append("--xla_cpu_multi_thread_eigen=false")
-  env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                          "OPENBLAS_NUM_THREADS")}
-  if flags:
-    env["XLA_FLAGS"] = " ".join(flags)
-  return env
 
 
 def _import_ray():
