@@ -108,16 +108,14 @@ def thread_env(threads: int, xla_flags: str = "") -> dict[str, str]:
   Args:
     threads: >= 1.
     xla_flags: flags to keep, put before the added one (e.g. ``"${XLA_FLAGS}"``,
-      which Ray expands to the node's own).
+      which Ray expands to the node's own); ``XLA_FLAGS`` is set only where a flag
+      is added.
   """
   if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
     raise ValueError(f"threads: expected an int >= 1; got {threads!r}")
-  flags = [xla_flags] if xla_flags else []
-  if threads == 1 and ONE_THREAD_FLAG not in xla_flags.split():
-    flags.append(ONE_THREAD_FLAG)
   env = {name: str(threads) for name in THREAD_VARS}
-  if flags:
-    env["XLA_FLAGS"] = " ".join(flags)
+  if threads == 1 and ONE_THREAD_FLAG not in xla_flags.split():
+    env["XLA_FLAGS"] = f"{xla_flags} {ONE_THREAD_FLAG}".strip()
   return env
 
 
