@@ -14,7 +14,9 @@ import shutil
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lstmx import optim, sharding, validate
 from lstmx.compile_stats import compile_stats
@@ -28,36 +30,58 @@ from lstmx.train.record import RUNNING, TERMINAL, RunRecord
 from lstmx.train.restore import build
 from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, read_config,
                                 read_summary, warn, write_json)
-from lstmx.train.step import TrainState, init_state, make_eval_step, make_train_step
+from lstmx.train.step import (TrainState, guard, init_state, make_eval_step, make_train_chunk,
+                              make_train_step)
 from lstmx.train.summary import run_summary
 
 __all__ = ["evaluate", "run_steps", "train_and_evaluate"]
 
 
-def run_steps(step_fn, sample, state: TrainState, record: RunRecord, hooks: list[Hook], *,
-              start: int, total: int, on_diverged) -> tuple[TrainState, RunRecord, int]:
-  """Steps ``start+1 .. total``, running `hooks` after each, until the record stops.
+def run_steps(advance, state: TrainState, record: RunRecord, hooks: list[Hook], *,
+              start: int, total: int, on_diverged,
+              ok=True) -> tuple[TrainState, RunRecord, int]:
+  """Steps ``start+1 .. total``, running `hooks` on each step's metrics, until the record stops.
+
+  The steps are dispatched without waiting for their results; the loop fetches
+  the metrics (one `jax.device_get` of the window) only at a sync step: a step
+  at which a hook acts (its ``when`` cadence; a hook without one acts at every
+  step) and the last. There it runs the hooks on each step of the window in
+  order, with the state as of the sync step (which hooks read only when they act,
+  i.e. at sync steps). A non-finite step ends the run at that step: the steps
+  after it in the window were no-ops (`lstmx.train.step.guard`), so the state
+  is the last finite one.
 
   Args:
-    step_fn: the compiled ``(state, batch) -> (state, metrics)``; metrics include ``finite``.
-    sample: ``step -> batch`` for the step that starts at `step` (0-based).
+    advance: ``(state, ok, step) -> (state, ok, metrics)`` dispatches the steps from
+      `step` (steps done so far) on; ``metrics`` holds arrays ``[n]`` for its n steps
+      (n at most ``total - step``), ``finite`` among them; ``ok`` is the sticky
+      finite flag (`guard`), True at the start.
     on_diverged: ``(step, metrics)`` called at a non-finite step, which ends the run.
+    ok: the initial finite flag as `advance` takes it.
 
   Returns:
     (state, record, the last step taken).
   """
-  step = start
+  step, pending, done = start, [], start
+  hook_cadences = [getattr(h, "when", lambda s: True) for h in hooks]
   while step < total:
-    state, metrics = step_fn(state, sample(step))
-    step += 1
-    metrics = jax.device_get(metrics)
-    if not metrics["finite"]:
-      on_diverged(step, metrics)
-      return state, record.stop("diverged", f"non-finite loss or gradient at step {step}"), step
-    for hook in hooks:
-      state, record = hook(step, state, record, metrics)
-      if not record.running:
-        return state, record, step
+    state, ok, metrics = advance(state, ok, step)
+    pending.append(metrics)
+    step += int(np.shape(metrics["finite"])[0])
+    if step < total and not any(when(step) for when in hook_cadences):
+      continue
+    window, pending = jax.device_get(pending), []
+    for chunk in window:
+      for i in range(len(chunk["finite"])):
+        done += 1
+        row = {k: v[i] for k, v in chunk.items()}
+        if not row["finite"]:
+          on_diverged(done, row)
+          return state, record.stop("diverged", f"non-finite loss or gradient at step {done}"), done
+        for hook in hooks:
+          state, record = hook(done, state, record, row)
+          if not record.running:
+            return state, record, done
   return state, record, step
 
 
@@ -96,6 +120,48 @@ def _placement(task, batch_size: int, rules, mesh):
     return sharding.place_batch(jax.device_get(batch), rules, mesh)
 
   return place, lambda k: place(sample_local(k))
+
+
+def _advance(config: Config, train_step, task, data_key, sample_step, first, state, mesh,
+             rules):
+  """(advance, compiled, ok) for `run_steps`: ``advance(state, ok, step)`` dispatches
+  ``train.steps_per_call`` steps (k) from a multiple of k as one compiled call
+  (sampling inside), and single steps elsewhere (the remainder before ``train.steps``);
+  `compiled` is the k-step program (its memory analysis goes in the summary),
+  `ok` the initial finite flag. With sharding, batches are sampled and placed from the host, one step a call."""
+  tc = config.train
+  k, total = tc.steps_per_call, tc.steps
+  if rules is not None:
+    if k != 1:
+      raise ValueError(f"train.steps_per_call: expected 1 with sharding.preset="
+                       f"{config.sharding.preset!r} (batches are placed on the mesh from "
+                       f"the host, one per step); got {k}")
+    step = guard(train_step)
+    placed = jax.jit(lambda s, ok, b: _stacked(step(s, ok, b)), donate_argnums=0)
+    ok = jax.device_put(np.bool_(True), NamedSharding(mesh, PartitionSpec()))
+    compiled = placed.lower(state, ok, first).compile()
+    return (lambda state, ok, i: compiled(state, ok, sample_step(i))), compiled, ok
+
+  def draw(key):
+    return task.sample(key, tc.batch_size)
+
+  chunk = lambda n: jax.jit(make_train_chunk(train_step, draw, data_key, n),  # noqa: E731
+                            donate_argnums=0)
+  ok = jnp.asarray(True)
+  compiled = chunk(k).lower(state, ok).compile()
+  single = compiled if k == 1 else chunk(1)
+
+  def advance(state, ok, step):
+    if step % k == 0 and step + k <= total:
+      return compiled(state, ok)
+    return single(state, ok)
+
+  return advance, compiled, ok
+
+
+def _stacked(out):
+  state, ok, metrics = out
+  return state, ok, jax.tree.map(lambda m: m[None], metrics)
 
 
 def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Checkpoints,
@@ -219,7 +285,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   split_keys = {"validation": jax.random.fold_in(key, 2), "test": jax.random.fold_in(key, 3),
                 "train": jax.random.fold_in(key, 4)}
   place, sample = _placement(task, tc.batch_size, rules, mesh)
-  train_step = jax.jit(make_train_step(modeldef, task, tx), donate_argnums=0)
+  train_step = make_train_step(modeldef, task, tx)
   eval_step = jax.jit(make_eval_step(modeldef, task))
 
   def run_eval(params, split: str) -> dict:
@@ -232,7 +298,8 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   first = sample_step(start)
   check_batch_lengths(first, task)
   t0 = time.perf_counter()
-  compiled = train_step.lower(state, first).compile()
+  advance, compiled, ok = _advance(config, train_step, task, data_key, sample_step, first, state,
+                                   mesh, rules)
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
 
@@ -248,7 +315,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
     step = start
   else:
     state, record, step = run_steps(
-        compiled, sample_step, state, record, hooks, start=start, total=tc.steps,
+        advance, state, record, hooks, start=start, total=tc.steps, ok=ok,
         on_diverged=lambda step, m: log.write(step, "train", clock(), m))
   progress.close()
 
