@@ -122,8 +122,8 @@ def _placement(task, batch_size: int, rules, mesh):
   return place, lambda k: place(sample_local(k))
 
 
-def _advance(config: Config, train_step, task, data_key, sample_step, first, state, mesh,
-             rules):
+def _advance(config: Config, train_step, task, data_key, sample_step, first, state, start: int,
+             mesh, rules):
   """(advance, compiled, ok) for `run_steps`: ``advance(state, ok, step)`` dispatches
   ``train.steps_per_call`` steps (k) from a multiple of k as one compiled call
   (sampling inside), and single steps elsewhere (the remainder before ``train.steps``);
@@ -149,7 +149,9 @@ def _advance(config: Config, train_step, task, data_key, sample_step, first, sta
                             donate_argnums=0)
   ok = jnp.asarray(True)
   compiled = chunk(k).lower(state, ok).compile()
-  single = compiled if k == 1 else chunk(1)
+  single = compiled
+  if k > 1 and (total % k or start % k):  # a remainder: compiled now, outside the wall time
+    single = chunk(1).lower(state, ok).compile()
 
   def advance(state, ok, step):
     if step % k == 0 and step + k <= total:
@@ -299,7 +301,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   check_batch_lengths(first, task)
   t0 = time.perf_counter()
   advance, compiled, ok = _advance(config, train_step, task, data_key, sample_step, first, state,
-                                   mesh, rules)
+                                   start, mesh, rules)
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
 

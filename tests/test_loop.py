@@ -1,0 +1,94 @@
+"""The loop's host-sync policy end to end (issue 15): steps dispatched ahead,
+`train.steps_per_call`, a non-finite step found at its step."""
+
+import dataclasses
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lstmx.config import TrainConfig, override
+from lstmx.train import train_and_evaluate
+from lstmx.train.step import TrainState, make_train_chunk
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import smoke  # noqa: E402
+from test_train import _final_params  # noqa: E402
+
+
+def _cfg(*sets):
+  return override(smoke.base(), ["train.progress=false", *sets])
+
+
+def test_steps_per_call_gives_the_same_run_as_single_steps(tmp_path):
+  """25 steps: k=10 runs two 10-step scans and 5 single steps (the remainder)."""
+  cfg = _cfg("train.steps=25")
+  runs = {}
+  for k in (1, 10):
+    summary = train_and_evaluate(override(cfg, [f"train.steps_per_call={k}"]),
+                                 str(tmp_path / str(k)))
+    state, meta = _final_params(cfg, str(tmp_path / str(k)))
+    rows = [json.loads(line) for line in open(tmp_path / str(k) / "metrics.jsonl")]
+    runs[k] = (summary, state, meta, [(r["step"], r["split"], r["loss"]) for r in rows])
+  (s1, a, m1, rows1), (s10, b, m10, rows10) = runs[1], runs[10]
+  assert int(a.step) == int(b.step) == 25 and s10["steps"] == 25
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  jax.tree.map(np.testing.assert_array_equal, a.opt_state, b.opt_state)
+  assert rows1 == rows10 and s1["final"] == s10["final"] and m1["best_step"] == m10["best_step"]
+
+
+def test_steps_per_call_must_divide_the_cadences():
+  assert TrainConfig(steps_per_call=5, log_every=10, eval_every=20,
+                     checkpoint_every=10).steps_per_call == 5
+  with pytest.raises(ValueError, match=r"train.steps_per_call: expected a divisor of "
+                                       r"train.eval_every \(25\); got 10"):
+    TrainConfig(steps_per_call=10, log_every=10, eval_every=25, checkpoint_every=10)
+  with pytest.raises(ValueError, match=r"train.steps_per_call: expected an int >= 1; got 0"):
+    TrainConfig(steps_per_call=0)
+
+
+def test_steps_per_call_is_refused_under_sharding(tmp_path):
+  cfg = _cfg("train.steps=20", "train.steps_per_call=10", "sharding.preset=data_parallel")
+  with pytest.raises(ValueError, match=r"train.steps_per_call: expected 1 with "
+                                       r"sharding.preset='data_parallel'.*got 10"):
+    train_and_evaluate(cfg, str(tmp_path))
+
+
+def test_chunk_freezes_the_state_after_a_non_finite_step():
+  """A 6-step chunk whose third step is not finite returns the state after step 3
+  (the last finite parameters, step counter 3) and ok False."""
+  def train_step(state, batch):
+    bad = state.step == 2
+    loss = jnp.where(bad, jnp.nan, batch)
+    params = jnp.where(bad, state.params, state.params + batch)  # keeps a bad step's state
+    return (dataclasses.replace(state, step=state.step + 1, params=params),
+            {"loss": loss, "finite": jnp.isfinite(loss).astype(jnp.float32)})
+
+  chunk = jax.jit(make_train_chunk(train_step, lambda key: jnp.float32(1.0),
+                                   jax.random.key(0), 6))
+  start = TrainState(step=jnp.int32(0), params=jnp.float32(0.0), opt_state=(),
+                     key=jax.random.key_data(jax.random.key(0)))
+  state, ok, metrics = chunk(start, jnp.asarray(True))
+  assert int(state.step) == 3 and float(state.params) == 2.0 and not bool(ok)
+  assert metrics["finite"].tolist() == [1, 1, 0, 1, 1, 1]  # after it: computed, ignored
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_non_finite_step_inside_a_log_window_is_recorded_at_its_step(tmp_path, k):
+  """lr=inf: step 1 is finite, step 2 is not; the log window is 10 steps, so the loop
+  learns it at step 10 and still records step 2 and keeps the state of step 2."""
+  cfg = _cfg("optimizer.lr=inf", "optimizer.clip_norm=none", "optimizer.name=sgd",
+             f"train.steps_per_call={k}")
+  summary = train_and_evaluate(cfg, str(tmp_path))
+  assert summary["status"] == "diverged" and summary["steps"] == 2
+  assert summary["stop_reason"] == "non-finite loss or gradient at step 2"
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert [(r["step"], r["split"]) for r in rows] == [(2, "train")]
+  state, meta = _final_params(cfg, str(tmp_path))
+  assert int(state.step) == 2 and meta["status"] == "diverged"
