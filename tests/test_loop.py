@@ -92,3 +92,35 @@ def test_non_finite_step_inside_a_log_window_is_recorded_at_its_step(tmp_path, k
   assert [(r["step"], r["split"]) for r in rows] == [(2, "train")]
   state, meta = _final_params(cfg, str(tmp_path))
   assert int(state.step) == 2 and meta["status"] == "diverged"
+
+
+def test_at_best_reports_the_best_validation_checkpoint(tmp_path):
+  """monitor_mode=max on the loss picks the worst evaluation, so the best checkpoint
+  (step 20 of 60) is not the final one; at_best holds its train, validation and test
+  metrics, its validation those logged at that step; a rebuilt summary has it too."""
+  cfg = _cfg("train.monitor_mode=max")
+  summary = train_and_evaluate(cfg, str(tmp_path))
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  validation = {r["step"]: r for r in rows if r["split"] == "validation"}
+  best = max(validation, key=lambda s: validation[s]["loss"])
+  at_best = summary["at_best"]
+  assert summary["best"]["step"] == at_best["step"] == best != summary["steps"]
+  assert set(at_best) == {"step", "train", "validation", "test"}
+  for name, value in at_best["validation"].items():
+    assert value == pytest.approx(validation[best][name], rel=1e-6, abs=1e-7)
+  assert at_best["validation"] != summary["final"]["validation"]
+  assert at_best["test"] != summary["final"]["test"]
+  os.remove(tmp_path / "summary.json")
+  rebuilt = train_and_evaluate(cfg, str(tmp_path))
+  assert rebuilt["rebuilt_from_checkpoint"] == 60 and rebuilt["at_best"] == at_best
+
+
+def test_at_best_after_early_stopping_is_the_final_and_none_without_evaluation(tmp_path):
+  cfg = _cfg("optimizer.lr=1e-12", "train.patience=2", "train.eval_every=5",
+             "train.min_delta=1.0", "train.log_every=5", "train.checkpoint_every=5")
+  summary = train_and_evaluate(cfg, str(tmp_path / "early"))
+  assert summary["status"] == "early_stopped"
+  assert summary["at_best"] == {"step": 5, **summary["final"]}
+  diverged = train_and_evaluate(_cfg("optimizer.lr=inf", "optimizer.clip_norm=none",
+                                     "optimizer.name=sgd"), str(tmp_path / "diverged"))
+  assert diverged["status"] == "diverged" and diverged["at_best"] is None

@@ -85,6 +85,7 @@ class Checkpoints:
     Raises:
       CorruptRecord: it does not restore (the message names its path).
     """
+    self.best.wait_until_finished()
     step = self.best.latest_step()
     if step is None:
       return None

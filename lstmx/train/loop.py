@@ -186,20 +186,41 @@ def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Che
 
 
 def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_eval):
-  """(state, record, final metrics by split) of a run that stopped: the best
-  checkpoint's parameters after early stopping; no final metrics after divergence."""
+  """(state, record, final, at_best) of a run that stopped.
+
+  `final`: metrics by split of the parameters the run ends with (the best
+  checkpoint's after early stopping; none after divergence). `at_best`:
+  ``{"step", "train", "validation", "test"}``, the metrics of the best-validation
+  checkpoint's parameters (selected by validation only), or None where the run has
+  no best checkpoint (e.g. it diverged before its first evaluation) or it does
+  not restore (reported).
+  """
   if record.running:
     record = record.stop("completed", f"reached {tc.steps} steps")
-  if record.status == "early_stopped":
+  try:
     best = ckpts.restore_best(state)
-    if best is not None:
-      state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
+  except CorruptRecord as e:
+    if record.status == "early_stopped":
+      raise
+    warn(f"{e}; the summary has no at_best")
+    best = None
+  if record.status == "early_stopped" and best is not None:
+    state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
   final = {}
   if record.status != "diverged":
-    params = optim.eval_params(state.params, state.opt_state)
-    for split in ("train", "validation", "test"):  # train: deterministic, for the gap
-      final[split] = run_eval(params, split)
-  return state, record, final
+    final = _evaluate_all(state, run_eval)
+  at_best = None
+  if best is not None:
+    metrics = final if record.status == "early_stopped" else _evaluate_all(best[0], run_eval)
+    at_best = {"step": best[1]["best_step"], **metrics}
+  return state, record, final, at_best
+
+
+def _evaluate_all(state: TrainState, run_eval) -> dict:
+  """Metrics by split of the parameters `state` evaluates with (the average once averaging)."""
+  params = optim.eval_params(state.params, state.opt_state)
+  return {split: run_eval(params, split)  # train: deterministic, for the gap
+          for split in ("train", "validation", "test")}
 
 
 def check_batch_lengths(batch, task) -> None:
@@ -321,12 +342,12 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
         on_diverged=lambda step, m: log.write(step, "train", clock(), m))
   progress.close()
 
-  state, record, final = _finish(config.train, state, record, ckpts, run_eval)
+  state, record, final, at_best = _finish(config.train, state, record, ckpts, run_eval)
   if not finished:
     record = dataclasses.replace(record, wall_time=clock())
     ckpts.save_latest(step, state, record.to_json())
   ckpts.close()
-  summary = run_summary(config, task, record, steps=step, final=final,
+  summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
                         compile_time=compile_time, step_memory_bytes=step_bytes,
                         param_count=n_params, backend=model.resolved_backend(training=True))
   if finished:

@@ -24,7 +24,7 @@ def _versions() -> dict:
 
 
 def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: dict,
-                compile_time: float, step_memory_bytes: int | None, param_count: int,
+                at_best: dict | None, compile_time: float, step_memory_bytes: int | None, param_count: int,
                 backend: str | None) -> dict:
   """The summary of a run that ended with `record` after `steps` steps.
 
@@ -34,6 +34,8 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
     record: the run's final record.
     steps: steps trained.
     final: ``{split: metrics}`` of the final evaluation (empty for a diverged run).
+    at_best: ``{"step", "train", "validation", "test"}``: metrics of the best-validation
+      checkpoint (test metrics reported, never used to select), or None without one.
     compile_time: seconds to compile the train step.
     step_memory_bytes: the compiled train step's peak memory (`compile_stats`), or None.
     param_count: number of trained parameters.
@@ -43,7 +45,7 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
   tc, averaging = config.train, config.optimizer.averaging
   return {
       "name": config.name, "status": record.status, "stop_reason": record.stop_reason,
-      "steps": steps, "final": final, "best": {"metric": tc.monitor, "value": record.best_value,
+      "steps": steps, "final": final, "at_best": at_best, "best": {"metric": tc.monitor, "value": record.best_value,
                                                "step": record.best_step},
       "task": {"name": task.name, "baseline_loss": task.baseline_loss,
                "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
