@@ -345,8 +345,8 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   state, record, final, at_best = _finish(config.train, state, record, ckpts, run_eval)
   if not finished:
     record = dataclasses.replace(record, wall_time=clock())
-    ckpts.save_latest(step, state, record.to_json())
-  ckpts.close()
+    ckpts.save_latest(step, state, record.to_json(), wait=True)
+  ckpts.close()  # waits for every save in flight
   summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
                         compile_time=compile_time, step_memory_bytes=step_bytes,
                         param_count=n_params, backend=model.resolved_backend(training=True))
