@@ -28,11 +28,12 @@ from lstmx.train.hooks import (Checkpoint, Diverge, Every, Evaluate, Hook, KeepB
 from lstmx.train.progress import Progress
 from lstmx.train.record import RUNNING, TERMINAL, RunRecord
 from lstmx.train.restore import build
-from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, read_config,
-                                read_summary, warn, write_json)
+from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, config_dict,
+                                read_config, read_summary, warn, write_json)
 from lstmx.train.step import (TrainState, guard, init_state, make_eval_step, make_train_chunk,
                               make_train_step)
 from lstmx.train.summary import run_summary
+from lstmx.train.tensorboard import LOGDIR, TensorBoard
 
 __all__ = ["evaluate", "run_steps", "train_and_evaluate"]
 
@@ -249,8 +250,10 @@ def _extends(old: dict | None, config: Config, changed: list[str]) -> bool:
 
 
 def clear_run(workdir: str) -> None:
-  """Removes a run's results (checkpoints, metrics, summary), keeping ``config.json``."""
+  """Removes a run's results (checkpoints, metrics, summary, TensorBoard files), keeping
+  ``config.json``."""
   shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+  shutil.rmtree(os.path.join(workdir, LOGDIR), ignore_errors=True)
   for name in ("metrics.jsonl", "summary.json"):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
@@ -285,7 +288,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
                                     rules, mesh)
   n_params = param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
-  log = MetricsLog(workdir, enabled=is_main)
+  log = MetricsLog(workdir, enabled=is_main)  # with TensorBoard once the run trains
   record = RunRecord()
   restored = ckpts.restore_latest(state)
   if restored is not None:
@@ -302,6 +305,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
       return summary
   else:  # a new run, a resumed one, or one extended
     record = dataclasses.replace(record, status=RUNNING, stop_reason=None)
+    log.tensorboard = TensorBoard(workdir, start, enabled=is_main)
 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)
@@ -352,6 +356,9 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
                         param_count=n_params, backend=model.resolved_backend(training=True))
   if finished:
     summary["rebuilt_from_checkpoint"] = step
+  if log.tensorboard is not None:
+    log.tensorboard.hparams(config_dict(config), {"final": final, "at_best": at_best}, step)
+    log.tensorboard.close()
   if is_main:
     write_json(summary_path, summary)
   return summary
