@@ -212,8 +212,10 @@ def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_ev
     final = _evaluate_all(state, run_eval)
   at_best = None
   if best is not None:
-    metrics = final if record.status == "early_stopped" else _evaluate_all(best[0], run_eval)
-    at_best = {"step": best[1]["best_step"], **metrics}
+    best_step = best[1]["best_step"]
+    same = (record.status == "early_stopped"  # the final parameters are the best ones
+            or record.status == "completed" and best_step == int(state.step))
+    at_best = {"step": best_step, **(final if same else _evaluate_all(best[0], run_eval))}
   return state, record, final, at_best
 
 
@@ -344,15 +346,17 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
     state, record, step = run_steps(
         advance, state, record, hooks, start=start, total=tc.steps, ok=ok,
         on_diverged=lambda step, m: log.write(step, "train", clock(), m))
+    record = dataclasses.replace(record, wall_time=clock())  # training: steps and hooks
   progress.close()
 
+  t0 = time.perf_counter()
   state, record, final, at_best = _finish(config.train, state, record, ckpts, run_eval)
+  final_eval_time = time.perf_counter() - t0
   if not finished:
-    record = dataclasses.replace(record, wall_time=clock())
     ckpts.save_latest(step, state, record.to_json(), wait=True)
   ckpts.close()  # waits for every save in flight
   summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
-                        compile_time=compile_time, step_memory_bytes=step_bytes,
+                        final_eval_time=final_eval_time, compile_time=compile_time, step_memory_bytes=step_bytes,
                         param_count=n_params, backend=model.resolved_backend(training=True))
   if finished:
     summary["rebuilt_from_checkpoint"] = step
