@@ -155,3 +155,26 @@ def test_tensorboard_event_files_hold_the_logged_rows_and_hparams(tmp_path):
             for e in read_events(str(logdir / "hparams" / f)) for v in e.summary.value
             if v.metadata.plugin_data.plugin_name == "hparams"]
   assert any(b"train.steps" in c and b"model.hidden_size" in c for c in config)
+
+
+def test_an_error_mid_run_leaves_finished_checkpoints_and_the_rerun_resumes(tmp_path,
+                                                                             monkeypatch):
+  """The save at step 10 is asynchronous; an error at step 20 (before the next save)
+  still leaves it finished on disk (the loop closes its checkpoints on the way out)."""
+  from lstmx.train import loop
+
+  class Failing(loop.Progress):
+    def update(self, step, metrics):
+      if step == 20:
+        raise RuntimeError("boom at 20")
+
+  cfg = _cfg("train.steps=30", "train.checkpoint_every=10")
+  monkeypatch.setattr(loop, "Progress", Failing)
+  with pytest.raises(RuntimeError, match="boom at 20"):
+    train_and_evaluate(cfg, str(tmp_path))
+  assert os.listdir(tmp_path / "checkpoints" / "latest") == ["10"]
+  monkeypatch.undo()
+  summary = train_and_evaluate(cfg, str(tmp_path))
+  assert summary["status"] == "completed" and summary["steps"] == 30
+  state, _ = _final_params(cfg, str(tmp_path))
+  assert int(state.step) == 30

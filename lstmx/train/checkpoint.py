@@ -32,6 +32,7 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int, async_save: bool = True):
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.root = root
+    self.closed = False
     opts = lambda k: ocp.CheckpointManagerOptions(  # noqa: E731
         max_to_keep=k, enable_async_checkpointing=async_save, create=True)
     self.latest = ocp.CheckpointManager(os.path.join(root, "latest"), options=opts(keep))
@@ -114,6 +115,9 @@ class Checkpoints:
     return step in self.latest.all_steps()
 
   def close(self) -> None:
-    """Waits for the saves in flight, then releases the managers."""
+    """Waits for the saves in flight, then releases the managers (again: a no-op)."""
+    if self.closed:
+      return
+    self.closed = True
     self.latest.close()
     self.best.close()

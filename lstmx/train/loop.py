@@ -8,6 +8,7 @@ the run knows beyond its train state is a `RunRecord`, saved with each checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -104,11 +105,12 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   ``backend="auto"`` sees it.
   """
   rules = sharding.preset(config.sharding.preset)
-  if rules is None:
-    return _train(config, workdir, force, None, None)
-  mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
-  with jax.set_mesh(mesh):
-    return _train(config, workdir, force, rules, mesh)
+  with contextlib.ExitStack() as cleanup:  # closes checkpoints and event files on errors too
+    if rules is None:
+      return _train(config, workdir, force, None, None, cleanup)
+    mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
+    cleanup.enter_context(jax.set_mesh(mesh))
+    return _train(config, workdir, force, rules, mesh, cleanup)
 
 
 def _placement(task, batch_size: int, rules, mesh):
@@ -270,7 +272,8 @@ def _read_summary(path: str) -> dict | None:
     return None
 
 
-def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
+def _train(config: Config, workdir: str, force: bool, rules, mesh,
+           cleanup: contextlib.ExitStack) -> dict:
   os.makedirs(workdir, exist_ok=True)
   old = read_config(workdir)
   changed = check_config(workdir, config, force)  # raises on a change without force
@@ -290,6 +293,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
                                     rules, mesh)
   n_params = param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
+  cleanup.callback(ckpts.close)
   log = MetricsLog(workdir, enabled=is_main)  # with TensorBoard once the run trains
   record = RunRecord()
   restored = ckpts.restore_latest(state)
@@ -308,6 +312,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   else:  # a new run, a resumed one, or one extended
     record = dataclasses.replace(record, status=RUNNING, stop_reason=None)
     log.tensorboard = TensorBoard(workdir, start, enabled=is_main)
+    cleanup.callback(log.tensorboard.close)
 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)

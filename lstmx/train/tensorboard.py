@@ -81,8 +81,10 @@ class TensorBoard:
     self.writer.add_hparams(flatten(config), metrics, name="hparams", global_step=int(step))
 
   def close(self) -> None:
+    """Flushes and closes the event file (again: a no-op)."""
     if self.writer is not None:
       self.writer.close()
+      self.writer = None
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
