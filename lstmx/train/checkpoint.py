@@ -2,11 +2,15 @@
 
 Orbax finalizes a checkpoint by renaming its temporary directory, so a
 checkpoint half-written when a run was killed is never listed or loaded.
-Saves are asynchronous (unless ``async_save=False``): `save_latest` and
-`save_best` return once the arrays are copied to host memory, and the files are
-written in a background thread while training goes on; the next save, any
-restore, `wait` and `close` wait for it. A run killed meanwhile loses the
-checkpoint being written, never an earlier finished one.
+Saves are asynchronous in a single-process run (``async_save``, default: one
+process): `save_latest` and `save_best` return once the arrays are copied to
+host memory, and the files are written in a background thread while training
+goes on; the next save, any restore, `wait` and `close` wait for it. A run
+killed meanwhile loses the checkpoint being written, never an earlier finished
+one. With several processes saves are synchronous: orbax's background threads
+of the two managers (latest and best, saving the same step) collide on their
+cross-process barriers (seen with orbax 0.12.8: "Barrier _async_write_complete.20
+is already ongoing").
 
 A checkpoint that cannot be restored (a damaged file) is reported with its path
 and moved aside to ``checkpoints/corrupt/``; the run resumes from the newest one
@@ -29,7 +33,9 @@ from lstmx.train.rundir import CorruptRecord, warn
 class Checkpoints:
   """``<workdir>/checkpoints/latest/<step>`` and ``<workdir>/checkpoints/best/<step>``."""
 
-  def __init__(self, workdir: str, keep: int, async_save: bool = True):
+  def __init__(self, workdir: str, keep: int, async_save: bool | None = None):
+    if async_save is None:
+      async_save = jax.process_count() == 1
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.root = root
     self.closed = False
