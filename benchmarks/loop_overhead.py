@@ -9,7 +9,8 @@ checkpoint_every 250, eval_batches 4) it prints:
   - loop k=1, k=10: `train_and_evaluate`'s training time per step (``wall_time /
     steps`` of its summary: the steps, the periodic evaluations (their compilation
     included) and checkpoints; not the train step's compilation, nor the final and
-    at-best evaluations after training, printed apart as ``final_eval_time``) with ``train.steps_per_call`` k, after an untimed 50-step run that
+    at-best evaluations after training, printed apart as ``final_eval_time``)
+    with ``train.steps_per_call`` k, after an untimed 50-step run that
     pays the process's one-time costs (imports, orbax's and tensorboardX's start);
 
 and each loop time over the bare one (issue 15's target: at most 1.15).

@@ -131,7 +131,8 @@ def _advance(config: Config, train_step, task, data_key, sample_step, first, sta
   ``train.steps_per_call`` steps (k) from a multiple of k as one compiled call
   (sampling inside), and single steps elsewhere (the remainder before ``train.steps``);
   `compiled` is the k-step program (its memory analysis goes in the summary),
-  `ok` the initial finite flag. With sharding, batches are sampled and placed from the host, one step a call."""
+  `ok` the initial finite flag. With sharding, batches are sampled and placed from
+  the host, one step a call."""
   tc = config.train
   k, total = tc.steps_per_call, tc.steps
   if rules is not None:
@@ -361,8 +362,9 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
     ckpts.save_latest(step, state, record.to_json(), wait=True)
   ckpts.close()  # waits for every save in flight
   summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
-                        final_eval_time=final_eval_time, compile_time=compile_time, step_memory_bytes=step_bytes,
-                        param_count=n_params, backend=model.resolved_backend(training=True))
+                        final_eval_time=final_eval_time, compile_time=compile_time,
+                        step_memory_bytes=step_bytes, param_count=n_params,
+                        backend=model.resolved_backend(training=True))
   if finished:
     summary["rebuilt_from_checkpoint"] = step
   if log.tensorboard is not None:

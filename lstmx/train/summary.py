@@ -24,7 +24,8 @@ def _versions() -> dict:
 
 
 def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: dict,
-                at_best: dict | None, final_eval_time: float, compile_time: float, step_memory_bytes: int | None, param_count: int,
+                at_best: dict | None, final_eval_time: float, compile_time: float,
+                step_memory_bytes: int | None, param_count: int,
                 backend: str | None) -> dict:
   """The summary of a run that ended with `record` after `steps` steps.
 
@@ -47,8 +48,8 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
   tc, averaging = config.train, config.optimizer.averaging
   return {
       "name": config.name, "status": record.status, "stop_reason": record.stop_reason,
-      "steps": steps, "final": final, "at_best": at_best, "best": {"metric": tc.monitor, "value": record.best_value,
-                                               "step": record.best_step},
+      "steps": steps, "final": final, "at_best": at_best,
+      "best": {"metric": tc.monitor, "value": record.best_value, "step": record.best_step},
       "task": {"name": task.name, "baseline_loss": task.baseline_loss,
                "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
                "solved": bool(final and task.solved(final["validation"]))},
