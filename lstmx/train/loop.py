@@ -1,9 +1,13 @@
 """`train_and_evaluate(config, workdir)`: one resumable training run.
 
-The loop samples a batch, takes a step, stops on a non-finite loss or gradient,
-and runs its hooks (`lstmx.train.hooks`): logging, evaluation with NT-ASGD's
-trigger, the best checkpoint and early stopping, and periodic checkpoints. What
-the run knows beyond its train state is a `RunRecord`, saved with each checkpoint.
+The loop dispatches steps (``train.steps_per_call`` a call, sampling inside)
+without waiting for them, reads their metrics only at the steps where a hook
+acts, stops on a non-finite loss or gradient (at its step), and runs its hooks
+(`lstmx.train.hooks`): logging, evaluation with NT-ASGD's trigger, the best
+checkpoint and early stopping, and periodic checkpoints. What the run knows
+beyond its train state is a `RunRecord`, saved with each checkpoint. At the end
+the summary reports the final parameters' metrics and the best checkpoint's
+(``at_best``); every logged row also goes to TensorBoard event files.
 """
 
 from __future__ import annotations
