@@ -115,6 +115,13 @@ class TrainConfig:
   consecutive log windows (``log_every`` steps each) exceeds ``diverge_factor``
   times the run's initial loss (its first step's); ``diverge_factor=None`` or
   ``diverge_patience=0`` turns this rule off (`lstmx.train.hooks.Diverge`).
+
+  ``steps_per_call=k`` runs k training steps (batch sampling included) in one
+  compiled call (a `jax.lax.scan`); it must divide ``log_every``, ``eval_every``
+  and ``checkpoint_every`` (the loop reads results only at those steps), and
+  the steps left over at the end of a run that is not a multiple of k run one
+  call each. It needs ``sharding.preset="none"`` (sharded batches are placed
+  from the host, one per step).
   """
 
   steps: int = 1000
@@ -132,6 +139,7 @@ class TrainConfig:
   progress: bool = True
   diverge_factor: float | None = 10.0
   diverge_patience: int = 3
+  steps_per_call: int = 1
 
   def __post_init__(self):
     i = lambda name, **kw: as_int(f"train.{name}", getattr(self, name), **kw)  # noqa: E731
@@ -147,7 +155,13 @@ class TrainConfig:
         progress=as_bool("train.progress", self.progress),
         diverge_factor=as_float("train.diverge_factor", self.diverge_factor, above=1.0,
                                 optional=True),
-        diverge_patience=i("diverge_patience", low=0))
+        diverge_patience=i("diverge_patience", low=0),
+        steps_per_call=i("steps_per_call", low=1))
+    k = self.steps_per_call
+    for name in ("log_every", "eval_every", "checkpoint_every"):
+      if getattr(self, name) % k:
+        raise ValueError(f"train.steps_per_call: expected a divisor of train.{name} "
+                         f"({getattr(self, name)}); got {k}")
 
 
 @dataclasses.dataclass(frozen=True)

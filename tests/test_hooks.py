@@ -3,6 +3,7 @@ stopping, NT-ASGD's trigger, and the loop's stopping rules (no model needed)."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from lstmx.train.hooks import Checkpoint, Every, Evaluate, KeepBest, LogTrain, NTAveraging
@@ -123,10 +124,19 @@ def test_checkpoint_hook_saves_the_record_with_its_wall_time():
   assert record.wall_time == 7.0 and ckpts.latest[0][1] == RunRecord(wall_time=7.0).to_json()
 
 
-def _fake_step(losses):
-  def step_fn(state, batch):
-    return state + 1, {"loss": losses[state], "finite": losses[state] == losses[state]}
-  return step_fn
+def _fake_advance(losses, k=1, dispatched=None):
+  """`run_steps`'s ``advance`` over a list of losses: k steps a call; the state is the
+  step count (frozen after a non-finite step, as `guard` does)."""
+  def advance(state, ok, step):
+    n = min(k, len(losses) - step)
+    out = losses[step:step + n]
+    finite = [x == x for x in out]
+    if dispatched is not None:
+      dispatched.append(step)
+    for f in finite:
+      state, ok = (state + 1 if ok else state), ok and f
+    return state, ok, {"loss": np.asarray(out), "finite": np.asarray(finite, np.float32)}
+  return advance
 
 
 def test_run_steps_stops_on_divergence_and_when_a_hook_ends_the_run():
@@ -139,18 +149,48 @@ def test_run_steps_stops_on_divergence_and_when_a_hook_ends_the_run():
     return state, record
 
   nan = float("nan")
-  _, record, step = run_steps(_fake_step([1.0, 1.0, nan]), lambda s: None, 0, RunRecord(),
+  _, record, step = run_steps(_fake_advance([1.0, 1.0, nan]), 0, RunRecord(),
                               [hook], start=0, total=5,
                               on_diverged=lambda s, m: diverged.append(s))
   assert (record.status, step, calls, diverged) == ("diverged", 3, [1, 2], [3])
   assert record.stop_reason == "non-finite loss or gradient at step 3"
   calls.clear()
-  _, record, step = run_steps(_fake_step([1.0] * 5), lambda s: None, 0, RunRecord(),
+  _, record, step = run_steps(_fake_advance([1.0] * 5), 0, RunRecord(),
                               [hook, hook], start=0, total=5, on_diverged=None)
   assert (record.status, step, calls) == ("early_stopped", 3, [1, 1, 2, 2, 3])
-  _, record, step = run_steps(_fake_step([1.0] * 5), lambda s: None, 2, RunRecord(), [],
+  _, record, step = run_steps(_fake_advance([1.0] * 5), 2, RunRecord(), [],
                               start=2, total=5, on_diverged=None)
   assert record.running and step == 5
+
+
+def test_run_steps_reads_results_only_at_hook_cadences_and_finds_the_bad_step():
+  """Steps are dispatched ahead (k per call); hooks see every step's metrics, in order,
+  once the window up to their next cadence step is done; a non-finite step inside a
+  window ends the run at that step, with the state frozen there."""
+  seen, fired, diverged, dispatched = [], [], [], []
+
+  class Hook:
+    when = Every(4, 12)
+
+    def __call__(self, step, state, record, metrics):
+      seen.append((step, float(metrics["loss"])))
+      if self.when(step):
+        fired.append((step, state))
+      return state, record
+
+  losses = [float(i) for i in range(12)]
+  state, record, step = run_steps(_fake_advance(losses, k=2, dispatched=dispatched), 0,
+                                  RunRecord(), [Hook()], start=0, total=12, on_diverged=None)
+  assert record.running and step == 12 and state == 12
+  assert seen == [(i + 1, float(i)) for i in range(12)]
+  assert fired == [(4, 4), (8, 8), (12, 12)] and dispatched == [0, 2, 4, 6, 8, 10]
+  seen.clear()
+  losses[5] = float("nan")  # step 6, inside the window 5..8
+  state, record, step = run_steps(_fake_advance(losses, k=2), 0, RunRecord(), [Hook()],
+                                  start=0, total=12,
+                                  on_diverged=lambda s, m: diverged.append(s))
+  assert (record.status, step, state, diverged) == ("diverged", 6, 6, [6])
+  assert [s for s, _ in seen] == [1, 2, 3, 4, 5]
 
 
 def test_record_round_trips_through_json_and_reads_old_meta_dicts():

@@ -2,7 +2,15 @@
 
 Orbax finalizes a checkpoint by renaming its temporary directory, so a
 checkpoint half-written when a run was killed is never listed or loaded.
-Saves are synchronous: when `save` returns, the step is on disk.
+Saves are asynchronous in a single-process run (``async_save``, default: one
+process): `save_latest` and `save_best` return once the arrays are copied to
+host memory, and the files are written in a background thread while training
+goes on; the next save, any restore, `wait` and `close` wait for it. A run
+killed meanwhile loses the checkpoint being written, never an earlier finished
+one. With several processes saves are synchronous: orbax's background threads
+of the two managers (latest and best, saving the same step) collide on their
+cross-process barriers (seen with orbax 0.12.8: "Barrier _async_write_complete.20
+is already ongoing").
 
 A checkpoint that cannot be restored (a damaged file) is reported with its path
 and moved aside to ``checkpoints/corrupt/``; the run resumes from the newest one
@@ -25,27 +33,38 @@ from lstmx.train.rundir import CorruptRecord, warn
 class Checkpoints:
   """``<workdir>/checkpoints/latest/<step>`` and ``<workdir>/checkpoints/best/<step>``."""
 
-  def __init__(self, workdir: str, keep: int):
+  def __init__(self, workdir: str, keep: int, async_save: bool | None = None):
+    if async_save is None:
+      async_save = jax.process_count() == 1
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.root = root
+    self.closed = False
     opts = lambda k: ocp.CheckpointManagerOptions(  # noqa: E731
-        max_to_keep=k, enable_async_checkpointing=False, create=True)
+        max_to_keep=k, enable_async_checkpointing=async_save, create=True)
     self.latest = ocp.CheckpointManager(os.path.join(root, "latest"), options=opts(keep))
     self.best = ocp.CheckpointManager(os.path.join(root, "best"), options=opts(1))
 
   @staticmethod
-  def _save(manager, step: int, state, meta: dict) -> None:
+  def _save(manager, step: int, state, meta: dict, wait: bool) -> None:
+    manager.wait_until_finished()  # the previous save: so that all_steps lists it
     if step in manager.all_steps():  # a resumed run retaking a step (deterministic): replace it
       manager.delete(step)
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                meta=ocp.args.JsonSave(meta)), force=True)
-    manager.wait_until_finished()
+    if wait:
+      manager.wait_until_finished()
 
-  def save_latest(self, step: int, state, meta: dict) -> None:
-    self._save(self.latest, step, state, meta)
+  def save_latest(self, step: int, state, meta: dict, wait: bool = False) -> None:
+    """Saves `state` and `meta` as latest checkpoint `step`; with `wait`, on disk on return."""
+    self._save(self.latest, step, state, meta, wait)
 
-  def save_best(self, step: int, state, meta: dict) -> None:
-    self._save(self.best, step, state, meta)
+  def save_best(self, step: int, state, meta: dict, wait: bool = False) -> None:
+    self._save(self.best, step, state, meta, wait)
+
+  def wait(self) -> None:
+    """Waits until every save so far is on disk."""
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
 
   @staticmethod
   def _restore_step(manager, step: int, target) -> tuple[Any, dict]:
@@ -72,6 +91,7 @@ class Checkpoints:
   def restore_latest(self, target):
     """(state, meta) of the newest checkpoint that restores, or None. Checkpoints that
     do not restore are reported and set aside (`_set_aside`)."""
+    self.latest.wait_until_finished()
     for step in sorted(self.latest.all_steps(), reverse=True):
       try:
         return self._restore_step(self.latest, step, target)
@@ -85,6 +105,7 @@ class Checkpoints:
     Raises:
       CorruptRecord: it does not restore (the message names its path).
     """
+    self.best.wait_until_finished()
     step = self.best.latest_step()
     if step is None:
       return None
@@ -96,8 +117,13 @@ class Checkpoints:
                           f"({type(e).__name__}: {e})") from e
 
   def has_latest(self, step: int) -> bool:
+    self.latest.wait_until_finished()
     return step in self.latest.all_steps()
 
   def close(self) -> None:
+    """Waits for the saves in flight, then releases the managers (again: a no-op)."""
+    if self.closed:
+      return
+    self.closed = True
     self.latest.close()
     self.best.close()

@@ -1,20 +1,27 @@
 """`train_and_evaluate(config, workdir)`: one resumable training run.
 
-The loop samples a batch, takes a step, stops on a non-finite loss or gradient,
-and runs its hooks (`lstmx.train.hooks`): logging, evaluation with NT-ASGD's
-trigger, the best checkpoint and early stopping, and periodic checkpoints. What
-the run knows beyond its train state is a `RunRecord`, saved with each checkpoint.
+The loop dispatches steps (``train.steps_per_call`` a call, sampling inside)
+without waiting for them, reads their metrics only at the steps where a hook
+acts, stops on a non-finite loss or gradient (at its step), and runs its hooks
+(`lstmx.train.hooks`): logging, evaluation with NT-ASGD's trigger, the best
+checkpoint and early stopping, and periodic checkpoints. What the run knows
+beyond its train state is a `RunRecord`, saved with each checkpoint. At the end
+the summary reports the final parameters' metrics and the best checkpoint's
+(``at_best``); every logged row also goes to TensorBoard event files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lstmx import optim, sharding, validate
 from lstmx.compile_stats import compile_stats
@@ -26,38 +33,61 @@ from lstmx.train.hooks import (Checkpoint, Diverge, Every, Evaluate, Hook, KeepB
 from lstmx.train.progress import Progress
 from lstmx.train.record import RUNNING, TERMINAL, RunRecord
 from lstmx.train.restore import build
-from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, read_config,
-                                read_summary, warn, write_json)
-from lstmx.train.step import TrainState, init_state, make_eval_step, make_train_step
+from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, config_dict,
+                                read_config, read_summary, warn, write_json)
+from lstmx.train.step import (TrainState, guard, init_state, make_eval_step, make_train_chunk,
+                              make_train_step)
 from lstmx.train.summary import run_summary
+from lstmx.train.tensorboard import LOGDIR, TensorBoard
 
 __all__ = ["evaluate", "run_steps", "train_and_evaluate"]
 
 
-def run_steps(step_fn, sample, state: TrainState, record: RunRecord, hooks: list[Hook], *,
-              start: int, total: int, on_diverged) -> tuple[TrainState, RunRecord, int]:
-  """Steps ``start+1 .. total``, running `hooks` after each, until the record stops.
+def run_steps(advance, state: TrainState, record: RunRecord, hooks: list[Hook], *,
+              start: int, total: int, on_diverged,
+              ok=True) -> tuple[TrainState, RunRecord, int]:
+  """Steps ``start+1 .. total``, running `hooks` on each step's metrics, until the record stops.
+
+  The steps are dispatched without waiting for their results; the loop fetches
+  the metrics (one `jax.device_get` of the window) only at a sync step: a step
+  at which a hook acts (its ``when`` cadence; a hook without one acts at every
+  step) and the last. There it runs the hooks on each step of the window in
+  order, with the state as of the sync step (which hooks read only when they act,
+  i.e. at sync steps). A non-finite step ends the run at that step: the steps
+  after it in the window were no-ops (`lstmx.train.step.guard`), so the state
+  is the last finite one.
 
   Args:
-    step_fn: the compiled ``(state, batch) -> (state, metrics)``; metrics include ``finite``.
-    sample: ``step -> batch`` for the step that starts at `step` (0-based).
+    advance: ``(state, ok, step) -> (state, ok, metrics)`` dispatches the steps from
+      `step` (steps done so far) on; ``metrics`` holds arrays ``[n]`` for its n steps
+      (n at most ``total - step``), ``finite`` among them; ``ok`` is the sticky
+      finite flag (`guard`), True at the start.
     on_diverged: ``(step, metrics)`` called at a non-finite step, which ends the run.
+    ok: the initial finite flag as `advance` takes it.
 
   Returns:
     (state, record, the last step taken).
   """
-  step = start
+  step, pending, done = start, [], start
+  hook_cadences = [getattr(h, "when", lambda s: True) for h in hooks]
   while step < total:
-    state, metrics = step_fn(state, sample(step))
-    step += 1
-    metrics = jax.device_get(metrics)
-    if not metrics["finite"]:
-      on_diverged(step, metrics)
-      return state, record.stop("diverged", f"non-finite loss or gradient at step {step}"), step
-    for hook in hooks:
-      state, record = hook(step, state, record, metrics)
-      if not record.running:
-        return state, record, step
+    state, ok, metrics = advance(state, ok, step)
+    pending.append(metrics)
+    step += int(np.shape(metrics["finite"])[0])
+    if step < total and not any(when(step) for when in hook_cadences):
+      continue
+    window, pending = jax.device_get(pending), []
+    for chunk in window:
+      for i in range(len(chunk["finite"])):
+        done += 1
+        row = {k: v[i] for k, v in chunk.items()}
+        if not row["finite"]:
+          on_diverged(done, row)
+          return state, record.stop("diverged", f"non-finite loss or gradient at step {done}"), done
+        for hook in hooks:
+          state, record = hook(done, state, record, row)
+          if not record.running:
+            return state, record, done
   return state, record, step
 
 
@@ -79,11 +109,12 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   ``backend="auto"`` sees it.
   """
   rules = sharding.preset(config.sharding.preset)
-  if rules is None:
-    return _train(config, workdir, force, None, None)
-  mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
-  with jax.set_mesh(mesh):
-    return _train(config, workdir, force, rules, mesh)
+  with contextlib.ExitStack() as cleanup:  # closes checkpoints and event files on errors too
+    if rules is None:
+      return _train(config, workdir, force, None, None, cleanup)
+    mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
+    cleanup.enter_context(jax.set_mesh(mesh))
+    return _train(config, workdir, force, rules, mesh, cleanup)
 
 
 def _placement(task, batch_size: int, rules, mesh):
@@ -96,6 +127,51 @@ def _placement(task, batch_size: int, rules, mesh):
     return sharding.place_batch(jax.device_get(batch), rules, mesh)
 
   return place, lambda k: place(sample_local(k))
+
+
+def _advance(config: Config, train_step, task, data_key, sample_step, first, state, start: int,
+             mesh, rules):
+  """(advance, compiled, ok) for `run_steps`: ``advance(state, ok, step)`` dispatches
+  ``train.steps_per_call`` steps (k) from a multiple of k as one compiled call
+  (sampling inside), and single steps elsewhere (the remainder before ``train.steps``);
+  `compiled` is the k-step program (its memory analysis goes in the summary),
+  `ok` the initial finite flag. With sharding, batches are sampled and placed from
+  the host, one step a call."""
+  tc = config.train
+  k, total = tc.steps_per_call, tc.steps
+  if rules is not None:
+    if k != 1:
+      raise ValueError(f"train.steps_per_call: expected 1 with sharding.preset="
+                       f"{config.sharding.preset!r} (batches are placed on the mesh from "
+                       f"the host, one per step); got {k}")
+    step = guard(train_step)
+    placed = jax.jit(lambda s, ok, b: _stacked(step(s, ok, b)), donate_argnums=0)
+    ok = jax.device_put(np.bool_(True), NamedSharding(mesh, PartitionSpec()))
+    compiled = placed.lower(state, ok, first).compile()
+    return (lambda state, ok, i: compiled(state, ok, sample_step(i))), compiled, ok
+
+  def draw(key):
+    return task.sample(key, tc.batch_size)
+
+  chunk = lambda n: jax.jit(make_train_chunk(train_step, draw, data_key, n),  # noqa: E731
+                            donate_argnums=0)
+  ok = jnp.asarray(True)
+  compiled = chunk(k).lower(state, ok).compile()
+  single = compiled
+  if k > 1 and (total % k or start % k):  # a remainder: compiled now, outside the wall time
+    single = chunk(1).lower(state, ok).compile()
+
+  def advance(state, ok, step):
+    if step % k == 0 and step + k <= total:
+      return compiled(state, ok)
+    return single(state, ok)
+
+  return advance, compiled, ok
+
+
+def _stacked(out):
+  state, ok, metrics = out
+  return state, ok, jax.tree.map(lambda m: m[None], metrics)
 
 
 def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Checkpoints,
@@ -118,20 +194,43 @@ def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Che
 
 
 def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_eval):
-  """(state, record, final metrics by split) of a run that stopped: the best
-  checkpoint's parameters after early stopping; no final metrics after divergence."""
+  """(state, record, final, at_best) of a run that stopped.
+
+  `final`: metrics by split of the parameters the run ends with (the best
+  checkpoint's after early stopping; none after divergence). `at_best`:
+  ``{"step", "train", "validation", "test"}``, the metrics of the best-validation
+  checkpoint's parameters (selected by validation only), or None where the run has
+  no best checkpoint (e.g. it diverged before its first evaluation) or it does
+  not restore (reported).
+  """
   if record.running:
     record = record.stop("completed", f"reached {tc.steps} steps")
-  if record.status == "early_stopped":
+  try:
     best = ckpts.restore_best(state)
-    if best is not None:
-      state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
+  except CorruptRecord as e:
+    if record.status == "early_stopped":
+      raise
+    warn(f"{e}; the summary has no at_best")
+    best = None
+  if record.status == "early_stopped" and best is not None:
+    state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
   final = {}
   if record.status != "diverged":
-    params = optim.eval_params(state.params, state.opt_state)
-    for split in ("train", "validation", "test"):  # train: deterministic, for the gap
-      final[split] = run_eval(params, split)
-  return state, record, final
+    final = _evaluate_all(state, run_eval)
+  at_best = None
+  if best is not None:
+    best_step = best[1]["best_step"]
+    same = (record.status == "early_stopped"  # the final parameters are the best ones
+            or record.status == "completed" and best_step == int(state.step))
+    at_best = {"step": best_step, **(final if same else _evaluate_all(best[0], run_eval))}
+  return state, record, final, at_best
+
+
+def _evaluate_all(state: TrainState, run_eval) -> dict:
+  """Metrics by split of the parameters `state` evaluates with (the average once averaging)."""
+  params = optim.eval_params(state.params, state.opt_state)
+  return {split: run_eval(params, split)  # train: deterministic, for the gap
+          for split in ("train", "validation", "test")}
 
 
 def check_batch_lengths(batch, task) -> None:
@@ -160,8 +259,10 @@ def _extends(old: dict | None, config: Config, changed: list[str]) -> bool:
 
 
 def clear_run(workdir: str) -> None:
-  """Removes a run's results (checkpoints, metrics, summary), keeping ``config.json``."""
+  """Removes a run's results (checkpoints, metrics, summary, TensorBoard files), keeping
+  ``config.json``."""
   shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+  shutil.rmtree(os.path.join(workdir, LOGDIR), ignore_errors=True)
   for name in ("metrics.jsonl", "summary.json"):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
@@ -176,7 +277,8 @@ def _read_summary(path: str) -> dict | None:
     return None
 
 
-def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
+def _train(config: Config, workdir: str, force: bool, rules, mesh,
+           cleanup: contextlib.ExitStack) -> dict:
   os.makedirs(workdir, exist_ok=True)
   old = read_config(workdir)
   changed = check_config(workdir, config, force)  # raises on a change without force
@@ -196,7 +298,8 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
                                     rules, mesh)
   n_params = param_count(state.params)
   ckpts = Checkpoints(workdir, tc.keep_checkpoints)
-  log = MetricsLog(workdir, enabled=is_main)
+  cleanup.callback(ckpts.close)
+  log = MetricsLog(workdir, enabled=is_main)  # with TensorBoard once the run trains
   record = RunRecord()
   restored = ckpts.restore_latest(state)
   if restored is not None:
@@ -213,11 +316,13 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
       return summary
   else:  # a new run, a resumed one, or one extended
     record = dataclasses.replace(record, status=RUNNING, stop_reason=None)
+    log.tensorboard = TensorBoard(workdir, start, enabled=is_main)
+    cleanup.callback(log.tensorboard.close)
 
   key = jax.random.key(tc.seed)
   data_key = jax.random.fold_in(key, 1)
   place, sample = _placement(task, tc.batch_size, rules, mesh)
-  train_step = jax.jit(make_train_step(modeldef, task, tx), donate_argnums=0)
+  train_step = make_train_step(modeldef, task, tx)
   eval_step = jax.jit(make_eval_step(modeldef, task))
 
   def run_eval(params, split: str) -> dict:  # exact: lstmx.train.evaluation
@@ -230,7 +335,8 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
   first = sample_step(start)
   check_batch_lengths(first, task)
   t0 = time.perf_counter()
-  compiled = train_step.lower(state, first).compile()
+  advance, compiled, ok = _advance(config, train_step, task, data_key, sample_step, first, state,
+                                   start, mesh, rules)
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
 
@@ -246,20 +352,26 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh) -> dict:
     step = start
   else:
     state, record, step = run_steps(
-        compiled, sample_step, state, record, hooks, start=start, total=tc.steps,
+        advance, state, record, hooks, start=start, total=tc.steps, ok=ok,
         on_diverged=lambda step, m: log.write(step, "train", clock(), m))
+    record = dataclasses.replace(record, wall_time=clock())  # training: steps and hooks
   progress.close()
 
-  state, record, final = _finish(config.train, state, record, ckpts, run_eval)
+  t0 = time.perf_counter()
+  state, record, final, at_best = _finish(config.train, state, record, ckpts, run_eval)
+  final_eval_time = time.perf_counter() - t0
   if not finished:
-    record = dataclasses.replace(record, wall_time=clock())
-    ckpts.save_latest(step, state, record.to_json())
-  ckpts.close()
-  summary = run_summary(config, task, record, steps=step, final=final,
-                        compile_time=compile_time, step_memory_bytes=step_bytes,
-                        param_count=n_params, backend=model.resolved_backend(training=True))
+    ckpts.save_latest(step, state, record.to_json(), wait=True)
+  ckpts.close()  # waits for every save in flight
+  summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
+                        final_eval_time=final_eval_time, compile_time=compile_time,
+                        step_memory_bytes=step_bytes, param_count=n_params,
+                        backend=model.resolved_backend(training=True))
   if finished:
     summary["rebuilt_from_checkpoint"] = step
+  if log.tensorboard is not None:
+    log.tensorboard.hparams(config_dict(config), {"final": final, "at_best": at_best}, step)
+    log.tensorboard.close()
   if is_main:
     write_json(summary_path, summary)
   return summary

@@ -181,11 +181,15 @@ def _diff(a, b, prefix=""):
 
 
 class MetricsLog:
-  """Appends rows to ``metrics.jsonl``; a no-op where ``enabled`` is False (non-main processes)."""
+  """Appends rows to ``metrics.jsonl``; a no-op where ``enabled`` is False (non-main processes).
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  With `tensorboard` (a `lstmx.train.tensorboard.TensorBoard`), each row goes there too.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True, tensorboard=None):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.enabled = enabled
+    self.tensorboard = tensorboard
 
   def truncate_after(self, step: int) -> None:
     """Drops rows with step > `step` (written after the checkpoint we resume from) and
@@ -218,6 +222,8 @@ class MetricsLog:
   def write(self, step: int, split: str, wall_time: float, metrics: dict) -> None:
     if not self.enabled:
       return
+    if self.tensorboard is not None:
+      self.tensorboard.scalars(step, split, metrics)
     row = {"step": int(step), "split": split, "wall_time": round(wall_time, 4)}
     row.update({k: _clean(float(v)) for k, v in metrics.items()})
     line = json.dumps(row) + "\n"

@@ -94,6 +94,51 @@ def make_train_step(modeldef: ModelDef, task: Task, tx: optax.GradientTransforma
   return train_step
 
 
+def guard(train_step: Callable) -> Callable:
+  """``step(state, ok, batch) -> (state, ok, metrics)``: `train_step` that is a no-op
+  once ``ok`` is False.
+
+  ``ok`` (a bool scalar) is sticky: a non-finite step (which keeps its state but
+  counts the step) sets it False, and every later step given that ``ok`` leaves
+  the state unchanged, step counter included. So after any number of steps the
+  state is the last finite one and ``state.step`` the first non-finite step's
+  number, while the host reads ``finite`` only now and then (the loop, at its
+  log cadence). A step after a non-finite one reports what it computed: ignore it.
+  """
+
+  def step(state: TrainState, ok: jax.Array, batch: Batch):
+    new, metrics = train_step(state, batch)
+    new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+    return new, ok & (metrics["finite"] > 0), metrics
+
+  return step
+
+
+def make_train_chunk(train_step: Callable, sample: Callable[[jax.Array], Batch],
+                     data_key: jax.Array, n: int) -> Callable:
+  """A pure ``chunk(state, ok) -> (state, ok, metrics)``: `n` guarded steps (`guard`)
+  of `train_step`, each on the batch ``sample(fold_in(data_key, state.step))``, in
+  one `lax.scan` (a plain call when ``n == 1``); jit it yourself.
+
+  ``metrics`` are the steps' own, stacked on a leading axis of length `n`.
+  """
+  step = guard(train_step)
+
+  def one(carry, _):
+    state, ok = carry
+    state, ok, metrics = step(state, ok, sample(jax.random.fold_in(data_key, state.step)))
+    return (state, ok), metrics
+
+  def chunk(state: TrainState, ok: jax.Array):
+    if n == 1:
+      (state, ok), metrics = one((state, ok), None)
+      return state, ok, jax.tree.map(lambda m: m[None], metrics)
+    (state, ok), metrics = jax.lax.scan(one, (state, ok), None, length=n)
+    return state, ok, metrics
+
+  return chunk
+
+
 def make_eval_step(modeldef: ModelDef, task: Task) -> Callable:
   """A pure ``eval_step(params, batch) -> {metric: (sum, count)}`` in evaluation mode
   (`Task.metric_sums`: sums over batches give exact metrics; see

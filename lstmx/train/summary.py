@@ -24,7 +24,8 @@ def _versions() -> dict:
 
 
 def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: dict,
-                compile_time: float, step_memory_bytes: int | None, param_count: int,
+                at_best: dict | None, final_eval_time: float, compile_time: float,
+                step_memory_bytes: int | None, param_count: int,
                 backend: str | None) -> dict:
   """The summary of a run that ended with `record` after `steps` steps.
 
@@ -34,6 +35,10 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
     record: the run's final record.
     steps: steps trained.
     final: ``{split: metrics}`` of the final evaluation (empty for a diverged run).
+    at_best: ``{"step", "train", "validation", "test"}``: metrics of the best-validation
+      checkpoint (test metrics reported, never used to select), or None without one.
+    final_eval_time: seconds of the final and at-best evaluations (after training;
+      ``wall_time`` is the training's: steps, periodic evaluations and checkpoints).
     compile_time: seconds to compile the train step.
     step_memory_bytes: the compiled train step's peak memory (`compile_stats`), or None.
     param_count: number of trained parameters.
@@ -43,12 +48,13 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
   tc, averaging = config.train, config.optimizer.averaging
   return {
       "name": config.name, "status": record.status, "stop_reason": record.stop_reason,
-      "steps": steps, "final": final, "best": {"metric": tc.monitor, "value": record.best_value,
-                                               "step": record.best_step},
+      "steps": steps, "final": final, "at_best": at_best,
+      "best": {"metric": tc.monitor, "value": record.best_value, "step": record.best_step},
       "task": {"name": task.name, "baseline_loss": task.baseline_loss,
                "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
                "solved": bool(final and task.solved(final["validation"]))},
-      "wall_time": record.wall_time, "compile_time": compile_time,
+      "wall_time": record.wall_time, "final_eval_time": final_eval_time,
+      "compile_time": compile_time,
       "step_memory_bytes": step_memory_bytes,
       "averaging": {"mode": averaging,
                     "start_step": 0 if averaging == "always" else record.averaging_step},

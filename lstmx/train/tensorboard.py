@@ -1,0 +1,132 @@
+"""TensorBoard event files of a run, written with tensorboardX (no TensorFlow).
+
+Every row of ``metrics.jsonl`` also goes to ``<workdir>/tensorboard/`` as
+scalars tagged ``<split>/<metric>`` (``train/loss``, ``validation/accuracy``) at
+its step, and at the end of a run its flattened config goes in as hparams
+(``<workdir>/tensorboard/hparams/``) with the final and at-best metrics
+(``final/<split>/<metric>``, ``at_best/<split>/<metric>``). So
+
+    tensorboard --logdir runs/NAME
+
+shows every trial of a sweep side by side, and its HPARAMS tab compares them.
+
+Each session of a run opens a new event file that starts with a purge marker at
+the step after the checkpoint it starts from (tensorboardX's ``purge_step``): TensorBoard drops the
+earlier files' points from that step on, as the resumed run drops those rows of
+``metrics.jsonl``, so each step shows one value (the latest). Only process 0
+writes (the loop passes ``enabled=False`` elsewhere). `read_scalars` reads the
+files back without TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+from typing import Any
+
+LOGDIR = "tensorboard"
+
+
+def _finite(value: Any) -> float | None:
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
+class TensorBoard:
+  """A run's event-file writer (a no-op where ``enabled`` is False).
+
+  Args:
+    workdir: the run directory; files go to ``workdir/tensorboard``.
+    start: the step the run (re)starts from: points from ``start + 1`` on in earlier
+      files (a session killed after its last checkpoint) are superseded.
+    enabled: False on processes other than 0.
+  """
+
+  def __init__(self, workdir: str, start: int = 0, enabled: bool = True):
+    self.logdir = os.path.join(workdir, LOGDIR)
+    self.writer = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+      self.writer = SummaryWriter(self.logdir, purge_step=start + 1, flush_secs=30)
+
+  def scalars(self, step: int, split: str, metrics: dict) -> None:
+    """Each finite value of `metrics` as the scalar ``split/name`` at `step`."""
+    if self.writer is None:
+      return
+    for name, value in metrics.items():
+      value = _finite(value)
+      if value is not None:
+        self.writer.add_scalar(f"{split}/{name}", value, int(step))
+
+  def hparams(self, config: dict, results: dict, step: int) -> None:
+    """The flattened `config` (``config.json``'s dict) as hparams, with `results`
+    (``{"final": {split: metrics}, "at_best": {...} or None}``) as their metrics;
+    replaces any hparams an earlier session of the run wrote."""
+    if self.writer is None:
+      return
+    metrics = {}
+    for kind, by_split in results.items():
+      for split, values in (by_split or {}).items():
+        if isinstance(values, dict):
+          for name, value in values.items():
+            if _finite(value) is not None:
+              metrics[f"{kind}/{split}/{name}"] = _finite(value)
+    shutil.rmtree(os.path.join(self.logdir, "hparams"), ignore_errors=True)
+    self.writer.add_hparams(flatten(config), metrics, name="hparams", global_step=int(step))
+
+  def close(self) -> None:
+    """Flushes and closes the event file (again: a no-op)."""
+    if self.writer is not None:
+      self.writer.close()
+      self.writer = None
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
+  """``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}``; values that are not
+  bool, int, float or str (None, tuples, task parameters) as JSON text."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict) and value:
+      out.update(flatten(value, f"{prefix}{key}."))
+    elif isinstance(value, (bool, int, float, str)):
+      out[prefix + key] = value
+    else:
+      out[prefix + key] = json.dumps(value, default=str)
+  return out
+
+
+def read_events(path: str) -> list:
+  """The `Event` protos of one event file (TFRecord framing; CRCs not checked)."""
+  from tensorboardX.proto.event_pb2 import Event
+  events = []
+  with open(path, "rb") as f:
+    while True:
+      head = f.read(12)
+      if len(head) < 12:
+        break
+      (length,) = struct.unpack("<Q", head[:8])
+      data = f.read(length)
+      f.read(4)
+      if len(data) < length:
+        break  # a torn last record
+      events.append(Event.FromString(data))
+  return events
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+  """``{tag: [(step, value), ...]}`` of the scalars in the event files directly in
+  `logdir`, in file and write order (purge markers not applied)."""
+  out: dict[str, list[tuple[int, float]]] = {}
+  names = sorted(n for n in os.listdir(logdir) if n.startswith("events.out.tfevents"))
+  for name in names:
+    for event in read_events(os.path.join(logdir, name)):
+      for value in event.summary.value:
+        if value.WhichOneof("value") == "simple_value":
+          out.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+  return out
