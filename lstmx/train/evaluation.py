@@ -16,7 +16,7 @@ means. docs/evaluation.md has the details.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -25,7 +25,8 @@ from lstmx.tasks import Task
 
 
 def evaluate(eval_step: Callable, params, task: Task, split: str, batch_size: int,
-             examples: int, place: Callable = lambda batch: batch) -> dict[str, float]:
+             examples: int, place: Callable = lambda batch: batch,
+             batches: Sequence | None = None) -> dict[str, float]:
   """`task`'s metrics over `split`'s evaluation set.
 
   Args:
@@ -38,6 +39,8 @@ def evaluate(eval_step: Callable, params, task: Task, split: str, batch_size: in
     examples: the size of a synthetic task's evaluation set (a finite task
       evaluates every example of the split and ignores it).
     place: puts a host batch where the step wants it (e.g. shards it on a mesh).
+    batches: the evaluation set already drawn and placed (`eval_set`), for a split
+      evaluated again and again; default: drawn now.
 
   Returns:
     ``{metric: float}``: the task's metrics (``Task.metrics_from_sums`` of the
@@ -46,8 +49,9 @@ def evaluate(eval_step: Callable, params, task: Task, split: str, batch_size: in
   """
   n = task.eval_size(split, examples)
   # Dispatch every batch before fetching any result: one host sync per evaluation.
-  pending = [eval_step(params, place(batch))
-             for batch in task.eval_batches(split, batch_size, examples)]
+  if batches is None:
+    batches = (place(batch) for batch in task.eval_batches(split, batch_size, examples))
+  pending = [eval_step(params, batch) for batch in batches]
   totals: dict[str, list[float]] = {}
   for sums in jax.device_get(pending):
     for name, (total, count) in sums.items():
@@ -58,6 +62,12 @@ def evaluate(eval_step: Callable, params, task: Task, split: str, batch_size: in
              task.metrics_from_sums({k: tuple(v) for k, v in totals.items()}).items()}
   metrics["examples"] = float(n)
   return metrics
+
+
+def eval_set(task: Task, split: str, batch_size: int, examples: int,
+             place: Callable = lambda batch: batch) -> list:
+  """`split`'s evaluation set as placed batches, to pass to `evaluate` as `batches`."""
+  return [place(batch) for batch in task.eval_batches(split, batch_size, examples)]
 
 
 def eval_sizes(task: Task, examples: int) -> dict[str, int]:

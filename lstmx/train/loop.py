@@ -37,6 +37,7 @@ from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, config_
                                 read_config, read_summary, warn, write_json)
 from lstmx.train.step import (TrainState, guard, init_state, make_eval_step, make_train_chunk,
                               make_train_step)
+from lstmx.train.evaluation import eval_set
 from lstmx.train.summary import run_summary
 from lstmx.train.tensorboard import LOGDIR, TensorBoard
 
@@ -325,9 +326,14 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
   train_step = make_train_step(modeldef, task, tx)
   eval_step = jax.jit(make_eval_step(modeldef, task))
 
+  eval_examples = tc.eval_batches * tc.batch_size
+  cached = {}  # the validation set, evaluated again and again: drawn and placed once
+
   def run_eval(params, split: str) -> dict:  # exact: lstmx.train.evaluation
-    return evaluate(eval_step, params, task, split, tc.batch_size,
-                    tc.eval_batches * tc.batch_size, place)
+    if split == "validation" and split not in cached:
+      cached[split] = eval_set(task, split, tc.batch_size, eval_examples, place)
+    return evaluate(eval_step, params, task, split, tc.batch_size, eval_examples, place,
+                    batches=cached.get(split))
 
   def sample_step(step: int):
     return sample(jax.random.fold_in(data_key, step))
@@ -339,6 +345,12 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
                                    start, mesh, rules)
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
+  t0 = time.perf_counter()
+  if not finished:  # the validation set drawn and the evaluation step compiled up front
+    cached["validation"] = eval_set(task, "validation", tc.batch_size, eval_examples, place)
+    jax.block_until_ready(eval_step(optim.eval_params(state.params, state.opt_state),
+                                    cached["validation"][0]))
+  eval_compile_time = time.perf_counter() - t0
 
   progress = Progress(total=tc.steps, initial=start, enabled=tc.progress)
   run_start, wall0 = time.perf_counter(), record.wall_time
@@ -365,6 +377,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
   ckpts.close()  # waits for every save in flight
   summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
                         final_eval_time=final_eval_time, compile_time=compile_time,
+                        eval_compile_time=eval_compile_time,
                         step_memory_bytes=step_bytes, param_count=n_params,
                         backend=model.resolved_backend(training=True))
   if finished:

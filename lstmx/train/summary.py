@@ -25,8 +25,8 @@ def _versions() -> dict:
 
 def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: dict,
                 at_best: dict | None, final_eval_time: float, compile_time: float,
-                step_memory_bytes: int | None, param_count: int,
-                backend: str | None) -> dict:
+                eval_compile_time: float = 0.0, step_memory_bytes: int | None,
+                param_count: int, backend: str | None) -> dict:
   """The summary of a run that ended with `record` after `steps` steps.
 
   Args:
@@ -40,6 +40,8 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
     final_eval_time: seconds of the final and at-best evaluations (after training;
       ``wall_time`` is the training's: steps, periodic evaluations and checkpoints).
     compile_time: seconds to compile the train step.
+    eval_compile_time: seconds to draw the validation set and compile the evaluation
+      step, before training (neither counts in ``wall_time``).
     step_memory_bytes: the compiled train step's peak memory (`compile_stats`), or None.
     param_count: number of trained parameters.
     backend: the LSTM backend the model's training step resolved to
@@ -54,7 +56,7 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
                "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
                "solved": bool(final and task.solved(final["validation"]))},
       "wall_time": record.wall_time, "final_eval_time": final_eval_time,
-      "compile_time": compile_time,
+      "compile_time": compile_time, "eval_compile_time": eval_compile_time,
       "step_memory_bytes": step_memory_bytes,
       "averaging": {"mode": averaging,
                     "start_step": 0 if averaging == "always" else record.averaging_step},
