@@ -7,13 +7,15 @@ persistent: each pays JAX's start-up once, then trains trial after trial through
 `lstmx.lab.pool.execute`. A worker's threads are set before it imports anything,
 by the environment and CPU affinity it inherits (see `cpu_slots`):
 
-* its CPU affinity is its cores (``os.sched_setaffinity``): XLA's CPU thread pool
-  and OpenBLAS size themselves by the cores a process may use;
+* its share of the cores sets its thread counts; it is pinned to them
+  (``os.sched_setaffinity``, which XLA's CPU thread pool and OpenBLAS size
+  themselves by) only with ``pin=True``: unpinned workers give bit-for-bit the
+  results of a one-worker run (`PIN_CPU`);
 * ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` = its cores;
 * with one core, ``XLA_FLAGS`` gets ``--xla_cpu_multi_thread_eigen=false`` (appended
   to the user's flags). jaxlib 0.10 has no XLA flag for a thread count (TensorFlow's
-  ``intra_op_parallelism_threads`` is refused as an unknown flag), so affinity is what
-  bounds it.
+  ``intra_op_parallelism_threads`` is refused as an unknown flag), so only affinity
+  would bound it.
 
 Workers die with the runner, whenever it dies (``PR_SET_PDEATHSIG`` on Linux, and a
 watchdog thread that polls the parent's pid everywhere), so a rerun never finds an
@@ -49,12 +51,23 @@ class Slot:
   """What one worker owns.
 
   Attributes:
-    cores: its CPU affinity; empty: not pinned.
+    cores: its share of the cores (its thread counts are their number).
     env: environment variables set for it (on top of the runner's).
+    pin: whether its CPU affinity is `cores` (see `PIN_CPU`).
   """
 
   cores: tuple[int, ...] = ()
   env: dict[str, str] = dataclasses.field(default_factory=dict)
+  pin: bool = True
+
+
+# CPU workers are not pinned to their cores by default: XLA:CPU splits its work by the
+# cores a process may use, so a pinned one-core worker sums matrix products in another
+# order than a one-worker run does, and a trial's results drift from the serial run's
+# (measured: six 600-step copy trials, final metrics up to a relative 2.7 apart); an
+# unpinned worker with the Eigen pool off computes bit for bit what the serial run
+# computes, at the same speed here (benchmarks/workers.py). Pass pin=True to pin.
+PIN_CPU = False
 
 
 def cpu_cores() -> list[int]:
@@ -120,7 +133,7 @@ def thread_env(threads: int, xla_flags: str = "") -> dict[str, str]:
 
 
 def cpu_slots(workers: int, cores: list[int] | None = None,
-              xla_flags: str | None = None) -> list[Slot]:
+              xla_flags: str | None = None, pin: bool = PIN_CPU) -> list[Slot]:
   """`workers` slots over `cores` (default: this process's): each owns
   ``len(cores) // workers`` of them (one each, shared round robin, with more workers
   than cores) and as many BLAS/OpenMP threads; `xla_flags` (default: ``$XLA_FLAGS``)
@@ -132,7 +145,7 @@ def cpu_slots(workers: int, cores: list[int] | None = None,
   for i in range(workers):
     own = cores[i * per:(i + 1) * per] if workers <= len(cores) else [cores[i % len(cores)]]
     env = thread_env(len(own), xla_flags)
-    slots.append(Slot(tuple(own), env))
+    slots.append(Slot(tuple(own), env, pin))
   return slots
 
 
@@ -160,7 +173,7 @@ def _inherited(slot: Slot):
   """Sets `slot`'s environment and affinity on this thread while a child is started
   (a spawned child inherits both from the thread that starts it), then restores them."""
   saved_env = {k: os.environ.get(k) for k in slot.env}
-  pin = bool(slot.cores) and hasattr(os, "sched_setaffinity")
+  pin = slot.pin and bool(slot.cores) and hasattr(os, "sched_setaffinity")
   saved_cores = os.sched_getaffinity(0) if pin else None
   try:
     os.environ.update(slot.env)
