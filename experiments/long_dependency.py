@@ -13,7 +13,7 @@ Student t interval, and the findings say in how many seeds they hold
 (`lstmx.lab.aggregate`; docs/statistics.md).
 
     python experiments/long_dependency.py --preset tiny    # CI, seconds
-    python experiments/long_dependency.py --preset quick   # 2-core CPU, ~15 min a seed
+    python experiments/long_dependency.py --preset quick   # 2-core CPU, ~12 min (3 seeds)
     python experiments/long_dependency.py --preset full    # a GPU
 """
 
