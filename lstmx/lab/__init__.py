@@ -3,6 +3,9 @@
 * `lstmx.lab.experiment`: the experiment protocol (`Experiment`, `Preset`, `load`);
 * `lstmx.lab.sweep`: sweeps as data (`product`, `zip_`, `chain`, `seeds`, `apply`);
 * `lstmx.lab.runner`: the sweep runner (`run`, `main`: an experiment file's command line);
+* `lstmx.lab.pool`, `trial`, `local_pool`, `ray_pool`: where trials run (`TrialSpec`,
+  `execute`; in this process, in worker processes, as Ray tasks); `lock`, `progress`:
+  one runner per output directory, the sweep's progress line;
 * `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
   mean, std, 95 % Student t interval) and seed counts for findings;
 * `lstmx.lab.report`: ``report.md``, ``summary.csv`` and figures from a results table;

@@ -9,8 +9,8 @@ optional ``analyze``, ``figures``, ``findings``); `run` and `main` take its
 module or its `Experiment`.
 
 Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
-(run directories), ``results.csv`` (one row per trial), ``report.md``,
-``figures/`` and ``.lock`` (held by the one runner working there). Rerunning
+(run directories), ``results.csv`` (one row per trial and seed), ``summary.csv``
+(one row per configuration over its seeds), ``report.md``, ``figures/`` and ``.lock`` (held by the one runner working there). Rerunning
 skips completed trials, resumes interrupted ones and
 retries failed ones; the table is rebuilt from the trials' summaries, so no
 trial is lost or counted twice. It always holds a row per trial (``pending``
