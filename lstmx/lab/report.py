@@ -87,14 +87,22 @@ def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
                        f"got {len(xs)}")
   mean, low, high = (summary[f"{metric}.{s}"].to_numpy(float) * scale
                      for s in ("mean", "ci_low", "ci_high"))
-  if ax.get_yscale() == "log":  # a band reaching zero or below: drawn down to mean / 100
-    low = np.where(low > 0, low, mean / 100)
   if style == "bars":
+    if ax.get_yscale() == "log":  # a bar reaching zero or below: drawn down to mean / 100
+      low = np.where(low > 0, low, mean / 100)
     yerr = np.stack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
     plot_kw.setdefault("fmt", "o")
     plot_kw.setdefault("capsize", 3)
     return ax.errorbar(xs, mean, yerr=np.maximum(yerr, 0), label=label, **plot_kw).lines[0]
   plot_kw.setdefault("marker", "o")
+  return _line_with_band(ax, xs, mean, low, high, label, plot_kw)
+
+
+def _line_with_band(ax, xs, mean, low, high, label, plot_kw):
+  """The mean as a line and [low, high] as a band of its colour where both are finite;
+  on a log y axis a band reaching zero or below is drawn down to mean / 100."""
+  if ax.get_yscale() == "log":
+    low = np.where(low > 0, low, mean / 100)
   line, = ax.plot(xs, mean, label=label, **plot_kw)
   ok = np.isfinite(low) & np.isfinite(high)
   if ok.any():
@@ -117,14 +125,7 @@ def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw)
   stacked = np.array([[dict(zip(s.tolist(), v))[t] for t in steps.tolist()]
                       for s, v in curves])
   mean, _, low, high = aggregate.interval_along(stacked, axis=0)
-  if ax.get_yscale() == "log":
-    low = np.where(low > 0, low, mean / 100)
-  line, = ax.plot(steps, mean, label=label, **plot_kw)
-  ok = np.isfinite(low) & np.isfinite(high)
-  if ok.any():
-    ax.fill_between(steps, np.where(ok, low, mean), np.where(ok, high, mean),
-                    color=line.get_color(), alpha=0.2, lw=0)
-  return line
+  return _line_with_band(ax, steps, mean, low, high, label, plot_kw)
 
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:

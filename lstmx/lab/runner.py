@@ -126,12 +126,20 @@ def check_workers(value, option: str = "workers") -> int | str:
   """
   if value == "auto":
     return "auto"
+  n = _positive_int(value)
+  if n is None:
+    raise ValueError(f"{option}: expected a positive integer or 'auto'; got {value!r}")
+  return n
+
+
+def _positive_int(value) -> int | None:
+  """`value` (an int, or a string of one) as an int >= 1; None where it is not one."""
   try:
     n = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
   except ValueError:
     n = None
   if n is None or n < 1 or (isinstance(value, str) and value.strip() != str(n)):
-    raise ValueError(f"{option}: expected a positive integer or 'auto'; got {value!r}")
+    return None
   return n
 
 
@@ -141,11 +149,8 @@ def check_seeds(value, option: str = "seeds") -> int:
   Raises:
     ValueError: naming `option`, what it expects and what it got.
   """
-  try:
-    n = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-  except ValueError:
-    n = None
-  if n is None or n < 1 or (isinstance(value, str) and value.strip() != str(n)):
+  n = _positive_int(value)
+  if n is None:
     raise ValueError(f"{option}: expected a positive integer; got {value!r}")
   return n
 
