@@ -209,6 +209,47 @@ def test_seeds_cross_the_sweep_and_override_the_preset(tmp_path):
     runner.expand(own, base, 2)
 
 
+def test_seeds_start_seed_by_seed_and_share_the_sweeps_compiled_programs(tmp_path):
+  """Every configuration's first seed starts before any second seed, and a new seed of a
+  configuration adds no program to the sweep's compilation cache (the seed is data, not a
+  constant); the process's own cache setting is back after the run."""
+  import jax
+  from lstmx.config import override
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import smoke
+  base = override(smoke.base(), ["train.steps=2", "train.eval_every=2", "train.log_every=1",
+                                 "train.checkpoint_every=2", "train.eval_batches=1",
+                                 "train.batch_size=4", "model.hidden_size=4"])
+  preset = Preset(base, [{"optimizer.lr": 0.01}, {"optimizer.lr": 0.001}], seeds=1)
+  exp = Experiment(name="cache", presets=lambda: {"tiny": preset})
+  order = []
+
+  class Spy(SerialPool):
+    def run(self, specs):
+      specs = list(specs)
+      order.extend((s.config["optimizer"]["lr"], s.config["train"]["seed"], s.compile_cache)
+                   for s in specs)
+      return super().run(specs)
+
+  out = str(tmp_path / "a")
+  cache = os.path.join(out, ".cache", "jax")
+  runner.run(exp, "tiny", out, progress=False, make_report=False, pool=Spy(exp))
+  programs = lambda: {f.split("-")[0] for f in os.listdir(cache)}  # noqa: E731
+  first = set(os.listdir(cache))
+  assert {"jit_call", "jit_eval_step"} <= programs()  # the training chunk, the evaluation
+  order.clear()
+  runner.run(exp, "tiny", out, progress=False, make_report=False, pool=Spy(exp), seeds=3)
+  assert [(lr, seed) for lr, seed, _ in order] == [(0.01, 1), (0.001, 1), (0.01, 2),
+                                                   (0.001, 2)]
+  assert {c for _, _, c in order} == {cache}
+  assert set(os.listdir(cache)) == first  # the new seeds compiled nothing new
+  assert jax.config.jax_compilation_cache_dir is None
+  order.clear()
+  runner.run(exp, "tiny", str(tmp_path / "b"), progress=False, make_report=False,
+             pool=Spy(exp), compile_cache=False)
+  assert {c for _, _, c in order} == {None} and not os.path.exists(tmp_path / "b" / ".cache")
+
+
 def test_results_table_flattens_at_best():
   row = runner.result_row("t", {"a": 1}, {
       "status": "completed", "final": {"test": {"loss": 0.5}},

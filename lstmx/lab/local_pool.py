@@ -266,6 +266,8 @@ class LocalPool:
   and is replaced.
   """
 
+  local = True  # on this machine: the sweep's compilation cache is safe to share
+
   def __init__(self, slots: list[Slot]):
     if not slots:
       raise ValueError("LocalPool: expected at least one slot; got none")

@@ -16,6 +16,7 @@ import functools
 from typing import Any, Iterable, Iterator, Protocol
 
 from lstmx.config import Config, from_dict, to_dict
+from lstmx.lab import compile_cache
 from lstmx.lab.experiment import Experiment, load
 from lstmx.lab.trial import run_trial
 
@@ -31,6 +32,8 @@ class TrialSpec:
     config: the trial's config as `lstmx.config.to_dict` gives it.
     workdir: the trial's run directory.
     force: retrain (or extend) a run directory that holds another config.
+    compile_cache: the directory of the sweep's persistent compilation cache
+      (`lstmx.lab.compile_cache`); None: none.
   """
 
   trial: str
@@ -38,11 +41,12 @@ class TrialSpec:
   config: dict[str, Any]
   workdir: str
   force: bool = False
+  compile_cache: str | None = None
 
   @classmethod
   def make(cls, trial: str, experiment: Experiment, config: Config, workdir: str,
-           force: bool = False) -> TrialSpec:
-    return cls(trial, experiment.path, to_dict(config), workdir, force)
+           force: bool = False, compile_cache: str | None = None) -> TrialSpec:
+    return cls(trial, experiment.path, to_dict(config), workdir, force, compile_cache)
 
 
 @functools.lru_cache(maxsize=8)
@@ -58,7 +62,9 @@ def execute(spec: TrialSpec, experiment: Experiment | None = None) -> dict:
   """
   if experiment is None:
     experiment = _experiment(spec.experiment) if spec.experiment else Experiment(name="")
-  return run_trial(experiment, from_dict(Config, spec.config), spec.workdir, force=spec.force)
+  with compile_cache.scope(spec.compile_cache):
+    return run_trial(experiment, from_dict(Config, spec.config), spec.workdir,
+                     force=spec.force)
 
 
 class Pool(Protocol):
@@ -76,6 +82,7 @@ class SerialPool:
   experiments built in code without a file work too)."""
 
   workers = 1
+  local = True  # on this machine: the sweep's compilation cache is safe to share
 
   def __init__(self, experiment: Experiment | None = None):
     self.experiment = experiment

@@ -41,6 +41,7 @@ import pandas as pd
 
 from lstmx.config import Config, override, to_dict
 from lstmx.lab import local_pool, lock, report
+from lstmx.lab.compile_cache import sweep_cache
 from lstmx.lab import sweep as sweeps
 from lstmx.lab.experiment import PRESETS, Experiment, Preset, as_experiment
 from lstmx.lab.pool import Pool, SerialPool, TrialSpec
@@ -181,6 +182,12 @@ def expand(preset: Preset, base: Config, seeds: int) -> list[tuple[str, dict]]:
   return out
 
 
+def seed_major(trials: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+  """`trials` (as `expand` gives them) in the order they start: every configuration's
+  first seed, then every second seed, ... (stable otherwise)."""
+  return sorted(trials, key=lambda t: t[1].get("train.seed", 0))
+
+
 def _check_same_experiment(out_dir: str, meta: dict | None, name: str, preset: str) -> None:
   """Refuses an `out_dir` whose ``experiment.json`` names another experiment or preset."""
   if meta is None or "name" not in meta:
@@ -221,15 +228,19 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
         sets: list[str] = (), *, progress: bool = True, make_report: bool = True,
         force: bool = False, pool: Pool | None = None, workers: int | str = 1,
         seeds: int | None = None, ray: str | bool | None = None,
-        cpus_per_trial: float | None = None,
-        gpus_per_trial: float | None = None) -> pd.DataFrame:
+        cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
+        compile_cache: bool = True) -> pd.DataFrame:
   """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
 
   The trials are the preset's sweep crossed with `seeds` seeds (default: the preset's
   ``seeds``; ``train.seed`` = the base's + 0, 1, ...). They go to `pool`, else to
   `make_pool`'s: `workers` processes (a positive int or ``"auto"``; 1: this process)
   or Ray (`ray`); the table is rewritten as each finishes. One runner at a time holds
-  `out_dir` (`lstmx.lab.lock`).
+  `out_dir` (`lstmx.lab.lock`). Trials start seed by seed (every configuration's first
+  seed, then every second seed, ...), so parallel workers compile different programs and
+  later seeds load theirs from the sweep's persistent compilation cache
+  (``OUT/.cache/jax``; `compile_cache` False: none; never with Ray:
+  `lstmx.lab.compile_cache`).
 
   Raises:
     ValueError: a bad `workers` or `seeds`; `out_dir` holds another experiment's or
@@ -268,9 +279,11 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
                        "use another output directory, or force=True (--force) to retrain them")
     summaries = {tid: _trial_summary(tid, os.path.join(out_dir, "trials", tid))
                  for tid, _ in trials}
+    local = ray in (None, False) and (pool is None or getattr(pool, "local", False))
+    cache = sweep_cache(out_dir) if compile_cache and local else None
     todo = [TrialSpec.make(tid, exp, configs[tid], os.path.join(out_dir, "trials", tid),
-                          force=tid in changed)
-            for tid, _ in trials
+                          force=tid in changed, compile_cache=cache)
+            for tid, _ in seed_major(trials)
             if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
     if pool is None and todo:
       pool = make_pool(exp, workers, len(todo), ray=ray, cpus_per_trial=cpus_per_trial,
@@ -332,6 +345,9 @@ def add_sweep_options(ap: argparse.ArgumentParser) -> None:
   ap.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
                   help="run the trials as Ray tasks: on the cluster at ADDRESS, or without "
                   "one on a local Ray instance (needs the [ray] extra)")
+  ap.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                  help="compile every trial's programs afresh (default: the seeds of a "
+                  "configuration share them through OUT/.cache/jax; never with --ray)")
   ap.add_argument("--cpus-per-trial", type=float, metavar="N", help="with --ray: CPUs per trial")
   ap.add_argument("--gpus-per-trial", type=float, metavar="N", help="with --ray: GPUs per trial")
 
@@ -351,7 +367,8 @@ def sweep_options(args: argparse.Namespace) -> dict:
   return {"workers": check_workers("auto" if args.workers is None else args.workers,
                                    "--workers"),
           "seeds": None if args.seeds is None else check_seeds(args.seeds, "--seeds"),
-          "ray": args.ray, "cpus_per_trial": args.cpus_per_trial,
+          "ray": args.ray, "compile_cache": args.compile_cache,
+          "cpus_per_trial": args.cpus_per_trial,
           "gpus_per_trial": args.gpus_per_trial}
 
 

@@ -154,18 +154,22 @@ def _advance(config: Config, train_step, task, data_key, sample_step, first, sta
   def draw(key):
     return task.sample(key, tc.batch_size)
 
-  chunk = lambda n: jax.jit(make_train_chunk(train_step, draw, data_key, n),  # noqa: E731
-                            donate_argnums=0)
+  def chunk(n: int):  # the data key is an argument, not a constant: one program per seed's
+    # trials, so the persistent compilation cache (lstmx.lab.compile_cache) serves them all
+    def call(state, ok, key):
+      return make_train_chunk(train_step, draw, key, n)(state, ok)
+    return jax.jit(call, donate_argnums=0)
+
   ok = jnp.asarray(True)
-  compiled = chunk(k).lower(state, ok).compile()
+  compiled = chunk(k).lower(state, ok, data_key).compile()
   single = compiled
   if k > 1 and (total % k or start % k):  # a remainder: compiled now, outside the wall time
-    single = chunk(1).lower(state, ok).compile()
+    single = chunk(1).lower(state, ok, data_key).compile()
 
   def advance(state, ok, step):
     if step % k == 0 and step + k <= total:
-      return compiled(state, ok)
-    return single(state, ok)
+      return compiled(state, ok, data_key)
+    return single(state, ok, data_key)
 
   return advance, compiled, ok
 
