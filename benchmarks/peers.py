@@ -18,19 +18,22 @@ from lstmx.lstm import DEFAULT_UNROLL  # the "lstmx" rows follow the library's d
 
 
 def lstmx_case(B, T, H, mode, *, unroll=DEFAULT_UNROLL, compute_dtype=None,
-               remat_every=None) -> Case:
-  """`lstmx.lstm`, one layer; `unroll`, `compute_dtype`, `remat_every` as there."""
+               remat_every=None, backend="auto") -> Case:
+  """`lstmx.lstm`, one layer; `unroll`, `compute_dtype`, `remat_every`, `backend` as
+  there."""
   params = lstmx.init_lstm(jax.random.key(0), H, H)[0][0]
 
   def f(p, x):
     return lstmx.lstm(p, x, unroll=unroll, compute_dtype=compute_dtype,
-                      remat_every=remat_every)[0]
+                      remat_every=remat_every, backend=backend)[0]
   return compile_case(f, params, random_input(B, T, H), mode=mode)
 
 
-def flax_nnx_case(B, T, H, mode) -> Case:
+def flax_nnx_case(B, T, H, mode, dtype=None) -> Case:
+  """Flax's `nnx.RNN(OptimizedLSTMCell)`; `dtype` (e.g. bfloat16): its computation dtype,
+  the parameters staying float32."""
   from flax import nnx
-  rnn = nnx.RNN(nnx.OptimizedLSTMCell(H, H, rngs=nnx.Rngs(0)))
+  rnn = nnx.RNN(nnx.OptimizedLSTMCell(H, H, dtype=dtype, rngs=nnx.Rngs(0)))
   graphdef, params, rest = nnx.split(rnn, nnx.Param, ...)
   zeros = jnp.zeros((B, H))  # an explicit (c, h) carry: no RNG draw inside the trace
 
@@ -80,23 +83,30 @@ def cudnn_case(B, T, H, mode) -> Case:
   return compile_case(f, w, random_input(B, T, H), mode=mode)
 
 
-def torch_case(B, T, H, mode) -> Case:
+def torch_case(B, T, H, mode, dtype=None) -> Case:
+  """`torch.nn.LSTM` on CUDA (cuDNN) where torch sees a GPU, else on the CPU; `dtype`
+  "bfloat16": module and input in bfloat16 (torch's cuDNN LSTM has no mixed mode)."""
   try:
     import torch
   except ImportError:
     raise Skip("torch is not installed (pip install 'lstmx[torch]')") from None
-  module = torch.nn.LSTM(H, H, batch_first=True)
-  x = torch.randn(B, T, H, requires_grad=mode == "train")
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  tdtype = torch.bfloat16 if dtype is not None and "bfloat16" in str(dtype) else torch.float32
+  module = torch.nn.LSTM(H, H, batch_first=True).to(device=device, dtype=tdtype)
+  x = torch.randn(B, T, H, device=device, dtype=tdtype, requires_grad=mode == "train")
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
   def train():
     module.zero_grad(set_to_none=True)
     x.grad = None
     y, _ = module(x)
-    y.sum().backward()
+    y.float().sum().backward()
+    sync()
 
   def forward():
     with torch.no_grad():
       module(x)
+    sync()
   return Case(train if mode == "train" else forward)
 
 
