@@ -10,7 +10,8 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from lstmx import _version, info
+from lstmx import _version
+from lstmx.lab import info
 from lstmx.backends import resolve
 from lstmx.kernels import dispatch
 from lstmx.lab import cli

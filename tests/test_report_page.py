@@ -144,6 +144,7 @@ def test_bad_directories_name_the_argument(runs, tmp_path, capsys):
 def test_conditions_fall_back_to_the_base_config():
   results = pd.DataFrame({"trial": ["a", "b", "c"], "status": ["completed"] * 2 + ["failed"],
                           "meta.length": [10, 1000, 7], "model.hidden_size": [64, None, 5],
+                          "meta.study": [None, "devices", None],
                           "train.seed": [0, 0, 0]})
   meta = {"preset": "quick", "base": {"model": {"hidden_size": 128},
                                       "train": {"steps": 500, "batch_size": 32},
@@ -152,6 +153,7 @@ def test_conditions_fall_back_to_the_base_config():
   assert got["length"] == "10, 1000"  # the failed trial's 7 is not a condition
   assert got["hidden sizes"] == "64, 128" and got["training steps"] == "500"
   assert got["tasks"] == "copy" and got["preset"] == "quick"
+  assert got["study"] == "devices (1 of 2 trials)"
   assert got["seeds per configuration"] == "1 (2 configurations, 2 finished trials)"
   assert overview.describe_values(list(range(8, 16))) == "8 to 15 (8 values)"
   with pytest.raises(ValueError, match="group: expected columns"):

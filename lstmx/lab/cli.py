@@ -16,7 +16,7 @@ the file's sweep exactly as ``python FILE --preset ...`` does. ``report`` rewrit
 one output directory's report; given several (or ``--out``) it writes the
 cross-experiment page "Where LSTMs stop working" (`lstmx.lab.overview`; default
 ``where_lstms_stop.md`` in their common parent). ``info`` prints the devices, the
-versions and the backend ``auto`` picks (`lstmx.info`).
+versions and the backend ``auto`` picks (`lstmx.lab.info`).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def _report(args) -> None:
 
 
 def _info(args) -> None:
-  from lstmx import info
+  from lstmx.lab import info
   environment = info.environment()
   print(json.dumps(environment, indent=1) if args.json else info.format_text(environment))
 

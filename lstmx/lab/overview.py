@@ -183,7 +183,11 @@ def conditions(out_dir: str, meta: dict, results: pd.DataFrame,
   keys = [(c, c[len("meta."):].replace("_", " ")) for c in results.columns
           if c.startswith("meta.")]
   for key, label in [*keys, *SETTINGS]:
-    text = describe_values(values_of(rows, key, base))
+    values = values_of(rows, key, base)
+    text = describe_values(values)
+    set_in = sum(not _missing(v) for v in values)
+    if text is not None and set_in < len(values):  # an axis of some trials only
+      text += f" ({set_in} of {len(values)} trials)"
     if text is not None and (key.startswith("meta.") or not any(
         t == text and label.startswith(k) for k, t in out)):  # not meta.task's again
       out.append((label, text))

@@ -1,5 +1,5 @@
 """``lstmx info``: what this installation runs on, for bug reports and for checking
-that an accelerator install (``pip install "lstmx[cuda12]"``, docs/gpu.md) took.
+that an accelerator install (``pip install -e ".[cuda12]"``, docs/gpu.md) took.
 
 `environment` gathers the devices JAX sees, the versions of the packages lstmx
 uses and the backend that ``backend="auto"`` resolves to for typical calls, asked
