@@ -77,7 +77,7 @@ def _links(page: str) -> list[str]:
 
 def test_page_lists_each_experiment_with_headline_and_conditions(runs, capsys):
   tmp, plain, long = runs
-  assert cli.main(["report", plain, long]) == 0
+  assert cli.main(["report", plain, long, plain + "/"]) == 0  # named twice, listed once
   path = tmp / "runs" / overview.DEFAULT_NAME  # the common parent of runs/NAME/tiny
   assert f"page: {path}" in capsys.readouterr().out
   page = path.read_text()

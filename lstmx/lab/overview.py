@@ -257,14 +257,18 @@ def default_path(out_dirs: Sequence[str]) -> str:
 
 
 def write(out_dirs: Sequence[str], path: str | None = None) -> str:
-  """Writes the page for `out_dirs` (experiments' output directories) to `path`
-  (default `default_path`); returns its path.
+  """Writes the page for `out_dirs` (experiments' output directories; one named
+  twice is listed once) to `path` (default `default_path`); returns its path.
 
   Raises:
     ValueError: no directory, or one that is not an experiment's output (naming it).
   """
   if not out_dirs:
     raise ValueError("DIR: expected at least one experiment output directory; got none")
+  firsts: dict[str, str] = {}
+  for d in out_dirs:
+    firsts.setdefault(os.path.realpath(d), d)
+  out_dirs = list(firsts.values())
   path = path or default_path(out_dirs)
   page_dir = os.path.dirname(os.path.abspath(path))
   entries = sorted((_entry(d, page_dir, i) for i, d in enumerate(out_dirs)), key=_order)
