@@ -178,3 +178,17 @@ def test_headline_defaults_and_errors():
                      ({"where": "meta.h=4"}, r"where: expected a dict")):
     with pytest.raises(ValueError, match=match):
       Experiment(name="x", headline=lambda r, bad=bad: bad).headline_of(None, figures, [])
+
+
+def test_a_bad_headline_is_noted_and_loses_nothing(tmp_path):
+  from lstmx.lab import report
+  from lstmx.train.rundir import read_json
+  results = pd.DataFrame({"trial": ["a"], "status": ["completed"], "model.hidden_size": [8],
+                          "final.validation.loss": [1.0]})
+  exp = Experiment(name="x", findings=lambda r: ["one."],
+                   headline=lambda r: {"figure": "nope"})
+  text = open(report.write(exp, str(tmp_path), results)).read()
+  assert "The headline for the cross-experiment page failed (ValueError" in text
+  assert "- one." in text and "## Results" in text
+  saved = read_json(str(tmp_path / "report.json"))
+  assert saved["findings"] == ["one."] and saved["headline"] is None and saved["limit"] == "x"

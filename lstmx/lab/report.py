@@ -188,10 +188,14 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
     try:
       figures = [tuple(f) for f in exp.figures(results, fig_dir)]
       findings = list(exp.findings(results))
-      headline = exp.headline_of(results, figures, findings)
     except Exception as e:  # noqa: BLE001 - a figure bug must not lose the report
       lines += [f"Drawing the figures or findings failed ({type(e).__name__}: {e}); the "
                 "results table below is complete.", ""]
+    try:
+      headline = exp.headline_of(results, figures, findings)
+    except Exception as e:  # noqa: BLE001 - nor a headline bug
+      lines += [f"The headline for the cross-experiment page failed ({type(e).__name__}: "
+                f"{e}); the page shows no figure or finding for this experiment.", ""]
   write_json(os.path.join(out_dir, REPORT_JSON), {
       "name": exp.name, "limit": exp.limit, "description": exp.description,
       "experiment": exp.path, "figures": [list(f) for f in figures], "findings": findings,
