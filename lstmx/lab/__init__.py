@@ -8,7 +8,10 @@
   one runner per output directory, the sweep's progress line;
 * `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
   mean, std, 95 % Student t interval) and seed counts for findings;
-* `lstmx.lab.report`: ``report.md``, ``summary.csv`` and figures from a results table;
+* `lstmx.lab.report`: ``report.md``, ``report.json``, ``summary.csv`` and figures from
+  a results table; `lstmx.lab.overview`: the cross-experiment page "Where LSTMs stop
+  working" from several output directories;
+* `lstmx.lab.info`: what ``lstmx info`` prints (devices, versions, what ``auto`` picks);
 * `lstmx.lab.cli`: ``lstmx`` / ``python -m lstmx``.
 
 An experiment file needs only ``from lstmx.lab import Preset, main``.

@@ -5,12 +5,18 @@ arguments and calls library functions.
     lstmx train FILE --preset tiny|quick|full [--out DIR] [--set key=value ...]
                 [--workers N|auto] [--seeds N] [--ray [ADDRESS]]
     lstmx report OUT_DIR
+    lstmx report OUT_DIR OUT_DIR ... [--out PAGE.md]
+    lstmx info [--json]
     lstmx bench [...]          (runs benchmarks/bench.py of a clone)
 
 ``--workdir`` trains one config: VARIANT names one of the file's ``VARIANTS``
 (``experiments/smoke.py``; default ``base``) or, in a file without them, a
 preset whose ``base`` config is trained (default ``quick``). ``--preset`` runs
-the file's sweep exactly as ``python FILE --preset ...`` does.
+the file's sweep exactly as ``python FILE --preset ...`` does. ``report`` rewrites
+one output directory's report; given several (or ``--out``) it writes the
+cross-experiment page "Where LSTMs stop working" (`lstmx.lab.overview`; default
+``where_lstms_stop.md`` in their common parent). ``info`` prints the devices, the
+versions and the backend ``auto`` picks (`lstmx.lab.info`).
 """
 
 from __future__ import annotations
@@ -110,15 +116,28 @@ def _train(args) -> None:
 def _report(args) -> None:
   import pandas as pd
 
-  from lstmx.lab import report
-  from lstmx.train.rundir import read_json
+  from lstmx.lab import overview, report
+  if len(args.out_dirs) > 1 or args.out is not None:
+    try:
+      path = overview.write(args.out_dirs, args.out)
+    except (OSError, ValueError) as e:
+      raise SystemExit(f"lstmx report: {e}") from None
+    print(f"page: {os.path.abspath(path)}")
+    return
+  out_dir = args.out_dirs[0]
   try:
-    meta = read_json(os.path.join(args.out_dir, "experiment.json"))
-    experiment = load_experiment(meta["experiment"])
-    results = pd.read_csv(os.path.join(args.out_dir, "results.csv"))
+    meta = overview.check_output_dir(out_dir)
+    experiment = load_experiment(meta.get("experiment") or "")
+    results = pd.read_csv(os.path.join(out_dir, "results.csv"))
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise SystemExit(f"lstmx report: {args.out_dir}: {e}") from None
-  print(f"report: {os.path.abspath(report.write(experiment, args.out_dir, results))}")
+    raise SystemExit(f"lstmx report: {e}") from None
+  print(f"report: {os.path.abspath(report.write(experiment, out_dir, results))}")
+
+
+def _info(args) -> None:
+  from lstmx.lab import info
+  environment = info.environment()
+  print(json.dumps(environment, indent=1) if args.json else info.format_text(environment))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -140,8 +159,15 @@ def parser() -> argparse.ArgumentParser:
   tr.add_argument("--num-processes", type=int)
   tr.add_argument("--process-id", type=int)
   sub.add_parser("bench", help="time one LSTM layer against its peers (benchmarks/bench.py)")
-  rp = sub.add_parser("report", help="(re)write the report of an experiment's output directory")
-  rp.add_argument("out_dir")
+  rp = sub.add_parser("report", help="(re)write the report of an experiment's output "
+                      "directory; of several: the page 'Where LSTMs stop working'")
+  rp.add_argument("out_dirs", nargs="+", metavar="DIR",
+                  help="output directory of an experiment (e.g. runs/long_dependency/quick)")
+  from lstmx.lab.overview import DEFAULT_NAME
+  rp.add_argument("--out", metavar="PAGE.md", help="write the cross-experiment page here "
+                  f"(default: {DEFAULT_NAME} in the directories' common parent)")
+  inf = sub.add_parser("info", help="devices, versions and the backend 'auto' picks")
+  inf.add_argument("--json", action="store_true", help="as JSON")
   return ap
 
 
@@ -152,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   if args.command == "report":
     _report(args)
+  if args.command == "info":
+    _info(args)
   if args.command == "train":
     _train(args)
   return 0

@@ -9,6 +9,12 @@ An experiment file is a Python module with
   trial (its scalars join the results row);
 * optionally ``figures(results, fig_dir) -> [(title, stem)]`` and
   ``findings(results) -> [sentences]``, used by the report;
+* optionally ``LIMIT``: which limit of LSTMs the experiment probes (``"compute"``,
+  ``"overfitting"``, ``"long_range"``, ``"non_sequential"``, or any other name;
+  default ``NAME``), and ``headline(results) -> {"figure": stem, "finding":
+  sentence, "where": {column: value}}``: what the cross-experiment page
+  (``lstmx report DIR DIR ...``, `lstmx.lab.overview`) shows for it; every key is
+  optional (default: the first figure, the first finding, all rows);
 * optionally ``VARIANTS = {name: () -> Config}``: single configs that
   ``lstmx train FILE:VARIANT`` trains (``experiments/smoke.py``).
 
@@ -56,6 +62,14 @@ def _no_findings(results) -> list[str]:
   return []
 
 
+def _no_headline(results) -> dict:
+  del results
+  return {}
+
+
+HEADLINE_KEYS = ("figure", "finding", "where")
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """An experiment, whatever its file defines.
@@ -69,6 +83,9 @@ class Experiment:
     figures: ``figures(results, fig_dir) -> [(title, stem)]``; default none.
     findings: ``findings(results) -> [sentences]``; default none.
     variants: ``{name: () -> Config}``, the file's ``VARIANTS``; default ``{}``.
+    limit: ``LIMIT``, the limit of LSTMs it probes; default `name`.
+    headline: ``headline(results) -> {"figure"?, "finding"?, "where"?}``; default
+      ``{}`` (`headline_of` fills in the first figure and finding).
   """
 
   name: str
@@ -79,6 +96,12 @@ class Experiment:
   figures: Callable[[Any, str], list[tuple[str, str]]] = _no_figures
   findings: Callable[[Any], list[str]] = _no_findings
   variants: Mapping[str, Callable[[], Config]] = dataclasses.field(default_factory=dict)
+  limit: str = ""
+  headline: Callable[[Any], dict] = _no_headline
+
+  def __post_init__(self):
+    if not self.limit:
+      object.__setattr__(self, "limit", self.name)
 
   @classmethod
   def from_module(cls, module: types.ModuleType) -> Experiment:
@@ -96,7 +119,38 @@ class Experiment:
                analyze=getattr(module, "analyze", None),
                figures=getattr(module, "figures", _no_figures),
                findings=getattr(module, "findings", _no_findings),
-               variants=getattr(module, "VARIANTS", {}))
+               variants=getattr(module, "VARIANTS", {}),
+               limit=getattr(module, "LIMIT", ""),
+               headline=getattr(module, "headline", _no_headline))
+
+  def headline_of(self, results, figures: list[tuple[str, str]],
+                  findings: list[str]) -> dict:
+    """The headline for the cross-experiment page: ``{"figure": stem | None, "title":
+    its title | None, "finding": sentence | None, "where": {column: value}}``, the
+    file's ``headline(results)`` with the first of `figures` (``[(title, stem)]``, as
+    ``figures()`` returned them) and of `findings` where it names none.
+
+    Raises:
+      ValueError: ``headline()`` returned something else than a dict of
+        `HEADLINE_KEYS`, or a figure stem that is not one of `figures`.
+    """
+    given = self.headline(results)
+    where = f"{self.path or self.name}: headline()"
+    if not isinstance(given, dict) or set(given) - set(HEADLINE_KEYS):
+      raise ValueError(f"{where}: expected a dict with keys among {HEADLINE_KEYS}; got "
+                       f"{given!r}")
+    titles = {stem: title for title, stem in figures}
+    stem = given.get("figure") or (figures[0][1] if figures else None)
+    if stem is not None and stem not in titles:
+      raise ValueError(f"{where}: figure: expected one of the stems figures() drew "
+                       f"{sorted(titles)}; got {stem!r}")
+    where_rows = given.get("where") or {}
+    if not isinstance(where_rows, dict):
+      raise ValueError(f"{where}: where: expected a dict {{column: value}}; got "
+                       f"{where_rows!r}")
+    where_rows = {k: v.item() if hasattr(v, "item") else v for k, v in where_rows.items()}
+    return {"figure": stem, "title": titles.get(stem), "where": where_rows,
+            "finding": given.get("finding") or (findings[0] if findings else None)}
 
   def choices(self) -> tuple[str, tuple[str, ...]]:
     """What ``FILE:VARIANT`` may name: ``("variant", VARIANTS)`` if the file has

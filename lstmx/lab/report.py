@@ -1,5 +1,5 @@
-"""Reports: ``summary.csv``, matplotlib figures (PNG and SVG) and ``report.md``
-from a results table.
+"""Reports: ``summary.csv``, matplotlib figures (PNG and SVG), ``report.md`` and
+``report.json`` from a results table.
 
 Called after a sweep and on demand (``lstmx report DIR``). ``summary.csv`` is the
 per-configuration aggregate over seeds (`lstmx.lab.aggregate.summarize`: ``n``,
@@ -8,7 +8,9 @@ and per metric mean, std and 95 % Student t interval). The experiment
 [(title, stem)]`` (each figure saved as ``fig_dir/stem.png`` and ``.svg``, e.g.
 with `save_figure`; means drawn with their intervals by `plot_mean`) and
 ``findings(results) -> [sentences]`` computed from the aggregate; both default
-to none.
+to none. ``report.json`` holds the same as data (name, ``LIMIT``, figures,
+findings and the experiment's headline, `Experiment.headline_of`) for the
+cross-experiment page (`lstmx.lab.overview`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import pandas as pd
 
 from lstmx.lab import aggregate
 from lstmx.lab.experiment import Experiment, as_experiment
-from lstmx.train.rundir import atomic_write
+from lstmx.train.rundir import atomic_write, write_json
 
 COST_COLUMNS = ("status", "steps", "wall_time", "compile_time", "param_count")
+REPORT_JSON = "report.json"  # what report.md shows, for the cross-experiment page
 
 
 def save_figure(fig, fig_dir: str, stem: str) -> None:
@@ -167,8 +170,8 @@ def summary_table(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def write(experiment: Experiment | types.ModuleType, out_dir: str,
           results: pd.DataFrame) -> str:
-  """Writes ``out_dir/summary.csv``, ``out_dir/report.md`` and figures; returns the
-  report's path."""
+  """Writes ``out_dir/summary.csv``, ``out_dir/report.md``, ``out_dir/report.json``
+  and figures; returns the report's path."""
   import matplotlib
   matplotlib.use("Agg")
   exp = as_experiment(experiment)
@@ -177,17 +180,26 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
   counts = results["status"].value_counts().to_dict() if "status" in results else {}
   lines = [f"# {exp.name}", "", exp.description, "",
            f"{len(results)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()), ""]
-  figures, findings = [], []
+  figures, findings, headline = [], [], None
   if not any(counts.get(s, 0) for s in FINISHED):
     lines += ["No trial finished, so there are no figures or findings; see the failed "
               "trials below.", ""]
   else:
     try:
-      figures = exp.figures(results, fig_dir)
-      findings = exp.findings(results)
+      figures = [tuple(f) for f in exp.figures(results, fig_dir)]
+      findings = list(exp.findings(results))
     except Exception as e:  # noqa: BLE001 - a figure bug must not lose the report
       lines += [f"Drawing the figures or findings failed ({type(e).__name__}: {e}); the "
                 "results table below is complete.", ""]
+    try:
+      headline = exp.headline_of(results, figures, findings)
+    except Exception as e:  # noqa: BLE001 - nor a headline bug
+      lines += [f"The headline for the cross-experiment page failed ({type(e).__name__}: "
+                f"{e}); the page shows no figure or finding for this experiment.", ""]
+  write_json(os.path.join(out_dir, REPORT_JSON), {
+      "name": exp.name, "limit": exp.limit, "description": exp.description,
+      "experiment": exp.path, "figures": [list(f) for f in figures], "findings": findings,
+      "headline": headline})
   if findings:
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]
   for title, stem in figures:
