@@ -141,8 +141,9 @@ class StreamLM(Task):
 
   def windows_per_epoch(self, batch_size: int) -> int:
     """K: the full windows of T steps in B rows of the train stream."""
-    from lstmx.data import batchify, num_tbptt_steps
-    steps = num_tbptt_steps(batchify(self.tokens("train"), batch_size).shape[1], self.seq_len,
+    from lstmx.data import num_tbptt_steps
+    check_int("train", "batch_size", batch_size, 1)
+    steps = num_tbptt_steps(len(self.tokens("train")) // batch_size, self.seq_len,
                             drop_remainder=True)
     if steps < 1:
       raise ValueError(f"train.batch_size: expected rows of at least seq_len + 1 = "
