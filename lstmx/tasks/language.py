@@ -42,8 +42,8 @@ from lstmx.tasks.base import Batch, Sums, Task, check_int
 
 
 @functools.lru_cache(maxsize=16)
-def _stream(dataset: str, split: str, path: str | None, train_size: int | None):
-  """(tokens int32 [N], vocabulary size) of `split`; train cut to `train_size` tokens."""
+def _stream(dataset: str, split: str, path: str | None, size: int | None):
+  """(tokens int32 [N], vocabulary size) of `split`, cut to its first `size` tokens."""
   from lstmx import data
   options = {"path": path} if path is not None else {}
   ds = data.load(dataset, split, seed=0, **options)
@@ -51,8 +51,8 @@ def _stream(dataset: str, split: str, path: str | None, train_size: int | None):
     raise ValueError(f"stream_lm.dataset: expected a language-modelling dataset (kind 'lm'); "
                      f"got {dataset!r} of kind {ds.kind!r}")
   tokens = np.asarray(ds.inputs, np.int32)
-  if split == "train" and train_size is not None:
-    tokens = tokens[:train_size]
+  if size is not None:
+    tokens = tokens[:size]
   return tokens, int(ds.num_classes)
 
 
@@ -97,6 +97,9 @@ class StreamLM(Task):
     seq_len: T, the truncation length (35 in Zaremba's and AWD-LSTM's PTB runs).
     train_size: the train stream cut to its first `train_size` tokens (None: all).
     eval_rows: rows of the exact evaluation (1: the whole split as one stream).
+    eval_tokens: validation and test cut to their first `eval_tokens` tokens
+      (None: whole), a fixed, smaller evaluation set for CPU presets; each is
+      still evaluated exactly.
   """
 
   name = "stream_lm"
@@ -108,10 +111,13 @@ class StreamLM(Task):
   seq_len: int = 35
   train_size: int | None = None
   eval_rows: int = 1
+  eval_tokens: int | None = None
 
   def validate(self):
     check_int(self.name, "seq_len", self.seq_len, 1)
     check_int(self.name, "eval_rows", self.eval_rows, 1)
+    if self.eval_tokens is not None:
+      check_int(self.name, "eval_tokens", self.eval_tokens, 2)
     if self.train_size is not None:
       check_int(self.name, "train_size", self.train_size, 2)
     n = len(self.tokens("train"))
@@ -120,9 +126,10 @@ class StreamLM(Task):
                        f"{n} tokens); got {self.seq_len}")
 
   def tokens(self, split: str) -> np.ndarray:
-    """The split's token stream [N] int32 (train cut to `train_size`)."""
+    """The split's token stream [N] int32 (cut to `train_size` or `eval_tokens`)."""
     self.check_split(split)
-    return _stream(self.dataset, split, self.path, self.train_size)[0]
+    size = self.train_size if split == "train" else self.eval_tokens
+    return _stream(self.dataset, split, self.path, size)[0]
 
   @property
   def vocab_size(self) -> int:
