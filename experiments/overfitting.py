@@ -18,9 +18,10 @@ intervals over seeds separate.
 * full (a GPU): word-level Brown corpus (``python scripts/fetch_data.py
   brown``; a PTB-sized stand-in), Zaremba's medium model (2 x 650, T = 35,
   B = 20, SGD), every strength and three training-set sizes, and the AWD recipe.
-* ptb: the full protocol on Penn Treebank files (``ptb.{train,valid,test}.txt``
-  in ``$LSTMX_PTB``), to compare with Zaremba et al.'s numbers (small,
-  unregularized: validation 120.7 / test 114.5; medium, dropout 0.5: 86.2 / 82.7).
+* full on Penn Treebank, for users who have ``ptb.{train,valid,test}.txt``:
+  ``--preset full --set task.params.dataset=ptb --set task.params.path=DIR``;
+  compare with Zaremba et al.'s numbers (small, unregularized: validation 120.7
+  / test 114.5; medium, dropout 0.5: 86.2 / 82.7).
 
     python experiments/overfitting.py --preset tiny    # CI, seconds
     python experiments/overfitting.py --preset quick   # 2-core CPU
@@ -111,9 +112,9 @@ def base() -> Config:
                 model=ModelConfig(hidden_size=128, num_layers=2, embedding_size=32),
                 task=TaskConfig(name="stream_lm", params=task),
                 optimizer=OptimizerConfig(name="adam", lr=3e-3, clip_norm=1.0),
-                train=TrainConfig(steps=600, batch_size=16, log_every=20, eval_every=40,
-                                  eval_batches=1, checkpoint_every=600, keep_checkpoints=1,
-                                  steps_per_call=20))
+                train=TrainConfig(steps=1500, batch_size=16, log_every=25, eval_every=50,
+                                  eval_batches=1, checkpoint_every=1500, keep_checkpoints=1,
+                                  steps_per_call=25))
 
 
 def word_base(dataset: str = "brown", path: str | None = None) -> Config:
@@ -132,7 +133,7 @@ def word_base(dataset: str = "brown", path: str | None = None) -> Config:
                         steps_per_call=1))
 
 
-FULL_STRENGTHS = {"dropout": [0.2, 0.4, 0.6], "weight_drop": [0.2, 0.5, 0.7],
+FULL_STRENGTHS = {"dropout": [0.2, 0.4, 0.5, 0.6], "weight_drop": [0.2, 0.5, 0.7],
                   "zoneout": [0.1, 0.25, 0.5], "ar_tar": [1.0, 2.0, 4.0],
                   "embedding_dropout": [0.1, 0.2], "awd": [1.0]}
 
@@ -146,13 +147,12 @@ def presets() -> dict[str, Preset]:
       train=dataclasses.replace(b.train, steps=8, eval_every=4, log_every=4, checkpoint_every=4,
                                 batch_size=4, steps_per_call=4))
   word = word_base()
-  ptb = word_base("ptb", os.environ.get("LSTMX_PTB", "data/ptb"))
   return {
       "tiny": Preset(tiny, sweep({"dropout": [0.4]}, [2000], ()), seeds=1),
-      "quick": Preset(b, sweep({"dropout": [0.2, 0.4, 0.6]}, [20000], ()), seeds=3),
+      "quick": Preset(b, sweep({"dropout": [0.2, 0.4, 0.6], "weight_drop": [0.5]}, [20000], ()),
+                      seeds=3),
       "full": Preset(word, sweep(FULL_STRENGTHS, [100_000, 300_000, None],
                                  ("dropout", "awd")), seeds=3),
-      "ptb": Preset(ptb, sweep(FULL_STRENGTHS, [None], ()), seeds=3),
   }
 
 
