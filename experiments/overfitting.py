@@ -122,7 +122,7 @@ def word_base(dataset: str = "brown", path: str | None = None) -> Config:
   clip 5, lr / 1.2 every epoch) on a word-level corpus; ~39 epochs of Brown."""
   b = base()
   epoch = (1_097_005 // 20 - 1) // 35  # Brown's windows per epoch at B = 20, T = 35
-  task = {"dataset": dataset, "seq_len": 35, "eval_rows": 10, "path": path}
+  task = {"dataset": dataset, "seq_len": 35, "eval_rows": 1, "path": path}
   return dataclasses.replace(
       b, model=ModelConfig(hidden_size=650, num_layers=2, embedding_size=650),
       task=TaskConfig(name="stream_lm", params=task),
