@@ -278,11 +278,14 @@ def findings(results) -> list[str]:
              "meta.strength": row["meta.strength"]}
       k, m = aggregate.agree_paired(df, cfg, {**where, "meta.regularizer": "none"}, BEST_VAL,
                                     np.less)
-      separate = row[f"{BEST_VAL}.ci_high"] < none[f"{BEST_VAL}.ci_low"]
+      lower = row[f"{BEST_VAL}.ci_high"] < none[f"{BEST_VAL}.ci_low"]
+      higher = row[f"{BEST_VAL}.ci_low"] > none[f"{BEST_VAL}.ci_high"]
+      verdict = ("the intervals separate: lower" if lower else
+                 "the intervals separate: higher" if higher else "the intervals overlap")
       lines.append(
           f"{size}, {_label(row)}: best validation loss {mean_ci_text(row, BEST_VAL)} vs "
-          f"{mean_ci_text(none, BEST_VAL)} unregularized, lower in {seeds_phrase(k, m)}"
-          f"{'; the intervals separate' if separate else '; the intervals overlap'}.")
+          f"{mean_ci_text(none, BEST_VAL)} unregularized, lower in {seeds_phrase(k, m)}; "
+          f"{verdict}.")
     if f"{TEST_AT_BEST}.mean" in g and len(g) > 1:
       ranked = g.sort_values(f"{TEST_AT_BEST}.mean")
       top, second = ranked.iloc[0], ranked.iloc[1]

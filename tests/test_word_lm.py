@@ -86,7 +86,9 @@ def test_stream_lm_on_ptb_files(ptb):
   assert task.baseline_loss == pytest.approx(
       -sum(p * np.log(p) for p in (4 / 9, 4 / 9, 1 / 9)), rel=1e-6)
   with pytest.raises(ValueError, match="stream_lm.seq_len"):
-    tasks.make("stream_lm", dataset="ptb", path=ptb, seq_len=10_000)
+    tasks.make("stream_lm", dataset="ptb", path=ptb, seq_len=10_000).windows_per_epoch(1)
+  with pytest.raises(ValueError, match="stream_lm.eval_rows"):
+    tasks.make("stream_lm", dataset="ptb", path=ptb, eval_rows=0)
   with pytest.raises(ValueError, match="train.batch_size"):
     task.windows_per_epoch(200)
 
@@ -116,3 +118,10 @@ def test_nt_asgd_stream_run_switches_to_averaging_and_resumes_exactly(ptb, tmp_p
   resumed = train_and_evaluate(_config(ptb, 30), str(tmp_path / "split"), force=True)
   assert resumed["averaging"] == whole["averaging"]
   assert resumed["final"] == whole["final"]
+
+
+def test_stream_task_needs_an_embedding(ptb, tmp_path):
+  cfg = _config(ptb, 5)
+  cfg = cfg.__class__(**{**cfg.__dict__, "model": ModelConfig(hidden_size=8)})
+  with pytest.raises(ValueError, match="model.embedding_size"):
+    train_and_evaluate(cfg, str(tmp_path / "run"))

@@ -120,10 +120,8 @@ class StreamLM(Task):
       check_int(self.name, "eval_tokens", self.eval_tokens, 2)
     if self.train_size is not None:
       check_int(self.name, "train_size", self.train_size, 2)
-    n = len(self.tokens("train"))
-    if n < self.seq_len + 1:
-      raise ValueError(f"{self.name}.seq_len: expected at most {n - 1} (the train stream has "
-                       f"{n} tokens); got {self.seq_len}")
+    # The data is read when first used (a preset's fetched corpus need not be on
+    # disk to build its configs); `windows_per_epoch` checks seq_len against it.
 
   def tokens(self, split: str) -> np.ndarray:
     """The split's token stream [N] int32 (cut to `train_size` or `eval_tokens`)."""
@@ -152,6 +150,10 @@ class StreamLM(Task):
     check_int("train", "batch_size", batch_size, 1)
     steps = num_tbptt_steps(len(self.tokens("train")) // batch_size, self.seq_len,
                             drop_remainder=True)
+    n = len(self.tokens("train"))
+    if n < self.seq_len + 1:
+      raise ValueError(f"{self.name}.seq_len: expected at most {n - 1} (the train stream has "
+                       f"{n} tokens); got {self.seq_len}")
     if steps < 1:
       raise ValueError(f"train.batch_size: expected rows of at least seq_len + 1 = "
                        f"{self.seq_len + 1} tokens ({len(self.tokens('train'))} train tokens "

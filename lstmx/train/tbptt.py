@@ -40,6 +40,9 @@ def initial_carry(model, batch_size: int):
     raise ValueError(f"model.kind: a stream task (TBPTT with carried state) needs a model "
                      f"with a `stream` method (model.kind='lstm' with model.embedding_size); "
                      f"got {type(model).__name__}")
+  if getattr(model, "embed", None) is None:
+    raise ValueError("model.embedding_size: a stream task feeds token ids [B, T], which the "
+                     "model must embed; got embedding_size=None")
   return model.zero_state(batch_size)
 
 
