@@ -294,8 +294,9 @@ def findings(results) -> list[str]:
           f"{size}: lowest test perplexity at the best-validation checkpoint with "
           f"{_label(top)}, {mean_ci_text(top, TEST_AT_BEST, '.1f')}; next {_label(second)}, "
           f"{mean_ci_text(second, TEST_AT_BEST, '.1f')} ("
-          f"{'better: the intervals separate' if clear else 'not called better: the intervals overlap'}"
-          f", {int(top['n'])} seeds).")
+          + ("better: the intervals separate" if clear
+             else "not called better: the intervals overlap")
+          + f", {int(top['n'])} seeds).")
   return lines
 
 

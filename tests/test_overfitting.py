@@ -7,7 +7,6 @@ best-validation checkpoint)."""
 import importlib.util
 import pathlib
 
-import numpy as np
 import pandas as pd
 import pytest
 

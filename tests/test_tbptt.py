@@ -3,6 +3,8 @@ equals one long run on the concatenated stream (values, and gradients within a
 window against a plain Python-loop reference), windows and resets follow the
 batchified stream, and the stateful evaluation counts every prediction once."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -154,17 +156,12 @@ def test_train_step_carries_state_and_resets_it(ptb):
   s1, m1 = step(state, task.train_window(jnp.int32(0), 4))
   assert not np.allclose(s1.carry[0], 0.0)  # the window's final state is kept
   s2, m2 = step(s1, task.train_window(jnp.int32(1), 4))
-  fresh = step(dataclasses_replace(s1, carry=state.carry), task.train_window(jnp.int32(1), 4))
+  fresh = step(dataclasses.replace(s1, carry=state.carry), task.train_window(jnp.int32(1), 4))
   assert float(m2["loss"]) != pytest.approx(float(fresh[1]["loss"]), rel=1e-6)
   K = task.windows_per_epoch(4)  # an epoch's first window starts from zero again
   s_reset = step(s2, task.train_window(jnp.int32(K), 4))[1]
-  s_zero = step(dataclasses_replace(s2, carry=state.carry), task.train_window(jnp.int32(K), 4))[1]
+  s_zero = step(dataclasses.replace(s2, carry=state.carry), task.train_window(jnp.int32(K), 4))[1]
   assert float(s_reset["loss"]) == pytest.approx(float(s_zero["loss"]), rel=1e-6)
-
-
-def dataclasses_replace(state, **kw):
-  import dataclasses
-  return dataclasses.replace(state, **kw)
 
 
 def test_stream_evaluator_is_exact_and_rows_lose_only_row_starts(ptb):
