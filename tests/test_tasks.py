@@ -42,7 +42,7 @@ def memoryless_entropy(batch) -> float:
 
 def test_registry_lists_every_task():
   assert set(tasks.names()) == set(SMALL) | {"sequential_images", "classify", "char_lm",
-                                             "forecast"}
+                                             "forecast", "stream_lm"}
 
 
 def test_sequential_digits_pixels_and_permuted():

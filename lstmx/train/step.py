@@ -23,12 +23,15 @@ class TrainState:
     params: the model's `nnx.Param` state.
     opt_state: the optax state.
     key: uint32 key data of the run's PRNG key (dropout keys fold in the step).
+    carry: the model state carried between steps for stream tasks (TBPTT,
+      `lstmx.train.tbptt`): (h, c), each [num_layers, B, H]; None otherwise.
   """
 
   step: jax.Array
   params: Any
   opt_state: Any
   key: jax.Array
+  carry: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +46,13 @@ class ModelDef:
     return nnx.merge(self.graphdef, params, self.rest)
 
 
-def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int):
-  """(ModelDef, TrainState) for a freshly built model."""
+def init_state(model: nnx.Module, tx: optax.GradientTransformation, seed: int,
+               carry: Any = None):
+  """(ModelDef, TrainState) for a freshly built model (`carry`: a stream task's
+  initial model state, see `lstmx.train.tbptt`)."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                     key=jax.random.key_data(jax.random.key(seed)))
+                     key=jax.random.key_data(jax.random.key(seed)), carry=carry)
   return ModelDef(graphdef, rest), state
 
 
@@ -66,18 +71,23 @@ def make_train_step(modeldef: ModelDef, task: Task, tx: optax.GradientTransforma
   """A pure ``train_step(state, batch) -> (state, metrics)`` (jit it yourself).
 
   A step whose loss or gradients are not finite leaves the state unchanged and
-  reports ``finite = 0``; the loop then ends the run as diverged.
+  reports ``finite = 0``; the loop then ends the run as diverged. For a stream
+  task (`lstmx.train.tbptt`) the step carries the model state in ``state.carry``.
   """
+  from lstmx.train import tbptt
+  stateful = tbptt.is_stateful(task)
 
   def train_step(state: TrainState, batch: Batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
     def loss_fn(params):
+      if stateful:
+        return tbptt.stream_loss(modeldef, task, params, state.carry, batch, key)
       outputs, penalty = apply_train(modeldef, params, batch, key)
       loss = task.loss(outputs, batch)
-      return loss + penalty, loss
+      return loss + penalty, (loss, state.carry)
 
-    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # optax mixes Python floats with int32 step counts, which strict dtype
@@ -85,7 +95,8 @@ def make_train_step(modeldef: ModelDef, task: Task, tx: optax.GradientTransforma
     with jax.numpy_dtype_promotion("standard"):
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
-    new = TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=state.key)
+    new = TrainState(step=state.step + 1, params=params, opt_state=opt_state, key=state.key,
+                     carry=carry)
     # Keep the last good state on a non-finite step.
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
     new = dataclasses.replace(new, step=state.step + 1)
@@ -115,10 +126,12 @@ def guard(train_step: Callable) -> Callable:
 
 
 def make_train_chunk(train_step: Callable, sample: Callable[[jax.Array], Batch],
-                     data_key: jax.Array, n: int) -> Callable:
+                     data_key: jax.Array | None, n: int) -> Callable:
   """A pure ``chunk(state, ok) -> (state, ok, metrics)``: `n` guarded steps (`guard`)
-  of `train_step`, each on the batch ``sample(fold_in(data_key, state.step))``, in
-  one `lax.scan` (a plain call when ``n == 1``); jit it yourself.
+  of `train_step`, each on the batch ``sample(fold_in(data_key, state.step))``
+  (``sample(state.step)`` when `data_key` is None: batches fixed by the step, as a
+  stream task's `train_window`), in one `lax.scan` (a plain call when ``n == 1``);
+  jit it yourself.
 
   ``metrics`` are the steps' own, stacked on a leading axis of length `n`.
   """
@@ -126,7 +139,8 @@ def make_train_chunk(train_step: Callable, sample: Callable[[jax.Array], Batch],
 
   def one(carry, _):
     state, ok = carry
-    state, ok, metrics = step(state, ok, sample(jax.random.fold_in(data_key, state.step)))
+    where = state.step if data_key is None else jax.random.fold_in(data_key, state.step)
+    state, ok, metrics = step(state, ok, sample(where))
     return (state, ok), metrics
 
   def chunk(state: TrainState, ok: jax.Array):
