@@ -152,8 +152,11 @@ def sweep(lengths: dict[str, list[int]], hidden: int, batch: int, *,
 def presets() -> dict[str, Preset]:
   b = base()
   tiny = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=32))
-  quick = {**{m: [8, 32, 128, 512, 1024] for m in LSTMS}, "transformer": [8, 32, 128, 512],
-           "transformer_naive": [8, 32, 128, 512]}
+  # Quick (2-core CPU): the scan and its memory mode at five lengths, the other LSTM
+  # variants at three, both attention forms of the Transformer at four.
+  quick = {**{m: [8, 128, 1024] for m in LSTMS},
+           **{m: [8, 32, 128, 512, 1024] for m in ("lstm_scan", "lstm_scan_remat32")},
+           "transformer": [8, 32, 128, 512], "transformer_naive": [8, 32, 128, 512]}
   # Full (one GPU): the Transformer stops at 2048, where attention's B x heads x T^2
   # scores and their gradients already take about 20 GB.
   full = {**{m: [16, 64, 256, 1024, 4096] for m in LSTMS},
