@@ -582,9 +582,11 @@ def _flops_lines(df) -> list[str]:
   lines = []
   if parts:
     lines.append("XLA's FLOP count over the analytic matmul count, over the measured T: "
-                 + ", ".join(parts) + " (XLA counts a scan's loop body once, so the "
-                 "scanned LSTMs fall far below 1; tests/test_flops.py checks the counts "
-                 "within 5 % where XLA sees every step).")
+                 + ", ".join(parts) + " (XLA counts a while loop's body once: the "
+                 "recurrent matmuls inside an LSTM's scan count for one step, so the LSTMs "
+                 "fall below 1, the scan backend's whole-sequence GEMMs still counted; "
+                 "tests/test_flops.py checks the counts within 5 % where XLA sees every "
+                 "step).")
   if speed:
     lines.append("Achieved GFLOP/s (analytic matmul FLOPs / step time): "
                  + ", ".join(speed) + ".")
