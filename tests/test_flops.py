@@ -75,3 +75,29 @@ def test_formulas_and_errors():
   assert flops.lstm_flops(1, 1, 1, 1, num_layers=2) == 3 * (2 * 2 * 4 + 2 * 2 * 4)
   with pytest.raises(ValueError, match=r"H: expected a positive int; got 0"):
     flops.lstm_flops(1, 1, 1, 0)
+
+
+def test_compute_experiment_reports_memory_as_measured_ratios():
+  import importlib.util
+  import os
+
+  import pandas as pd
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "experiments", "compute.py")
+  spec = importlib.util.spec_from_file_location("compute", path)
+  compute = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(compute)
+  cfg = ModelConfig(kind="transformer", hidden_size=16, num_heads=2)
+  assert compute.analytic_flops(cfg, 4, 8) == flops.transformer_flops(4, 8, 16, D=2, O=1)
+  peak = {"lstm_scan": {8: 1.0, 64: 8.0}, "lstm_scan_remat32": {8: 1.0, 64: 2.0},
+          "transformer": {8: 2.0, 64: 40.0}, "transformer_naive": {8: 2.0, 64: 50.0}}
+  rows = [{"meta.model": m, "meta.length": t, "meta.hidden": 32, "meta.batch": 4,
+           "train.seed": s, "status": "completed", "analysis.step_time": 1e-3 * t,
+           "analysis.peak_bytes": 2**20 * v * (1 + 0.01 * s)}
+          for m, by_t in peak.items() for t, v in by_t.items() for s in range(2)]
+  lines = compute.findings(pd.DataFrame(rows))
+  ratios = [line for line in lines if line.startswith("Peak memory, measured ratios")]
+  assert len(ratios) == 1 and "lstm_scan_remat32 / lstm_scan 1.00x at T=8, 0.25x at T=64" \
+      in ratios[0] and "transformer_naive / transformer 1.00x at T=8, 1.25x at T=64" in ratios[0]
+  assert any("lstm_scan 8.00x (T=8 to 64" in line for line in lines)
+  assert not any("Peak memory grows as T^" in line for line in lines)
