@@ -10,7 +10,12 @@ step (forward, backward and Adam update) precisely:
 * memory: XLA's memory analysis of the compiled step (`lstmx.compile_stats`,
   the one formula), peak = arguments + outputs - donated aliases +
   temporaries (``temp`` alone is the activation memory that grows with T);
-  FLOPs from XLA's cost analysis.
+* FLOPs: XLA's cost analysis of the compiled step (``flops``) beside the
+  analytic matmul count (``flops_analytic``, `lstmx.flops`: LSTM
+  3 x 2BT(D+H)4H, Transformer 3 x (24BTd^2 + 4BT^2d) per block; checked
+  against XLA within 5 % in tests/test_flops.py). XLA counts a while loop's
+  body once, so for the scanned LSTMs its number is about one step's: the
+  analytic count gives their achieved FLOP/s (``gflops_per_s``).
 
 Models: the LSTM on each backend (``scan``: fused scan with a hand-written
 backward; ``reference``: a plain ``lax.scan`` of `lstm_step` differentiated
@@ -19,10 +24,16 @@ memory mode (carries saved every 32 steps, segments recomputed in the
 backward), in the full preset also the ``pallas`` and ``cudnn`` kernels (a
 GPU; elsewhere those trials record their failure), and a causal pre-LN
 Transformer (one block, two heads) whose width is chosen by
-`lstmx.models.match_size` to the LSTM's parameter count at the same H.
-Time and memory are fitted as power laws in T (log-log
-slopes); the crossover is the length where the Transformer's step becomes
-slower than the LSTM's (attention's T^2 against the recurrence's T).
+`lstmx.models.match_size` to the LSTM's parameter count at the same H, with
+its attention two ways: ``transformer`` calls `jax.nn.dot_product_attention`
+(``model.attention="fused"``; jax picks the implementation, its XLA path in
+jax 0.10, and the full preset adds ``transformer_cudnn``, cuDNN's fused
+attention in bfloat16, on NVIDIA GPUs) and ``transformer_naive`` writes it out,
+materializing the [B, heads, T, T] logits and weights. Step time is
+summarized by log-log slopes in T; memory by ratios measured at the measured
+lengths (one mode against another at the same T, and each model's longest T
+against its shortest), never extrapolated. The crossover is the length where
+the Transformer's step becomes slower than the LSTM's.
 Throughput against device count: data-parallel steps (`lstmx.sharding`) on
 1, 2, 4, 8 devices; as a script this file asks XLA for 8 fake CPU devices,
 which share the machine's cores, so on a CPU it measures sharding overhead,
@@ -75,7 +86,14 @@ ACCELERATED = {
     "lstm_cudnn": {"model.kind": "lstm", "model.backend": "cudnn", "model.unroll": 1},
 }
 LSTM_VARIANTS = {**LSTMS, **ACCELERATED}
-MODELS = (*LSTM_VARIANTS, "transformer")
+# label -> attention overrides of the matched Transformer (lstmx.models.transformer).
+TRANSFORMERS = {
+    "transformer": {"model.attention": "fused"},  # jax.nn.dot_product_attention
+    "transformer_naive": {"model.attention": "naive"},  # materializes [B, heads, T, T]
+    # cuDNN's fused attention: NVIDIA GPUs, bfloat16 only (full preset).
+    "transformer_cudnn": {"model.attention": "cudnn", "model.compute_dtype": "bfloat16"},
+}
+MODELS = (*LSTM_VARIANTS, *TRANSFORMERS)
 # Two heads: widths in steps of 2 let `match_size` meet small budgets (H=32) within 10 %.
 TRANSFORMER = ModelConfig(kind="transformer", num_heads=2)
 
@@ -105,9 +123,9 @@ def trial(model: str, length: int, hidden: int, batch: int, devices: bool = Fals
   """Overrides of one trial; ``meta.hidden`` is the LSTM width the model's size matches."""
   ov = {"meta.model": model, "meta.length": length, "meta.hidden": hidden, "meta.batch": batch,
         "task.params.length": length, "train.batch_size": batch}
-  if model == "transformer":
+  if model in TRANSFORMERS:
     ov.update({"model.kind": "transformer", "model.num_heads": TRANSFORMER.num_heads,
-               "model.hidden_size": transformer_width(hidden)})
+               "model.hidden_size": transformer_width(hidden), **TRANSFORMERS[model]})
   else:
     ov.update({**LSTM_VARIANTS[model], "model.hidden_size": hidden})
   if devices:
@@ -134,7 +152,11 @@ def sweep(lengths: dict[str, list[int]], hidden: int, batch: int, *,
 def presets() -> dict[str, Preset]:
   b = base()
   tiny = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=32))
-  quick = {**{m: [8, 32, 128, 512, 1024] for m in LSTMS}, "transformer": [8, 32, 128, 512]}
+  # Quick (2-core CPU): the scan and its memory mode at five lengths, the other LSTM
+  # variants at three, both attention forms of the Transformer at four.
+  quick = {**{m: [8, 128, 1024] for m in LSTMS},
+           **{m: [8, 32, 128, 512, 1024] for m in ("lstm_scan", "lstm_scan_remat32")},
+           "transformer": [8, 32, 128, 512], "transformer_naive": [8, 32, 128, 512]}
   # Full (one GPU): the Transformer stops at 2048, where attention's B x heads x T^2
   # scores and their gradients already take about 20 GB.
   full = {**{m: [16, 64, 256, 1024, 4096] for m in LSTMS},
@@ -142,10 +164,12 @@ def presets() -> dict[str, Preset]:
           "lstm_scan_remat32": [16, 64, 256, 1024, 4096, 8192, 16384],
           **{m: [16, 64, 256, 1024, 4096, 8192, 16384] for m in ACCELERATED},
           "lstm_reference": [16, 64, 256, 1024, 4096, 8192, 16384],
-          "transformer": [16, 64, 256, 1024, 2048]}
+          "transformer": [16, 64, 256, 1024, 2048],
+          "transformer_naive": [16, 64, 256, 1024, 2048],
+          "transformer_cudnn": [16, 64, 256, 1024, 2048, 4096, 8192]}
   return {
       "tiny": Preset(tiny, sweep({"lstm_scan": [8, 16], "lstm_scan_remat32": [16],
-                                  "transformer": [8, 16]}, 32, 8,
+                                  "transformer": [8, 16], "transformer_naive": [16]}, 32, 8,
                                  at_length=8, size_models=("lstm_scan",), device_batch=8),
                      seeds=1),
       "quick": Preset(b, sweep(quick, 64, 32, hiddens=[32, 128, 256], batches=[8, 128],
@@ -187,6 +211,20 @@ def measure(step_fn, state, batch, *, min_calls: int = 3, max_calls: int = 20,
   return out
 
 
+def analytic_flops(model: ModelConfig, B: int, T: int) -> float:
+  """Matmul FLOPs of one training step of `model` on the adding problem (`lstmx.flops`)."""
+  from lstmx import flops
+  if model.kind == "transformer":
+    return flops.transformer_flops(B, T, model.hidden_size, model.num_layers,
+                                   model.ff_multiple, D=INPUT_SIZE, O=OUTPUT_SIZE)
+  return flops.lstm_flops(B, T, INPUT_SIZE, model.hidden_size, model.num_layers, O=OUTPUT_SIZE)
+
+
+def attention_bytes(B: int, T: int, heads: int, itemsize: int = 4) -> int:
+  """Bytes of one [B, heads, T, T] array: naive attention's logits (its weights are another)."""
+  return B * heads * T * T * itemsize
+
+
 def analyze(config: Config, workdir: str) -> dict:
   """Step time, tokens/s, compile time and memory of the trial's train step; for
   data-parallel trials, step time and tokens/s on each device count instead."""
@@ -204,6 +242,8 @@ def analyze(config: Config, workdir: str) -> dict:
   if config.sharding.preset == "none":
     out = measure(step, state, batch, budget_s=TIMING_BUDGET_S)
     out["tokens_per_s"] = tokens / out["step_time"]
+    out["flops_analytic"] = analytic_flops(config.model, B, task.length)
+    out["gflops_per_s"] = out["flops_analytic"] / out["step_time"] / 1e9
     return out
   rules, host = sharding.preset(config.sharding.preset), jax.device_get(batch)
   out = {}
@@ -223,7 +263,8 @@ def analyze(config: Config, workdir: str) -> dict:
 KEYS = ["meta.model", "meta.length", "meta.hidden", "meta.batch"]
 _BARS = "mean over seeds with 95 % t error bars"
 MEASURED = ("analysis.step_time", "analysis.compile_time", "analysis.peak_bytes",
-            "analysis.tokens_per_s", "param_count")
+            "analysis.tokens_per_s", "analysis.flops", "analysis.flops_analytic",
+            "analysis.gflops_per_s", "param_count")
 
 
 def _single_device_rows(results):
@@ -284,17 +325,17 @@ def _log_ticks(ax, xs) -> None:
   ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
-def _loglog(ax, df, x: str, y: str, scale: float = 1.0) -> None:
+def _loglog(ax, df, x: str, y: str, scale: float = 1.0, fit: bool = True) -> None:
   """Per model, `y`'s mean over seeds against `x` with 95 % t error bars (summary
-  rows `df`), labelled with the log-log slope fitted to the means."""
+  rows `df`), labelled with the log-log slope fitted to the means if `fit`."""
   from lstmx.lab.report import plot_mean
   if f"{y}.mean" not in df:
     return
   ax.set(xscale="log", yscale="log")
   for m in [m for m in MODELS if m in set(df["meta.model"])]:
     g = df[df["meta.model"] == m].sort_values(x)
-    plot_mean(ax, g, x, y, style="bars", scale=scale, fmt="o-", ms=4,
-              label=f"{m} (slope {slope(g[x], g[f'{y}.mean']):.2f})")
+    label = f"{m} (slope {slope(g[x], g[f'{y}.mean']):.2f})" if fit else m
+    plot_mean(ax, g, x, y, style="bars", scale=scale, fmt="o-", ms=4, label=label)
   _log_ticks(ax, df[x])
   ax.legend(fontsize=7)
 
@@ -318,13 +359,14 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
                 "time_vs_length"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    _loglog(axes[0], df, "meta.length", "analysis.peak_bytes", 1 / 2**20)
+    _loglog(axes[0], df, "meta.length", "analysis.peak_bytes", 1 / 2**20, fit=False)
     axes[0].set(xlabel="sequence length T", ylabel="peak memory (MiB)",
                 title="peak memory of the compiled step (XLA)")
     _loglog(axes[1], df, "meta.length", "analysis.tokens_per_s")
     axes[1].set(xlabel="sequence length T", ylabel="tokens / s", title="throughput")
     save_figure(fig, fig_dir, "memory_vs_length")
-    out.append(("Peak memory and tokens/s vs T (log-log, fitted slopes; " + _BARS + ")",
+    out.append(("Peak memory and tokens/s vs T (log-log; tokens/s with fitted slopes; "
+                + _BARS + ")",
                 "memory_vs_length"))
 
   by_h, by_b, t = _size_studies(results)
@@ -464,6 +506,93 @@ def _slopes_line(df, column: str, what: str) -> str | None:
           "model's three longest T): " + ", ".join(parts) + ".")
 
 
+def _ratios(df, column: str, a: str, b: str) -> str | None:
+  """`a`'s mean over `b`'s at each T where both were measured, e.g. '0.50x at T=8'."""
+  y = f"{column}.mean"
+  at = {m: df[df["meta.model"] == m].set_index("meta.length")[y] for m in (a, b)}
+  both = sorted(set(at[a].index) & set(at[b].index))
+  if not both:
+    return None
+  return f"{a} / {b} " + ", ".join(f"{at[a][t] / at[b][t]:.2f}x at T={int(t)}" for t in both)
+
+
+def _bytes(n: float) -> str:
+  """1.5 MiB, 12 KiB, 300 B."""
+  for unit, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+    if n >= unit:
+      return f"{n / unit:.3g} {name}"
+  return f"{n:.0f} B"
+
+
+def _memory_lines(df) -> list[str]:
+  """Peak memory as measured ratios (means over seeds): memory modes and attention
+  forms against each other at the same T, each model's longest T against its shortest,
+  and the size of the [B, heads, T, T] array naive attention materializes."""
+  if "analysis.peak_bytes.mean" not in df:
+    return []
+  y, have = "analysis.peak_bytes.mean", set(df["meta.model"])
+  pairs = [(a, b) for a, b in (("lstm_scan_remat32", "lstm_scan"),
+                               ("transformer_naive", "transformer"),
+                               ("transformer_cudnn", "transformer"),
+                               ("transformer", "lstm_scan")) if {a, b} <= have]
+  parts = [p for p in (_ratios(df, "analysis.peak_bytes", a, b) for a, b in pairs) if p]
+  lines = []
+  if parts:
+    lines.append("Peak memory, measured ratios of the means at the same T: "
+                 + "; ".join(parts) + ".")
+  growth = []
+  for m in [m for m in MODELS if m in have]:
+    g = df[df["meta.model"] == m].sort_values("meta.length")
+    if len(g) >= 2:
+      t0, t1 = int(g["meta.length"].iloc[0]), int(g["meta.length"].iloc[-1])
+      growth.append(f"{m} {g[y].iloc[-1] / g[y].iloc[0]:.2f}x (T={t0} to {t1}; "
+                    f"{_bytes(g[y].iloc[-1])} at T={t1})")
+  if growth:
+    lines.append("Peak memory at each model's longest measured T over its shortest: "
+                 + ", ".join(growth) + ".")
+  if "transformer_naive" in have:
+    g = df[df["meta.model"] == "transformer_naive"]
+    t, b = int(g["meta.length"].max()), int(g["meta.batch"].iloc[0])
+    size = attention_bytes(b, t, TRANSFORMER.num_heads)
+    lines.append(f"Naive attention materializes the [B, heads, T, T] logits and weights "
+                 f"(kept for the backward): {_bytes(size)} each in float32 at B={b}, "
+                 f"{TRANSFORMER.num_heads} heads, T={t}. On a CPU `jax.nn.dot_product_attention` "
+                 "runs jax's XLA path, which builds the same arrays: compare their peaks "
+                 "above; only a fused kernel (cuDNN, model.attention='cudnn') avoids them."
+                 if jax.devices()[0].platform == "cpu" else
+                 f"Naive attention materializes the [B, heads, T, T] logits and weights "
+                 f"(kept for the backward): {_bytes(size)} each in float32 at B={b}, "
+                 f"{TRANSFORMER.num_heads} heads, T={t}.")
+  return lines
+
+
+def _flops_lines(df) -> list[str]:
+  """XLA's FLOP count against the analytic one, and achieved GFLOP/s, at the longest T."""
+  if "analysis.flops_analytic.mean" not in df:
+    return []
+  parts, speed = [], []
+  for m in [m for m in MODELS if m in set(df["meta.model"])]:
+    g = df[df["meta.model"] == m].sort_values("meta.length")
+    r = g.iloc[-1]
+    if "analysis.flops.mean" in g and np.isfinite(r["analysis.flops.mean"]):
+      ratio = g["analysis.flops.mean"] / g["analysis.flops_analytic.mean"]
+      parts.append(f"{m} {ratio.min():.2f}-{ratio.max():.2f}")
+    if "analysis.gflops_per_s.mean" in g:
+      speed.append(f"{m} {r['analysis.gflops_per_s.mean']:.2f} at T={int(r['meta.length'])}")
+  lines = []
+  if parts:
+    lines.append("XLA's FLOP count over the analytic matmul count, over the measured T: "
+                 + ", ".join(parts) + " (XLA counts a while loop's body once: the "
+                 "recurrent matmuls inside an LSTM's scan count for one step, so the LSTMs "
+                 "fall below 1, the scan backend's whole-sequence GEMMs still counted; "
+                 "tests/test_flops.py checks the counts within 5 % where XLA sees every "
+                 "step).")
+  if speed:
+    lines.append("Achieved GFLOP/s (analytic matmul FLOPs / step time): "
+                 + ", ".join(speed) + ".")
+  return lines
+
+
 def _fastest_line(df, rows) -> str | None:
   """Per T the model with the lowest mean step time, and in how many seeds it was
   the fastest of the models measured at that T."""
@@ -500,7 +629,8 @@ def findings(results) -> list[str]:
     lines.append(line + ".")
     lines += [line for line in (
         _slopes_line(df, "analysis.step_time", "Step time"),
-        _slopes_line(df, "analysis.peak_bytes", "Peak memory"),
+        *_memory_lines(df),
+        *_flops_lines(df),
         _crossover_line(df, rows, "analysis.step_time", "Step time"),
         _crossover_line(df, rows, "analysis.peak_bytes", "Peak memory"),
         _fastest_line(df, rows)) if line]

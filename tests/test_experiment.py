@@ -17,6 +17,7 @@ import pytest
 from lstmx import models, tasks
 from lstmx.lab import runner, sweep
 from lstmx.config import Config
+from lstmx.tasks.datasets import resolve_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(p for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
@@ -60,7 +61,7 @@ def test_every_preset_expands_and_every_config_builds(path):
     assert len(ids) == len(set(ids)) and ids, name
     for ov in preset.sweep:
       cfg = sweep.apply(preset.base, ov)
-      task = tasks.make(cfg.task.name, **cfg.task.params)
+      task = tasks.make(cfg.task.name, **resolve_params(cfg.task.params, cfg.train.seed))
       if name == "tiny":  # building every full-size model would be slow
         models.build(cfg.model, task.input_size, task.output_size, seed=0,
                      max_length=task.length)

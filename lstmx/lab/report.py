@@ -92,7 +92,7 @@ def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
                      for s in ("mean", "ci_low", "ci_high"))
   if style == "bars":
     if ax.get_yscale() == "log":  # a bar reaching zero or below: drawn down to mean / 100
-      low = np.where(low > 0, low, mean / 100)
+      low = np.where(np.isnan(low) | (low > 0), low, mean / 100)  # NaN: one seed, no bar
     yerr = np.stack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
     plot_kw.setdefault("fmt", "o")
     plot_kw.setdefault("capsize", 3)

@@ -10,6 +10,21 @@ LSTM); ``causal=False`` attends in both directions. Keys at padded steps
 (``t >= lengths[b]``) are masked out, so padding never reaches a valid step.
 Sinusoidal positions work at any length (length generalization); learned ones
 stop at the ``max_length`` given at build time.
+
+Attention (``attention``; `attend`), the same function three ways:
+
+    A = softmax(q k^T / sqrt(d_head) + mask) v      q, k, v [B, T, heads, d_head]
+
+* ``"naive"``: written out, materializing the [B, heads, T, T] logits and
+  weights (and keeping them for the backward pass);
+* ``"fused"`` (default): `jax.nn.dot_product_attention` with
+  ``implementation=None`` (jax picks; in jax 0.10 that is its XLA path), the
+  mask given as ``is_causal`` and ``key_value_seq_lengths``, no [T, T] mask
+  built by us;
+* ``"cudnn"``: the same call with ``implementation="cudnn"``: cuDNN's fused
+  (flash) attention, NVIDIA GPUs and float16/bfloat16 (``model.dtype``) only.
+
+tests/test_attention.py checks the three against each other (values and gradients).
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from lstmx.models.common import (ACTIVATIONS, activation, check_positive, comput
                                  valid_steps, zero_padded)
 
 POSITIONAL = ("sinusoidal", "learned")
+ATTENTIONS = ("naive", "fused", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,6 +56,7 @@ class TransformerConfig(ModelConfig):
     causal: False attends in both directions.
     positional: ``sinusoidal`` | ``learned`` (up to the build's max_length).
     activation: the feed-forward nonlinearity: relu | gelu | tanh.
+    attention: ``naive`` | ``fused`` | ``cudnn`` (`attend`; the module docstring).
   """
 
   HINTS: ClassVar[dict[str, str]] = {"bidirectional": "use model.causal=false"}
@@ -50,6 +67,7 @@ class TransformerConfig(ModelConfig):
   causal: bool = True
   positional: str = "sinusoidal"
   activation: str = "relu"
+  attention: str = "fused"
 
   def __post_init__(self):
     super().__post_init__()
@@ -57,7 +75,8 @@ class TransformerConfig(ModelConfig):
               ff_multiple=as_int("model.ff_multiple", self.ff_multiple, low=1),
               causal=as_bool("model.causal", self.causal),
               positional=as_choice("model.positional", self.positional, POSITIONAL),
-              activation=as_choice("model.activation", self.activation, tuple(ACTIVATIONS)))
+              activation=as_choice("model.activation", self.activation, tuple(ACTIVATIONS)),
+              attention=as_choice("model.attention", self.attention, ATTENTIONS))
 
 
 def sinusoidal_positions(T: int, width: int) -> jax.Array:
@@ -77,6 +96,29 @@ def attention_mask(lengths: jax.Array | None, B: int, T: int, causal: bool) -> j
   return jnp.broadcast_to(mask, (B, 1, T, T))
 
 
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None,
+           causal: bool, kind: str = "fused") -> jax.Array:
+  """Scaled dot-product attention; q, k, v [B, T, heads, d_head] -> [B, T, heads, d_head].
+
+  Query t attends key s when s < lengths[b] (all T if `lengths` is None) and,
+  if `causal`, s <= t. `kind` is ``naive``, ``fused`` or ``cudnn`` (module
+  docstring). The naive form's softmax runs in float32 and casts back.
+  """
+  B, T = q.shape[:2]
+  if kind == "naive":
+    logits = jnp.einsum("btnd,bsnd->bnts", q, k).astype(jnp.float32)
+    logits = logits / jnp.sqrt(jnp.float32(q.shape[-1]))
+    mask = attention_mask(lengths, B, T, causal)  # [B, 1, T, T]
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bnts,bsnd->btnd", weights, v)
+  if kind not in ("fused", "cudnn"):
+    raise ValueError(f"model.attention: expected one of {ATTENTIONS}; got {kind!r}")
+  seq = None if lengths is None else jnp.asarray(lengths, jnp.int32)
+  return jax.nn.dot_product_attention(q, k, v, is_causal=causal, key_value_seq_lengths=seq,
+                                      implementation="cudnn" if kind == "cudnn" else None)
+
+
 class TransformerBlock(nnx.Module):
   """Pre-LN block: x + MHA(LN(x)), then x + FF(LN(x)); x [B, T, H] -> [B, T, H].
 
@@ -84,8 +126,10 @@ class TransformerBlock(nnx.Module):
   """
 
   def __init__(self, width: int, num_heads: int, ff_width: int, act: str, dtype,
-               *, rngs: nnx.Rngs):
+               *, causal: bool = True, attention: str = "fused", rngs: nnx.Rngs):
     self.act = act
+    self.causal = causal
+    self.kind = attention
     self.norm_attention = nnx.LayerNorm(width, rngs=rngs)
     self.attention = nnx.MultiHeadAttention(num_heads, width, qkv_features=width,
                                             out_features=width, dtype=dtype, decode=False,
@@ -94,12 +138,16 @@ class TransformerBlock(nnx.Module):
     self.ff_in = nnx.Linear(width, ff_width, dtype=dtype, rngs=rngs)
     self.ff_out = nnx.Linear(ff_width, width, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-    # jax's attention promotes bf16 logits to float32 implicitly, which strict
-    # dtype promotion rejects; only that library call runs under standard rules.
+  def __call__(self, x: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    # The projections are MultiHeadAttention's (its parameter layout); `attend`
+    # replaces its attention function. jax's attention promotes bf16 logits to
+    # float32 implicitly, which strict dtype promotion rejects; only these library
+    # calls run under standard rules.
+    mha = self.attention
     h = self.norm_attention(x)
     with jax.numpy_dtype_promotion("standard"):
-      a = self.attention(h, mask=mask, deterministic=True)
+      q, k, v = mha.query(h), mha.key(h), mha.value(h)  # [B, T, heads, d_head]
+      a = mha.out(attend(q, k, v, lengths, self.causal, self.kind))
     x = x + a.astype(x.dtype)
     return x + self.ff_out(ACTIVATIONS[self.act](self.ff_in(self.norm_ff(x)))).astype(x.dtype)
 
@@ -138,7 +186,8 @@ class TransformerSequenceModel(SequenceModel):
       self.positions = nnx.Param(init(rngs.params(), (max_length, width), jnp.float32))
     self.blocks = nnx.List([
         TransformerBlock(width, cfg.num_heads, cfg.ff_multiple * width, cfg.activation,
-                         self.dtype, rngs=rngs) for _ in range(cfg.num_layers)])
+                         self.dtype, causal=cfg.causal, attention=cfg.attention, rngs=rngs)
+        for _ in range(cfg.num_layers)])
     self.norm = nnx.LayerNorm(width, rngs=rngs)
     self.head = nnx.Linear(width, output_size, rngs=rngs)
 
@@ -161,12 +210,11 @@ class TransformerSequenceModel(SequenceModel):
     Returns:
       [B, T, output_size] float32, one output per step.
     """
-    B, T, _ = inputs.shape
+    T = inputs.shape[1]
     x = self.embed(zero_padded(inputs, lengths)).astype(jnp.float32)
     x = x + self._positions(T, x.shape[-1])[None]
-    mask = attention_mask(lengths, B, T, self.causal)
     for block in self.blocks:
-      x = block(x, mask)
+      x = block(x, lengths)
     return self.head(self.norm(x))
 
 

@@ -8,6 +8,13 @@ first predicted once; the last window shorter, its tail masked). The training
 split can be cut to `train_size` examples (characters for language modelling)
 and, for classification, given `label_noise`, the knobs of overfitting sweeps.
 Inputs are standardized with statistics of the (cut) training split only.
+
+A classification task's split (for datasets without an official one), its
+training cut and its label noise are drawn by `data_seed`; ``data_seed=
+"train.seed"`` (`FOLLOW_TRAIN_SEED`) makes a run draw them from its own
+``train.seed`` (`resolve_params`, called where a run builds its task), so each
+seed of a sweep gets a different split while every model at one seed gets the
+same one (paired comparisons).
 """
 
 from __future__ import annotations
@@ -20,6 +27,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmx.tasks.base import Batch, Task, check_int, last_step_mask, one_hot, pad_rows
+
+FOLLOW_TRAIN_SEED = "train.seed"
+
+
+def resolve_params(params, train_seed: int) -> dict:
+  """Task parameters with ``data_seed="train.seed"`` replaced by `train_seed`.
+
+    >>> resolve_params({"dataset": "iris", "data_seed": "train.seed"}, 3)["data_seed"]
+    3
+  """
+  params = dict(params)
+  if params.get("data_seed") == FOLLOW_TRAIN_SEED:
+    params["data_seed"] = int(train_seed)
+  return params
 
 
 def _load(name: str, split: str, seed: int, **options):
@@ -83,9 +104,16 @@ class DatasetClassification(Task):
   scale: str = "standardize"  # or "unit"
   permuted: bool = False
   permute_seed: int = 0
-  data_seed: int = 0
+  data_seed: int = 0  # or "train.seed" in a config: the run's seed (`resolve_params`)
 
   def validate(self):
+    if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) \
+        or self.data_seed < 0:
+      hint = (" (a run replaces 'train.seed' by its seed; build the task with "
+              "lstmx.tasks.datasets.resolve_params)" if self.data_seed == FOLLOW_TRAIN_SEED
+              else "")
+      raise ValueError(f"{self.name}.data_seed: expected an int >= 0{hint}; got "
+                       f"{self.data_seed!r}")
     if self.scale not in ("standardize", "unit"):
       raise ValueError(f"{self.name}.scale: expected 'standardize' or 'unit'; got {self.scale!r}")
     if not 0.0 <= self.label_noise < 1.0:

@@ -5,8 +5,15 @@ An image is read one pixel per step (``layout="pixels"``: 64 steps for the
 per step (``layout="rows"``); ``permuted=True`` applies one fixed random
 permutation of the steps (pMNIST). Intensities are scaled to [0, 1]. The
 class is predicted at the last step; see `DatasetClassification` for the
-baseline (the class prior's entropy) and the solved criterion (validation
-accuracy >= 0.9; LSTMs reach about 0.98 on pixel MNIST, Le et al. 2015).
+baseline (the class prior's entropy), the solved criterion (validation
+accuracy >= 0.9) and ``data_seed`` (the split of MNIST-10k and digits).
+
+Published LSTM test accuracies on full MNIST (60k training images; the
+MNIST here is a 10k subset, so expect less): sequential pixels 0.982
+(Arjovsky, Shah & Bengio 2016, uRNN paper) and 0.989 (Cooijmans et al. 2016,
+recurrent batch normalization); permuted 0.88 and 0.902 in the same papers.
+Le et al. 2015 report only ~0.65 (sequential) and ~0.36 (permuted) for their
+LSTM baseline, against 0.97 and 0.82 for their IRNN.
 """
 
 from __future__ import annotations

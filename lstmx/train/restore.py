@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lstmx import models, optim, tasks
 from lstmx.config import Config
+from lstmx.tasks.datasets import resolve_params
 from lstmx.train import tbptt
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.step import init_state
@@ -11,7 +12,9 @@ from lstmx.train.step import init_state
 
 def build(config: Config, *, seed: int | None = None):
   """(task, model) freshly initialized from `config`."""
-  task = tasks.make(config.task.name, **config.task.params)
+  # data_seed="train.seed" (a classification split per seed) becomes the run's seed.
+  params = resolve_params(config.task.params, config.train.seed)
+  task = tasks.make(config.task.name, **params)
   model = models.build(config.model, task.input_size, task.output_size,
                        seed=config.train.seed if seed is None else seed, max_length=task.length)
   return task, model
