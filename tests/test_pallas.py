@@ -137,3 +137,12 @@ def test_gpu_bad_options_name_the_argument():
   with pytest.raises(ValueError, match="blocks.heads must divide H=6; got heads=4"):
     pallas_gpu.lstm_layer_pallas_gpu(p, xs, mask, h0, c0,
                                      blocks=pallas_gpu.GPUBlocks(heads=4))
+
+
+def test_select_takes_a_configured_backend_object_and_still_checks_it():
+  from lstmx.kernels import KernelOptions, LayerMasks, select
+  from lstmx.kernels import pallas
+  be = pallas.backend(interpret=True)
+  assert select(be) is be
+  with pytest.raises(ValueError, match=r"backend='pallas' cannot run this call: remat_every"):
+    select(be, KernelOptions(remat_every=2), LayerMasks())
