@@ -99,8 +99,8 @@ def test_gpu_compiled_padding_matches_reference(x64, heads):
 
   def padded(p, xs, mask, h0, c0):
     regs = LayerMasks().for_kernel(xs.shape[0], xs.shape[1], H, h0.dtype)
-    return pallas_gpu._run(KernelOptions(), pallas_gpu.GPUBlocks(block_b=4, heads=heads),
-                           "interpret", p, xs, mask, h0, c0, regs, pad=True)
+    static = pallas_gpu._Static(KernelOptions(), "interpret", 4, heads, pad=True)
+    return pallas_gpu._run(static, p, xs, mask, h0, c0, regs)
 
   p, *rest = problem
   bd = pallas_gpu.block_diagonal_mask(H, heads, p.w_hh.dtype)
@@ -113,7 +113,7 @@ def test_gpu_compiled_padding_matches_reference(x64, heads):
 
 def test_gpu_through_lstmx_lstm_with_a_backend_object(x64):
   """`pallas_gpu.backend(...)` objects go through ``lstmx.lstm(..., backend=...)``."""
-  params = lstmx.init_lstm(jax.random.key(1), 3, 8, num_layers=2, bidirectional=True,
+  params = lstmx.init_lstm(jax.random.key(1), 3, 8, bidirectional=True,
                            dtype=jnp.float64)
   params = [[dataclasses.replace(p, w_hh=p.w_hh * pallas_gpu.block_diagonal_mask(8, 4, jnp.float64))
              for p in layer] for layer in params]

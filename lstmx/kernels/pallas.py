@@ -68,7 +68,7 @@ class PallasBlocks:
 @dataclasses.dataclass(frozen=True)
 class _Static:
   options: KernelOptions
-  interpret: bool
+  interpret: bool | None  # None: per lowering platform (`per_platform`)
   block_b: int
 
 
@@ -97,9 +97,7 @@ def pallas_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: KernelOpt
     h0, c0 = (jnp.pad(a, ((0, pad), (0, 0))) for a in (h0, c0))
     regs = jax.tree.map(lambda a: jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pad), (0, 0)]),
                         regs)
-  args = (params, xs, mask, h0, c0, regs)
-  run = lambda interp, *a: _layer(_Static(options, interp, bb), *a)  # noqa: E731
-  ys, (h_n, c_n) = per_platform(run, interpret, *args)
+  ys, (h_n, c_n) = _layer(_Static(options, interpret, bb), params, xs, mask, h0, c0, regs)
   return ys[:, :B], (h_n[:B], c_n[:B])
 
 
@@ -107,7 +105,8 @@ def per_platform(run, interpret: bool | None, *args):
   """``run(interpret, *args)``; for None, interpret mode exactly when lowered for CPU.
 
   Each platform lowers only its own branch, so an export for ``"cuda"`` or
-  ``"tpu"`` holds the compiled kernel and never the interpreter."""
+  ``"tpu"`` holds the compiled kernel and never the interpreter. Used around the
+  pallas_call alone (inside the custom VJP), so autodiff never sees the branches."""
   if interpret is not None:
     return run(interpret, *args)
   return jax.lax.platform_dependent(*args, cpu=functools.partial(run, True),
@@ -215,14 +214,17 @@ def _call(kernel, static: _Static, ins, outs, weight_index: int, regs: LayerMask
   specs = [pl.BlockSpec(a.shape, lambda i: (0, 0)) if k == weight_index
            else _spec(a.shape, static.block_b) for k, a in enumerate(ins)]
   B = ins[0].shape[1]
-  return pl.pallas_call(
-      _with_absent(kernel, n_ins, present, static),
-      grid=(B // static.block_b,),
-      in_specs=specs,
-      out_specs=[_spec(o.shape, static.block_b) for o in outs],
-      out_shape=outs,
-      interpret=static.interpret,
-  )(*ins)
+
+  def run(interpret, *arrays):
+    return pl.pallas_call(
+        _with_absent(kernel, n_ins, present, static),
+        grid=(B // static.block_b,),
+        in_specs=specs,
+        out_specs=[_spec(o.shape, static.block_b) for o in outs],
+        out_shape=outs,
+        interpret=interpret,
+    )(*arrays)
+  return per_platform(run, static.interpret, *ins)
 
 
 # ---------------------------------------------------------------- VJP

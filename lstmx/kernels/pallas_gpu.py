@@ -110,10 +110,10 @@ def fits_on_chip(H: int, heads: int = 1, dtype=jnp.bfloat16) -> bool:
 @dataclasses.dataclass(frozen=True)
 class _Static:
   options: KernelOptions
-  mode: str  # "interpret", "triton" or "tpu"
+  mode: str  # "auto" (per lowering platform), "interpret", "compiled"; in a kernel: "triton", "tpu"
   block_b: int
   heads: int
-  hp: int  # hidden units per head as laid out in the kernel
+  pad: bool = False  # pad like the compiled modes in interpret mode too (tests)
 
 
 def pallas_gpu_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: KernelOptions, *,
@@ -131,66 +131,43 @@ def pallas_gpu_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: Kerne
   H = h0.shape[-1]
   if H % blocks.heads:
     raise ValueError(f"blocks.heads must divide H={H}; got heads={blocks.heads}")
-  args = (params, xs, mask, h0, c0, masks.for_kernel(xs.shape[0], xs.shape[1], H, h0.dtype))
-  run = functools.partial(_run, options, blocks)
-  if interpret is True:
-    return run("interpret", *args)
-  compiled = dict(cuda=functools.partial(run, "triton"), rocm=functools.partial(run, "triton"),
-                  default=functools.partial(run, "tpu"))
-  if interpret is False:
-    return jax.lax.platform_dependent(*args, **compiled)
-  return jax.lax.platform_dependent(*args, cpu=functools.partial(run, "interpret"), **compiled)
+  mode = {None: "auto", True: "interpret", False: "compiled"}[interpret]
+  regs = masks.for_kernel(xs.shape[0], xs.shape[1], H, h0.dtype)
+  return _run(_Static(options, mode, blocks.block_b, blocks.heads), params, xs, mask, h0, c0,
+              regs)
 
 
-def _run(options, blocks, mode, params, xs, mask, h0, c0, regs, *, pad: bool | None = None):
-  """Lays the layer out per head, pads it (compiled modes, or `pad`), runs `_layer`."""
+def _run(static: _Static, params, xs, mask, h0, c0, regs):
+  """Lays the masks out per head and runs `_layer`."""
   T, B, _ = xs.shape
-  H = h0.shape[-1]
-  nh = blocks.heads
-  hh = H // nh
-  pad = mode != "interpret" if pad is None else pad
-  bb = _pow2_at_least(blocks.block_b, 16) if pad else min(blocks.block_b, B)
-  hp = _pow2_at_least(hh, 16) if pad else hh
-  bp = -B % bb
+  nh = static.heads
   if mask is None:
     mask = jnp.ones((T, B), bool)
-  mask = jnp.pad(mask, ((0, 0), (0, bp)))
-  static = _Static(options, mode, bb, nh, hp)
-  lay = functools.partial(_to_heads, nh=nh, hp=hp, bp=bp)
-  regs = LayerMasks(*(None if a is None else lay(a) for a in
+  regs = LayerMasks(*(None if a is None else _to_heads(a, nh=nh) for a in
                       (regs.recurrent, regs.zoneout_h, regs.zoneout_c)))
-  ys, (h_n, c_n) = _layer(static, params, xs, mask, h0, c0, regs)
-  return ys[:, :B], (h_n[:B], c_n[:B])
+  return _layer(static, params, xs, mask, h0, c0, regs)
 
 
-def _to_heads(a, *, nh, hp, bp, gates=False):
-  """[..., B, (4,) H] -> [nh, ..., B + bp, (4,) hp]: heads first, zero padded."""
+def _to_heads(a, *, nh, gates=False):
+  """[..., (4) H] -> [nh, ..., (4,) H / nh]: heads first."""
   lead = a.shape[:-1]
   a = a.reshape(*lead, 4, nh, -1) if gates else a.reshape(*lead, nh, -1)
-  a = jnp.moveaxis(a, -2, 0)
-  b_axis = a.ndim - (3 if gates else 2)
-  widths = [(0, 0)] * a.ndim
-  widths[b_axis] = (0, bp)
-  widths[-1] = (0, hp - a.shape[-1])
-  return jnp.pad(a, widths)
+  return jnp.moveaxis(a, -2, 0)
 
 
-def _from_heads(a, *, B, hh, gates=False):
-  """Inverse of `_to_heads`: [nh, ..., Bp, (4,) hp] -> [..., B, (4 *) nh * hh]."""
-  a = a[..., :hh]
-  a = a[..., :B, :, :] if gates else a[..., :B, :]
+def _from_heads(a, *, gates=False):
+  """Inverse of `_to_heads`: [nh, ..., (4,) Hh] -> [..., (4 *) nh * Hh]."""
   a = jnp.moveaxis(a, 0, -2)
   return a.reshape(*a.shape[:-3], -1) if gates else a.reshape(*a.shape[:-2], -1)
 
 
-def _diag_blocks(w_hh, nh, hp, *, transpose=False):
-  """w_hh [H, 4H] -> [nh, 4, hp, hp]: gate k's j-th diagonal block (transposed)."""
+def _diag_blocks(w_hh, nh, *, transpose=False):
+  """w_hh [H, 4H] -> [nh, 4, Hh, Hh]: gate k's j-th diagonal block (transposed)."""
   H = w_hh.shape[0]
   hh = H // nh
   w = w_hh.reshape(nh, hh, 4, nh, hh)
   w = jnp.stack([w[j, :, :, j, :] for j in range(nh)])  # [nh, hh, 4, hh]
-  w = jnp.transpose(w, (0, 2, 3, 1) if transpose else (0, 2, 1, 3))
-  return jnp.pad(w, ((0, 0), (0, 0), (0, hp - hh), (0, hp - hh)))
+  return jnp.transpose(w, (0, 2, 3, 1) if transpose else (0, 2, 1, 3))
 
 
 def block_diagonal_mask(H: int, heads: int, dtype=jnp.float32) -> jax.Array:
@@ -324,27 +301,75 @@ def _kind(a) -> str:
 
 
 def _call(kernel, static: _Static, ins, kinds, outs, regs: LayerMasks):
-  """pallas_call over (batch tiles, heads)."""
+  """pallas_call over (batch tiles, heads), compiled or interpreted per `static.mode`
+  (for "auto", per lowering platform: only the target's branch is lowered)."""
   optional = (regs.recurrent, regs.zoneout_h, regs.zoneout_c)
   present = tuple(a is not None for a in optional)
-  n_ins = len(ins)
   extra = [a for a in optional if a is not None]
-  specs = [_spec(a.shape, static.block_b, k) for a, k in zip(ins, kinds)]
-  specs += [_spec(a.shape, static.block_b, _kind(a)) for a in extra]
-  B = ins[0].shape[2]
+  kinds = list(kinds) + [_kind(a) for a in extra]
+  run = functools.partial(_call_in, kernel, static, kinds, outs, len(ins), present)
+  arrays = list(ins) + extra
+  if static.mode == "interpret":
+    return run("interpret", *arrays)
+  branches = dict(cuda=functools.partial(run, "triton"), rocm=functools.partial(run, "triton"),
+                  default=functools.partial(run, "tpu"))
+  if static.mode == "auto":
+    branches["cpu"] = functools.partial(run, "interpret")
+  return jax.lax.platform_dependent(*arrays, **branches)
+
+
+def _call_in(kernel, static: _Static, kinds, outs, n_ins, present, mode, *arrays):
+  """One platform's pallas_call, padding the batch to whole tiles and, compiled, each
+  head to Hp units and the tile to a power of two >= 16 (sliced off again)."""
+  B, hh = outs[0].shape[2], outs[0].shape[-1]
+  pad = mode != "interpret" or static.pad
+  bb = _pow2_at_least(static.block_b, 16) if pad else min(static.block_b, B)
+  hp = _pow2_at_least(hh, 16) if pad else hh
+  bp = -B % bb
+  arrays = [_pad(a, k, bp, hp - hh) for a, k in zip(arrays, kinds)]
+  out_kinds = [_kind(o) for o in outs]
+  out_shape = [jax.ShapeDtypeStruct(_pad(o, k, bp, hp - hh).shape, o.dtype)
+               for o, k in zip(outs, out_kinds)]
   params = {}
-  if static.mode == "triton":
+  if mode == "triton":
     from jax.experimental.pallas import triton as plt
     params["compiler_params"] = plt.CompilerParams(num_warps=4, num_stages=1)
-  return pl.pallas_call(
+  static = dataclasses.replace(static, mode=mode)
+  res = pl.pallas_call(
       _with_absent(kernel, n_ins, present, static),
-      grid=(B // static.block_b, static.heads),
-      in_specs=specs,
-      out_specs=[_spec(o.shape, static.block_b, _kind(o)) for o in outs],
-      out_shape=outs,
-      interpret=static.mode == "interpret",
+      grid=((B + bp) // bb, static.heads),
+      in_specs=[_spec(a.shape, bb, k) for a, k in zip(arrays, kinds)],
+      out_specs=[_spec(o.shape, bb, k) for o, k in zip(out_shape, out_kinds)],
+      out_shape=out_shape,
+      interpret=mode == "interpret",
       **params,
-  )(*ins, *extra)
+  )(*arrays)
+  return [_unpad(r, k, B, hh) for r, k in zip(res, out_kinds)]
+
+
+_BATCH_AXIS = {"seq": 2, "state": 1, "mask": 1, "weight": None}
+
+
+def _pad(a, kind, bp, dh):
+  """Zero-pads the batch axis by bp and the hidden axis (both for weights) by dh;
+  `a` may be a ShapeDtypeStruct (returned padded as one)."""
+  widths = [(0, 0)] * len(a.shape)
+  if _BATCH_AXIS[kind] is not None:
+    widths[_BATCH_AXIS[kind]] = (0, bp)
+  if kind != "mask":
+    widths[-1] = (0, dh)
+  if kind == "weight":
+    widths[-2] = (0, dh)
+  if isinstance(a, jax.ShapeDtypeStruct):
+    return jax.ShapeDtypeStruct(tuple(n + l + r for n, (l, r) in zip(a.shape, widths)), a.dtype)
+  return a if not any(r for _, r in widths) else jnp.pad(a, widths)
+
+
+def _unpad(a, kind, B, hh):
+  index = [slice(None)] * a.ndim
+  index[_BATCH_AXIS[kind]] = slice(0, B)
+  index[-1] = slice(0, hh)
+  return a[tuple(index)]
 
 
 # ---------------------------------------------------------------- VJP
@@ -368,23 +393,19 @@ def _layer_fwd(static, params, xs, mask, h0, c0, regs):
   H = h0.shape[-1]
   dt = h0.dtype
   opt = static.options
-  nh, hp = static.heads, static.hp
-  bp = mask.shape[1] - B
+  nh = static.heads
   xp = input_projection(xs, params.w_ih, opt.compute_dtype, opt.precision)
-  xp = (xp + params.b[None, None, :]).astype(dt)
-  xp = _to_heads(xp, nh=nh, hp=hp, bp=bp, gates=True)  # [nh, T, Bp, 4, hp]
+  xp = _to_heads((xp + params.b[None, None, :]).astype(dt), nh=nh, gates=True)  # [nh,T,B,4,Hh]
   m3 = mask[:, :, None].astype(dt)
-  w = _diag_blocks(params.w_hh.astype(dt), nh, hp)
-  h0k, c0k = (_to_heads(a, nh=nh, hp=hp, bp=bp) for a in (h0, c0))
-  Bp = B + bp
-  seq = jax.ShapeDtypeStruct((nh, T, Bp, hp), dt)
-  final = jax.ShapeDtypeStruct((nh, Bp, hp), dt)
+  w = _diag_blocks(params.w_hh.astype(dt), nh)
+  h0k, c0k = (_to_heads(a, nh=nh) for a in (h0, c0))
+  seq = jax.ShapeDtypeStruct((nh, T, B, H // nh), dt)
+  final = jax.ShapeDtypeStruct((nh, B, H // nh), dt)
   gates, hs, cs, h_n, c_n = _call(
       _forward_kernel, static, (xp, m3, w, h0k, c0k), ("seq", "mask", "weight", "state", "state"),
-      [jax.ShapeDtypeStruct((nh, T, Bp, 4, hp), dt), seq, seq, final, final], regs)
-  hh = H // nh
-  ys = jnp.where(mask[:, :B, None], _from_heads(hs, B=B, hh=hh), jnp.zeros((), dt))
-  out = (ys, (_from_heads(h_n, B=B, hh=hh), _from_heads(c_n, B=B, hh=hh)))
+      [jax.ShapeDtypeStruct((nh, T, B, 4, H // nh), dt), seq, seq, final, final], regs)
+  ys = jnp.where(mask[:, :, None], _from_heads(hs), jnp.zeros((), dt))
+  out = (ys, (_from_heads(h_n), _from_heads(c_n)))
   return out, (params, xs, mask, h0, c0, regs, gates, hs, cs)
 
 
@@ -395,34 +416,29 @@ def _layer_bwd(static, residuals, cotangents):
   H = h0.shape[-1]
   dt = h0.dtype
   opt = static.options
-  nh, hp = static.heads, static.hp
-  hh = H // nh
-  bp = mask.shape[1] - B
-  lay = functools.partial(_to_heads, nh=nh, hp=hp, bp=bp)
-  c0k = lay(c0)
-  c_prev = _shift(cs, c0k, opt.reverse)
+  nh = static.heads
+  lay = functools.partial(_to_heads, nh=nh)
+  c_prev = _shift(cs, lay(c0), opt.reverse)
   if regs.zoneout_c is None:
     c_new = cs  # at valid steps the carried c_t is c_new; masked steps get dz = 0
   else:
     c_new = gates[..., 1, :] * c_prev + gates[..., 0, :] * gates[..., 2, :]
-  Bp = B + bp
-  final = jax.ShapeDtypeStruct((nh, Bp, hp), dt)
+  final = jax.ShapeDtypeStruct((nh, B, H // nh), dt)
   dzs, dh0, dc0 = _call(
       _backward_kernel, static,
       (lay(dys.astype(dt)), gates, c_new, c_prev, mask[:, :, None].astype(dt),
-       _diag_blocks(params.w_hh.astype(dt), nh, hp, transpose=True),
+       _diag_blocks(params.w_hh.astype(dt), nh, transpose=True),
        lay(dh_n.astype(dt)), lay(dc_n.astype(dt))),
       ("seq", "seq", "seq", "seq", "mask", "weight", "state", "state"),
-      [jax.ShapeDtypeStruct((nh, T, Bp, 4, hp), dt), final, final], regs)
-  dzs = _from_heads(dzs, B=B, hh=hh, gates=True)  # [T, B, 4H]
-  rmask = None if regs.recurrent is None else _from_heads(regs.recurrent, B=B, hh=hh)
-  dparams, dxs = grads_from_dz(params, xs, _from_heads(hs, B=B, hh=hh), h0, dzs, rmask,
-                               opt.reverse, opt.compute_dtype, opt.precision)
+      [jax.ShapeDtypeStruct((nh, T, B, 4, H // nh), dt), final, final], regs)
+  rmask = None if regs.recurrent is None else _from_heads(regs.recurrent)
+  dparams, dxs = grads_from_dz(params, xs, _from_heads(hs), h0, _from_heads(dzs, gates=True),
+                               rmask, opt.reverse, opt.compute_dtype, opt.precision)
   if nh > 1:  # only the diagonal blocks are read: the rest has zero gradient
-    dparams = LSTMParams(dparams.w_ih, dparams.w_hh * block_diagonal_mask(H, nh, dt).astype(
-        dparams.w_hh.dtype), dparams.b)
-  return (dparams, dxs, None, _from_heads(dh0, B=B, hh=hh).astype(h0.dtype),
-          _from_heads(dc0, B=B, hh=hh).astype(c0.dtype), None)
+    bd = block_diagonal_mask(H, nh, dparams.w_hh.dtype)
+    dparams = LSTMParams(dparams.w_ih, dparams.w_hh * bd, dparams.b)
+  return (dparams, dxs, None, _from_heads(dh0).astype(h0.dtype),
+          _from_heads(dc0).astype(c0.dtype), None)
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd)
