@@ -110,7 +110,8 @@ def fits_on_chip(H: int, heads: int = 1, dtype=jnp.bfloat16) -> bool:
 @dataclasses.dataclass(frozen=True)
 class _Static:
   options: KernelOptions
-  mode: str  # "auto" (per lowering platform), "interpret", "compiled"; in a kernel: "triton", "tpu"
+  # "auto" (per lowering platform), "interpret", "compiled"; in a kernel "triton" or "tpu"
+  mode: str
   block_b: int
   heads: int
   pad: bool = False  # pad like the compiled modes in interpret mode too (tests)
