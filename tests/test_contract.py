@@ -53,7 +53,7 @@ def _variants() -> list[Variant]:
 
 VARIANTS = _variants()
 IDS = [v.id for v in VARIANTS]
-EXAMPLES = {"pallas": 3, "hidden_parallel": 6, "reference": 2}  # default 12
+EXAMPLES = {"pallas": 3, "pallas_gpu": 3, "hidden_parallel": 6, "reference": 2}  # default 12
 SHORT = [(1, False), (129, True)]
 LENGTHS = {"scan": [(T, bd) for T in (1, 7, 129, 300) for bd in (False, True)]}  # (T, bidir)
 TOL = dict(rtol=1e-9, atol=1e-10)

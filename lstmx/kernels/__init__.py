@@ -28,6 +28,7 @@ from lstmx.kernels.dispatch import Backend, current_platform, names, resolve, se
 
 BACKENDS.register_lazy("pallas", "lstmx.kernels.pallas:BACKEND")
 BACKENDS.register_lazy("cudnn", "lstmx.kernels.cudnn:BACKEND")
+BACKENDS.register_lazy("pallas_gpu", "lstmx.kernels.pallas_gpu:BACKEND")
 
 __all__ = [
     "BACKENDS", "Backend", "KernelBackend", "KernelOptions", "LayerBackend", "LayerMasks",

@@ -54,7 +54,8 @@ def select(backend: str | Backend, options: KernelOptions = KernelOptions(),
   """The backend that runs a call (see the module docstring).
 
   Args:
-    backend: one of `names()` (or a `Backend`).
+    backend: one of `names()` (or a `Backend`), or a `KernelBackend` object,
+      used as given (e.g. ``lstmx.kernels.pallas.backend(interpret=False)``).
     options: the call's static options.
     masks: the call's kernel masks (only whether each is None matters).
     dtype: the parameters' (and state's) dtype; None means unknown.
@@ -64,10 +65,14 @@ def select(backend: str | Backend, options: KernelOptions = KernelOptions(),
   Raises:
     ValueError: an unknown name, or a named backend that cannot run the call.
   """
-  name = backend.value if isinstance(backend, Backend) else backend
-  if name != AUTO and name not in BACKENDS:
+  if isinstance(backend, KernelBackend) and not isinstance(backend, (str, Backend)):
+    chosen, name = backend, backend.name  # a configured backend object
+  else:
+    name = backend.value if isinstance(backend, Backend) else backend
+    chosen = None
+  if chosen is None and name != AUTO and name not in BACKENDS:
     raise ValueError(f"backend must be one of {names()}; got backend={backend!r}")
-  if name == AUTO:
+  if chosen is None and name == AUTO:
     if model_parallel():
       name = "hidden_parallel"
     else:
@@ -77,7 +82,7 @@ def select(backend: str | Backend, options: KernelOptions = KernelOptions(),
         cudnn = BACKENDS.get("cudnn")
         if cudnn.unsupported(options, masks, dtype=dtype, platform=platform) is None:
           return cudnn
-  chosen = BACKENDS.get(name)
+  chosen = BACKENDS.get(name) if chosen is None else chosen
   platform = current_platform() if platform is None else platform
   why = chosen.unsupported(options, masks, dtype=dtype, platform=platform)
   if why:

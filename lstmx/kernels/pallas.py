@@ -26,8 +26,16 @@ masks, reverse, initial state, compute_dtype, precision, recurrent dropout and
 zoneout. Residuals: gates [T,B,4H], h_t and c_t [T,B,H] (the scan backend
 saves c_{t-1} instead; here c_{t-1} is c_t shifted, outside the kernel).
 
-On CPU the kernels run with ``interpret=True`` (the default there), which
-also supports float64. The reference is `lstmx.kernels.reference`.
+Compiled or interpreted (``interpret``): None (the default) decides per
+lowering platform with `jax.lax.platform_dependent`: Pallas interpret mode when
+lowered for CPU (which also supports float64), the compiled kernel (Mosaic TPU,
+Mosaic GPU) when lowered for a TPU or GPU -- so ``jax.export`` for ``"tpu"`` on
+a CPU-only machine exports the compiled kernel. True or False forces one mode;
+`backend(interpret=..., blocks=...)` makes a configured backend object that
+``lstmx.lstm(..., backend=...)`` takes. This kernel keeps whole [T, b, 4H] blocks
+on chip: it lowers for TPU but exceeds a GPU's shared memory at realistic sizes
+(see `lstmx.kernels.pallas_gpu` and docs/pallas.md). The reference is
+`lstmx.kernels.reference`.
 """
 
 from __future__ import annotations
@@ -60,7 +68,7 @@ class PallasBlocks:
 @dataclasses.dataclass(frozen=True)
 class _Static:
   options: KernelOptions
-  interpret: bool
+  interpret: bool | None  # None: per lowering platform (`per_platform`)
   block_b: int
 
 
@@ -69,13 +77,14 @@ def pallas_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: KernelOpt
   """The layer contract (`lstmx.kernels.contract`) on the Pallas kernels.
 
   Args:
-    interpret: run the kernels in Pallas interpret mode; None means True
-      exactly when ``jax.default_backend() == "cpu"``.
+    interpret: run the kernels in Pallas interpret mode (True), compiled
+      (False), or None: interpret mode exactly when lowered for CPU
+      (`jax.lax.platform_dependent`).
     blocks: `PallasBlocks` tiling.
   """
   BACKEND.require(options, masks)
-  if interpret is None:
-    interpret = jax.default_backend() == "cpu"
+  if interpret is not None and not isinstance(interpret, bool):
+    raise TypeError(f"interpret: expected None, True or False; got {interpret!r}")
   T, B, _ = xs.shape
   bb = B if blocks.block_b is None else min(blocks.block_b, B)
   pad = -B % bb
@@ -88,9 +97,37 @@ def pallas_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: KernelOpt
     h0, c0 = (jnp.pad(a, ((0, pad), (0, 0))) for a in (h0, c0))
     regs = jax.tree.map(lambda a: jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pad), (0, 0)]),
                         regs)
-  static = _Static(options, bool(interpret), bb)
-  ys, (h_n, c_n) = _layer(static, params, xs, mask, h0, c0, regs)
+  ys, (h_n, c_n) = _layer(_Static(options, interpret, bb), params, xs, mask, h0, c0, regs)
   return ys[:, :B], (h_n[:B], c_n[:B])
+
+
+def per_platform(run, interpret: bool | None, *args):
+  """``run(interpret, *args)``; for None, interpret mode exactly when lowered for CPU.
+
+  Each platform lowers only its own branch, so an export for ``"cuda"`` or
+  ``"tpu"`` holds the compiled kernel and never the interpreter. Used around the
+  pallas_call alone (inside the custom VJP), so autodiff never sees the branches."""
+  if interpret is not None:
+    return run(interpret, *args)
+  return jax.lax.platform_dependent(*args, cpu=functools.partial(run, True),
+                                    default=functools.partial(run, False))
+
+
+def backend(*, interpret: bool | None = None, blocks: PallasBlocks = PallasBlocks()
+            ) -> LayerBackend:
+  """A configured ``"pallas"`` backend for ``lstmx.lstm(..., backend=...)``.
+
+  Example (force the compiled kernels, e.g. to export them from a CPU host):
+    >>> be = lstmx.kernels.pallas.backend(interpret=False)
+    >>> f = jax.jit(lambda p, x: lstmx.lstm(p, x, backend=be)[0])
+    >>> jax.export.export(f, platforms=("tpu",))(params, x)   # doctest: +SKIP
+  """
+  if interpret is not None and not isinstance(interpret, bool):
+    raise TypeError(f"interpret: expected None, True or False; got {interpret!r}")
+  if not isinstance(blocks, PallasBlocks):
+    raise TypeError(f"blocks: expected PallasBlocks; got {type(blocks).__name__}")
+  return LayerBackend("pallas", functools.partial(pallas_layer, interpret=interpret,
+                                                  blocks=blocks))
 
 
 # ---------------------------------------------------------------- kernels
@@ -177,14 +214,17 @@ def _call(kernel, static: _Static, ins, outs, weight_index: int, regs: LayerMask
   specs = [pl.BlockSpec(a.shape, lambda i: (0, 0)) if k == weight_index
            else _spec(a.shape, static.block_b) for k, a in enumerate(ins)]
   B = ins[0].shape[1]
-  return pl.pallas_call(
-      _with_absent(kernel, n_ins, present, static),
-      grid=(B // static.block_b,),
-      in_specs=specs,
-      out_specs=[_spec(o.shape, static.block_b) for o in outs],
-      out_shape=outs,
-      interpret=static.interpret,
-  )(*ins)
+
+  def run(interpret, *arrays):
+    return pl.pallas_call(
+        _with_absent(kernel, n_ins, present, static),
+        grid=(B // static.block_b,),
+        in_specs=specs,
+        out_specs=[_spec(o.shape, static.block_b) for o in outs],
+        out_shape=outs,
+        interpret=interpret,
+    )(*arrays)
+  return per_platform(run, static.interpret, *ins)
 
 
 # ---------------------------------------------------------------- VJP
@@ -249,6 +289,6 @@ lstm_layer_pallas = layer_function(
     pallas_layer, "lstm_layer_pallas",
     "One layer, one direction, time-major, on the Pallas kernels.",
     {"unroll": "steps unrolled per iteration of the in-kernel time loops.",
-     "interpret": "run the kernels in Pallas interpret mode; None means True\n"
-                  "    exactly when ``jax.default_backend() == \"cpu\"``.",
+     "interpret": "True: Pallas interpret mode; False: compiled; None: interpret\n"
+                  "    mode exactly when lowered for CPU (`per_platform`).",
      "blocks": "`PallasBlocks` tiling."})
