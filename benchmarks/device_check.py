@@ -60,7 +60,7 @@ from benchmarks.timing import interleaved  # noqa: E402
 from lstmx.kernels import dispatch  # noqa: E402
 
 PROG = "python benchmarks/device_check.py"
-BACKENDS = ("scan", "pallas", "cudnn")
+BACKENDS = ("scan", "pallas", "pallas_gpu", "cudnn")
 DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2}
 GRID = [(32, 128, 256), (16, 512, 128), (64, 256, 512), (128, 64, 1024), (16, 1024, 768)]
