@@ -323,6 +323,7 @@ def _length_findings(results, summary) -> list[str]:
   where chrono solves; (b) the length beyond which the default LSTM stops solving."""
   from lstmx.lab import aggregate
   lines = []
+  summary = summary[summary["n"] > 0]  # configurations with a finished seed
   for t in [t for t in LENGTH_KEY if t in set(summary["task.name"])]:
     rows = summary[summary["task.name"] == t]
     parts = []
@@ -383,11 +384,11 @@ def _gradient_finding(results, summary) -> list[str]:
                                   lambda a, b: a >= SLOWER * b)
   ratio = default[f"{DECAY}.mean"] / chrono[f"{DECAY}.mean"]
   return [
-      f"{t} T = {length}, at init: ||dL/dh_t|| decays exponentially with the distance d "
-      f"from the loss, log-linear fit per seed: default-init LSTM rate "
+      f"{t} T = {length}, at init: ||dL/dh_t|| against the distance d from the loss, "
+      f"log ||dL/dh_t|| = c - rate * d fitted per seed: default-init LSTM rate "
       f"{aggregate.mean_ci_text(default, DECAY, '.4f')} per step (R^2 "
-      f"{aggregate.mean_ci_text(default, R2, '.2f')}), chrono "
-      f"{aggregate.mean_ci_text(chrono, DECAY, '.4f')} (R^2 "
+      f"{aggregate.mean_ci_text(default, R2, '.2f')}; an exponential where R^2 is near 1), "
+      f"chrono {aggregate.mean_ci_text(chrono, DECAY, '.4f')} (R^2 "
       f"{aggregate.mean_ci_text(chrono, R2, '.2f')}): chrono's decays {ratio:.0f}x slower "
       f"(ratio of the means), at least {SLOWER:.0f}x slower in "
       f"{aggregate.seeds_phrase(*slower)} (paired by seed)."]
@@ -397,6 +398,7 @@ def _capacity_findings(summary) -> list[str]:
   """MQAR: per model and hidden size, the most pairs solved in most seeds."""
   from lstmx.lab import aggregate
   cap = _sweep(summary, "capacity")
+  cap = cap[cap["n"] > 0] if len(cap) else cap
   if not len(cap) or "meta.pairs" not in cap:
     return []
   parts = []

@@ -54,6 +54,9 @@ def test_decay_rate_fits_an_exponential_and_skips_underflow():
 
 def _results(lstm_solved, chrono_solved, lstm_loss, decays):
   rows = []
+  rows.append({"trial": "pending", "status": "pending", "meta.sweep": "length",
+               "meta.model": "gru", "meta.length": 50, "task.name": "adding",
+               "model.hidden_size": 64, "task.params.length": 50, "train.seed": 0})
   for seed in range(3):
     for length in (50, 400):
       for model in ("lstm", "lstm_chrono"):
@@ -89,6 +92,7 @@ def test_findings_state_a_b_c_with_seed_counts():
   assert "default-init LSTM rate 0.0800 [" in text and "at least 10x slower in 2/3 seeds" in text
   # no (a) at T=50, where the default LSTM solves in most seeds
   assert "at T = 50 the default-init" not in text
+  assert "gru" not in text  # a configuration with no finished seed says nothing
 
 
 def test_findings_say_nothing_unearned():
