@@ -231,9 +231,16 @@ def _gradient_task(results) -> tuple[str, int] | None:
   return None
 
 
+def _log_ticks(ax, values) -> None:
+  """Ticks of a log x axis at `values`, written as plain numbers."""
+  import matplotlib.ticker
+  ax.set_xticks(sorted({float(v) for v in values}))
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
-  import matplotlib.ticker
   from lstmx.lab import aggregate
   from lstmx.lab.report import INTERVAL_NOTE, plot_curves, plot_mean, save_figure
   out = []
@@ -251,8 +258,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
         ax.axhline(ONE_VALUE, color="grey", ls=":", lw=1, label="one value remembered")
       ax.set(title=t, xlabel="sequence length T", ylabel="loss / memoryless baseline",
              xscale="log")
-      ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-      ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+      _log_ticks(ax, df[df["task.name"] == t]["meta.length"])
       ax.legend(fontsize=7)
     fig.suptitle(f"{INTERVAL_NOTE} ({_n_text(df)})", fontsize=9)
     save_figure(fig, fig_dir, "loss_vs_length")
@@ -274,8 +280,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
               label="bag of values (ln N)")
       ax.set(title=f"MQAR, {m}", xlabel="key-value pairs N", xscale="log",
              ylabel="loss / ln V")
-      ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-      ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+      _log_ticks(ax, pairs)
       ax.legend(fontsize=7)
     fig.suptitle(f"T={int(cap['meta.length'].iloc[0])}, V={vocab}; {INTERVAL_NOTE} "
                  f"({_n_text(cap)})", fontsize=9)
