@@ -17,7 +17,7 @@ SMALL = {
     "selective_copy": dict(delay=6, num_symbols=2, num_categories=3),
     "adding": dict(length=20),
     "associative_recall": dict(num_pairs=2, num_keys=3, num_values=3),
-    "mqar": dict(length=8, num_pairs=2, num_keys=3, num_values=3),
+    "mqar": dict(length=8, num_pairs=2, vocab_size=8),
     "parity": dict(train_length=6, test_length=9),
     "even_pairs": dict(train_length=6, test_length=9),
     "cycle_navigation": dict(train_length=6, test_length=9),
@@ -81,6 +81,64 @@ def test_copy_baseline_is_arjovsky_formula():
     assert tasks.make("copy", delay=T).baseline_loss == pytest.approx(10 * math.log(8) / (T + 20))
 
 
+def test_copy_defaults_are_the_papers_and_its_longest_dependency():
+  task = tasks.make("copy", delay=30)
+  assert (task.num_symbols, task.num_categories) == (10, 8)  # Arjovsky et al. 2016
+  assert task.longest_dependency == 40 and task.length == 50
+  batch = task.sample(jax.random.key(0), 64)
+  ids = np.asarray(batch["inputs"]).argmax(-1)
+  # the first symbol, read at step 0, is the target at step delay + S = 40
+  targets = np.asarray(batch["targets"])
+  np.testing.assert_array_equal(targets[:, 40:], ids[:, :10])
+  assert np.all(targets[:, :40] == 0) and np.all((ids[:, :10] >= 1) & (ids[:, :10] <= 8))
+  assert np.all(np.asarray(batch["recall"]).sum(1) == 10)
+  assert tasks.make("selective_copy").length == 4096  # Gu & Dao 2023
+
+
+def test_longest_dependencies():
+  assert tasks.make("adding", length=200).longest_dependency == 199
+  assert tasks.make("selective_copy", delay=64, num_symbols=4).longest_dependency == 64
+  assert tasks.make("mqar", length=64).longest_dependency == 63
+  assert tasks.make("variable_copy", delay=20, num_symbols=5).longest_dependency == 25
+
+
+def test_mqar_follows_zoology():
+  N, V, T = 4, 16, 24
+  task = tasks.make("mqar", length=T, num_pairs=N, vocab_size=V)
+  assert task.baseline_loss == pytest.approx(math.log(8))
+  assert task.bag_of_values_loss == pytest.approx(math.log(4))
+  batch = task.sample(jax.random.key(0), 20000)
+  ids = np.asarray(batch["inputs"]).argmax(-1)
+  targets, mask = np.asarray(batch["targets"]), np.asarray(batch["mask"]) > 0
+  keys, values = ids[:, 0:2 * N:2], ids[:, 1:2 * N:2]
+  assert keys.min() >= 1 and keys.max() < V // 2 and values.min() >= V // 2
+  assert values.max() < V
+  for a in (keys, values):  # distinct within each sequence
+    assert np.all(np.diff(np.sort(a, axis=1), axis=1) > 0)
+  assert np.all(mask.sum(1) == N) and not mask[:, :2 * N].any()
+  rows, pos = np.nonzero(mask)
+  assert np.all((pos - 2 * N) % 2 == 0)  # queries at even offsets: 2N + 2 g
+  # each query is one of the row's keys, each key queried once, its target the value
+  which = np.argmax(keys[rows] == ids[rows, pos][:, None], axis=1)
+  assert np.all(keys[rows, which] == ids[rows, pos])
+  np.testing.assert_array_equal(np.sort(which.reshape(-1, N), axis=1),
+                                np.tile(np.arange(N), (len(ids), 1)))
+  np.testing.assert_array_equal(targets[rows, pos], values[rows, which] - V // 2)
+  # filler: random tokens over the whole vocabulary, not blanks
+  filler = ids[:, 2 * N:][~mask[:, 2 * N:]]
+  counts = np.bincount(filler, minlength=V) / filler.size
+  np.testing.assert_allclose(counts, 1 / V, atol=0.01)
+  # gaps: key 1's gap follows p(g) ~ (g + 1) ** (a - 1), most mass at short gaps
+  first = (pos.reshape(-1, N)[np.arange(len(ids)), np.argmin(
+      which.reshape(-1, N), axis=1)] - 2 * N) // 2
+  p = task.gap_probabilities()
+  assert p[0] > 2 * p[-1] and np.all(np.diff(p) < 0)
+  freq = np.bincount(first, minlength=len(p)) / len(first)
+  np.testing.assert_allclose(freq, p, atol=0.012)
+  uniform = tasks.make("mqar", length=T, num_pairs=N, vocab_size=V, power_a=1.0)
+  np.testing.assert_allclose(uniform.gap_probabilities(), 1 / len(p))
+
+
 def test_adding_baselines():
   assert tasks.make("adding").baseline_loss == pytest.approx(1 / 6)
   task = tasks.make("adding", form="hochreiter1997", length=100)
@@ -90,6 +148,13 @@ def test_adding_baselines():
   assert np.var(t) == pytest.approx(task.baseline_loss, rel=0.02)
   x = np.asarray(batch["inputs"])
   assert np.all(np.sum(x[..., 1] == 1.0, axis=1) == 2)
+  # the one-value plateau: knowing the second marked value only leaves Var(X1)
+  task = tasks.make("adding", length=50)
+  batch = task.sample(jax.random.key(2), 50000)
+  x, y = np.asarray(batch["inputs"]), np.asarray(batch["targets"])[:, -1]
+  second = np.sum(x[:, 25:, 0] * x[:, 25:, 1], axis=1)
+  assert np.mean((y - second - 0.5) ** 2) == pytest.approx(task.one_value_loss, rel=0.03)
+  assert task.one_value_loss == pytest.approx(0.5 * task.baseline_loss)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -151,7 +216,9 @@ def test_even_pairs_is_first_equals_last():
     (lambda: tasks.make("nope"), r"task: expected one of .*got 'nope'"),
     (lambda: tasks.make("copy", length=3), r"copy: unknown parameter\(s\) \['length'\]"),
     (lambda: tasks.make("adding", form="x"), r"adding.form: expected"),
-    (lambda: tasks.make("mqar", length=5, num_pairs=2), r"mqar.length: expected an int >= 6"),
+    (lambda: tasks.make("mqar", length=6, num_pairs=2), r"mqar.length: expected an int >= 8"),
+    (lambda: tasks.make("mqar", length=9, num_pairs=2), r"mqar.length: expected an even"),
+    (lambda: tasks.make("mqar", power_a=0.0), r"mqar.power_a: expected a number in \(0, 1\]"),
     (lambda: tasks.make("parity").sample(jax.random.key(0), 2, split="dev"),
      r"split: expected one of"),
 ])

@@ -14,11 +14,15 @@ from lstmx.tasks.base import Batch, Task, check_int, last_step_mask
 class Adding(Task):
   """The adding problem.
 
-  ``form="le2015"`` (Le, Jaitly & Hinton 2015): each of `length` steps carries
+  ``form="le2015"`` (Le, Jaitly & Hinton 2015; the halves as in Arjovsky et
+  al. 2016 and Tallec & Ollivier 2018): each of `length` steps carries
   a value in U[0, 1] and a marker; one marked step is drawn in the first half
   and one in the second; the target, read at the last step, is the sum of the
   two marked values. Predicting the mean 1 gives MSE Var(X1 + X2) = 1/6, the
-  memoryless baseline. Solved (lstmx's criterion): MSE below 5 % of it.
+  memoryless baseline. A model that remembers one of the two values (the
+  later one is the easy one) but not the other stays at Var(X1) = 1/12:
+  ``one_value_loss``, 0.5 x the baseline (the plateau). Solved (lstmx's
+  criterion): MSE below 5 % of the baseline.
 
   ``form="hochreiter1997"`` (Hochreiter & Schmidhuber 1997, experiment 4):
   values in U[-1, 1]; the first marked step among the first 10, the second
@@ -45,6 +49,15 @@ class Adding(Task):
 
   input_size = property(lambda self: 2)
   output_size = property(lambda self: 1)
+  # The first marked step can be step 0, read at the last step.
+  longest_dependency = property(lambda self: self.length - 1)
+
+  @property
+  def one_value_loss(self) -> float:
+    """The MSE of a model that knows one marked value exactly and not the other:
+    1/12 for le2015 (0.5 x the baseline); for hochreiter1997, Var(X1) / 16 with
+    X1 ~ U[-1, 1], 1/48."""
+    return 1.0 / 12.0 if self.form == "le2015" else 1.0 / 48.0
 
   @property
   def baseline_loss(self) -> float:

@@ -36,6 +36,8 @@ class _Regular(Task):
 
   input_size = property(lambda self: self.num_symbols)
   length = property(lambda self: self.train_length)
+  # The label depends on the first symbol too (training lengths).
+  longest_dependency = property(lambda self: self.train_length - 1)
 
   def lengths_range(self, split: str) -> tuple[int, int]:
     self.check_split(split)

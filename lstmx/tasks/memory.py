@@ -34,7 +34,13 @@ class Copy(Task):
   Target: blanks, then the symbols in order over the last `num_symbols` steps.
   The loss is the cross-entropy averaged over all steps; the memoryless
   baseline (blank, then uniform) is ``S ln K / (T + 2S)`` (10 ln 8 / (T + 20)
-  in the paper's setting).
+  in the paper's setting, the defaults S = 10 symbols of K = 8, as in Tallec &
+  Ollivier 2018). The task goes back to Hochreiter & Schmidhuber 1997; this
+  form is Arjovsky et al.'s.
+
+  `longest_dependency` = ``delay + S``: the first symbol (step 0) is recalled
+  at step ``delay + S``. It is the T_max of chrono init
+  (``model.chrono_max_length``).
   """
 
   name = "copy"
@@ -52,6 +58,7 @@ class Copy(Task):
   input_size = property(lambda self: self.num_categories + 2)
   output_size = property(lambda self: self.num_categories + 1)
   length = property(lambda self: self.delay + 2 * self.num_symbols)
+  longest_dependency = property(lambda self: self.delay + self.num_symbols)
 
   @property
   def baseline_loss(self) -> float:
@@ -100,7 +107,8 @@ class VariableCopy(Copy):
   stays ``delay + 2S``. The memoryless baseline is computed exactly by
   enumerating the delimiter position: at a blank-input step t the best
   memoryless prediction is blank w.p. 1 - P(t in window | t, blank input),
-  uniform over the symbols otherwise.
+  uniform over the symbols otherwise. `longest_dependency` is Copy's,
+  ``delay + S`` (the latest delimiter).
   """
 
   name = "variable_copy"
@@ -128,20 +136,26 @@ class VariableCopy(Copy):
 
 @dataclasses.dataclass(frozen=True)
 class SelectiveCopy(Task):
-  """Selective copy (Gu & Dao 2023, "Mamba").
+  """Selective copy (Gu & Dao 2023, "Mamba", section 3.1 and appendix E.1).
 
   `num_symbols` data symbols sit at random distinct positions among `delay`
-  steps of blanks; then `num_symbols` recall markers, at which the model must
-  output the data symbols in order. Loss and accuracy count the recall steps
-  only; the memoryless baseline is ``ln num_categories`` and chance accuracy
-  ``1 / num_categories``.
+  steps of blanks (the noise token); then `num_symbols` recall markers, at
+  which the model must output the data symbols in order. Loss and accuracy
+  count the recall steps only; the memoryless baseline is ``ln num_categories``
+  and chance accuracy ``1 / num_categories``.
+
+  Defaults are Mamba's setting: sequences of 4096 steps (``delay`` 4080 plus
+  16 recall steps), 16 data symbols to remember, a vocabulary of 16 tokens
+  (14 data symbols, the blank and the recall marker). `longest_dependency`
+  = ``delay``: a symbol at step p is recalled at step ``delay + i`` with
+  ``p >= i``.
   """
 
   name = "selective_copy"
   solved_rule = "accuracy >= 0.99 on the recall steps (Gu & Dao 2023 report accuracy)"
-  delay: int = 64
-  num_symbols: int = 8
-  num_categories: int = 8
+  delay: int = 4080
+  num_symbols: int = 16
+  num_categories: int = 14
 
   def validate(self):
     check_int(self.name, "num_symbols", self.num_symbols, 1)
@@ -151,6 +165,7 @@ class SelectiveCopy(Task):
   input_size = property(lambda self: self.num_categories + 2)
   output_size = property(lambda self: self.num_categories + 1)
   length = property(lambda self: self.delay + self.num_symbols)
+  longest_dependency = property(lambda self: self.delay)
   baseline_loss = property(lambda self: math.log(self.num_categories))
   chance_accuracy = property(lambda self: 1.0 / self.num_categories)
 

@@ -1,8 +1,7 @@
 """Associative recall and multi-query associative recall (MQAR).
 
-Token ids: 0 blank, 1..num_keys keys, num_keys + 1..num_keys + num_values
-values, then a query marker. Outputs are value classes 0..num_values - 1;
-every step that does not ask for a value has mask 0 (its target is 0).
+Outputs are value classes 0..num_values - 1; every step that does not ask for
+a value has mask 0 (its target is 0). Token ids differ: see each class.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstmx.tasks.base import Batch, Task, check_int, one_hot
 
@@ -28,6 +28,8 @@ class AssociativeRecall(Task):
   `num_pairs` (key, value) pairs with distinct keys, one token per step, then
   a query marker and one of the keys; the target at the last step is its
   value. Memoryless baseline ``ln num_values``; chance ``1 / num_values``.
+  Token ids: 0 blank, 1..num_keys keys, num_keys + 1..num_keys + num_values
+  values, then the query marker.
   """
 
   name = "associative_recall"
@@ -44,6 +46,7 @@ class AssociativeRecall(Task):
   input_size = property(lambda self: self.num_keys + self.num_values + 2)
   output_size = property(lambda self: self.num_values)
   length = property(lambda self: 2 * self.num_pairs + 2)
+  longest_dependency = property(lambda self: self.length - 1)  # first key -> last step
   baseline_loss = property(lambda self: math.log(self.num_values))
   chance_accuracy = property(lambda self: 1.0 / self.num_values)
 
@@ -70,48 +73,78 @@ class AssociativeRecall(Task):
 
 @dataclasses.dataclass(frozen=True)
 class MQAR(Task):
-  """Multi-query associative recall (Arora et al. 2023, "Zoology").
+  """Multi-query associative recall (Arora et al. 2023, "Zoology"), following
+  their ``multiquery_ar`` generator.
 
-  `num_pairs` (key, value) pairs with distinct keys fill the first
-  ``2 * num_pairs`` steps; each key is then queried once, in random order, at
-  random distinct later steps of a sequence of `length` steps (blanks
-  elsewhere). At each query step the target is the key's value. Memoryless
-  baseline ``ln num_values``; chance ``1 / num_values``.
+  The vocabulary of `vocab_size` V tokens is split in two: keys are ids
+  ``1 .. V/2 - 1``, values ``V/2 .. V - 1``. A sequence of `length` T steps
+  opens with `num_pairs` N pairs ``k_1 v_1 ... k_N v_N`` whose keys are
+  distinct and whose values are distinct. Each key is queried once, in the
+  remaining ``T - 2N`` steps: key i sits at step ``2N + 2 g_i``, the gaps
+  ``g_1..g_N`` drawn without replacement from ``0 .. (T - 2N)/2 - 1`` with
+  probability proportional to ``(g + 1) ** (power_a - 1)`` (a power law; Zoology
+  uses a = 0.01 for training and test; a = 1 is uniform). Every other step holds
+  a random token uniform over the whole vocabulary (Zoology's
+  ``random_non_queries``), not a blank. At a query step the target is the
+  key's value, as a class ``0 .. V - V/2 - 1`` (its id minus V/2); no other
+  step counts.
+
+  Reference lines: the memoryless baseline ``ln(V - V/2)`` (the value alone is
+  unknown without memory; `baseline_loss`), and the *bag-of-values floor*
+  ``ln N`` (`bag_of_values_loss`): the loss of a model that remembers which
+  values occurred but not which key they went with.
   """
 
   name = "mqar"
   solved_rule = "accuracy >= 0.99 over query steps (Zoology reports query accuracy)"
   length: int = 64
-  num_pairs: int = 8
-  num_keys: int = 64
-  num_values: int = 64
+  num_pairs: int = 4
+  vocab_size: int = 8192
+  power_a: float = 0.01
 
   def validate(self):
     check_int(self.name, "num_pairs", self.num_pairs, 1)
-    check_int(self.name, "length", self.length, 3 * self.num_pairs)
-    check_int(self.name, "num_keys", self.num_keys, self.num_pairs)
-    check_int(self.name, "num_values", self.num_values, 2)
+    check_int(self.name, "length", self.length, 4 * self.num_pairs)
+    if self.length % 2:
+      raise ValueError(f"{self.name}.length: expected an even int; got {self.length!r}")
+    check_int(self.name, "vocab_size", self.vocab_size, 2 * self.num_pairs + 2)
+    a = self.power_a
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a <= 1:
+      raise ValueError(f"{self.name}.power_a: expected a number in (0, 1]; got {a!r}")
 
-  input_size = property(lambda self: self.num_keys + self.num_values + 1)
+  input_size = property(lambda self: self.vocab_size)
+  num_values = property(lambda self: self.vocab_size - self.vocab_size // 2)
   output_size = property(lambda self: self.num_values)
   baseline_loss = property(lambda self: math.log(self.num_values))
+  bag_of_values_loss = property(lambda self: math.log(self.num_pairs))
   chance_accuracy = property(lambda self: 1.0 / self.num_values)
+  longest_dependency = property(lambda self: self.length - 1)
+
+  def gap_probabilities(self) -> np.ndarray:
+    """[(T - 2N) / 2] probabilities of one gap g = 0, 1, ...: (g + 1) ** (a - 1), normalized."""
+    space = (self.length - 2 * self.num_pairs) // 2
+    p = np.arange(1, space + 1, dtype=np.float64) ** (self.power_a - 1.0)
+    return p / p.sum()
 
   def _draw(self, key: jax.Array, batch_size: int) -> Batch:
-    N, K, V, T = self.num_pairs, self.num_keys, self.num_values, self.length
-    k_k, k_v, k_o, k_p = jax.random.split(key, 4)
-    keys = _distinct(k_k, batch_size, N, K) + 1
-    values = jax.random.randint(k_v, (batch_size, N), 0, V)
-    pairs = jnp.stack([keys, values + K + 1], axis=2).reshape(batch_size, 2 * N)
-    order = _distinct(k_o, batch_size, N, N)  # which pair each query asks for
-    positions = jnp.sort(_distinct(k_p, batch_size, N, T - 2 * N), axis=1) + 2 * N
+    N, V, T = self.num_pairs, self.vocab_size, self.length
+    half = V // 2
+    k_k, k_v, k_g, k_f = jax.random.split(key, 4)
+    keys = _distinct(k_k, batch_size, N, half - 1) + 1  # ids 1 .. V/2 - 1
+    values = _distinct(k_v, batch_size, N, V - half) + half  # ids V/2 .. V - 1
+    # Gaps without replacement, weighted by the power law: the Gumbel top-N of
+    # log p is a draw in order without replacement (gap i goes to key i).
+    log_p = jnp.log(jnp.asarray(self.gap_probabilities(), jnp.float32))
+    gumbel = jax.random.gumbel(k_g, (batch_size, log_p.shape[0]))
+    gaps = jnp.argsort(-(log_p[None] + gumbel), axis=1)[:, :N]
+    positions = 2 * N + 2 * gaps
     rows = jnp.arange(batch_size)[:, None]
-    tokens = jnp.zeros((batch_size, T), jnp.int32).at[:, :2 * N].set(pairs)
-    tokens = tokens.at[rows, positions].set(jnp.take_along_axis(keys, order, axis=1))
-    targets = jnp.zeros((batch_size, T), jnp.int32)
-    targets = targets.at[rows, positions].set(jnp.take_along_axis(values, order, axis=1))
+    pairs = jnp.stack([keys, values], axis=2).reshape(batch_size, 2 * N)
+    tokens = jax.random.randint(k_f, (batch_size, T), 0, V)  # random filler
+    tokens = tokens.at[:, :2 * N].set(pairs).at[rows, positions].set(keys)
+    targets = jnp.zeros((batch_size, T), jnp.int32).at[rows, positions].set(values - half)
     mask = jnp.zeros((batch_size, T), jnp.float32).at[rows, positions].set(1.0)
-    return {"inputs": one_hot(tokens, self.input_size), "targets": targets, "mask": mask,
+    return {"inputs": one_hot(tokens, V), "targets": targets, "mask": mask,
             "lengths": jnp.full((batch_size,), T, jnp.int32)}
 
   def solved(self, metrics) -> bool:
