@@ -47,6 +47,7 @@ from lstmx.lab import Preset, main
 NAME = "parallel_time"
 EPS = 1e-5  # "converged": h and c within this of the sequential scan
 MAX_SWEEPS = 150
+LONGER = 4  # the counts are also taken on the task at LONGER x its length
 METHODS = ("quasi_deer", "block_deer", "deer")
 DEER_MAX_H = 16  # full DEER's T (2H)^3 scan is out of reach beyond
 LENGTH_KEY = {"copy": "delay", "adding": "length"}
@@ -186,28 +187,39 @@ def analyze(config: Config, workdir: str) -> dict:
   """Newton sweeps along training (every checkpoint) and, for default-init trials, timings."""
   if config.model.kind != "lstm" or config.model.num_layers != 1:
     return {}
-  from lstmx import optim
+  from lstmx import optim, tasks
   from lstmx.train.checkpoint import Checkpoints
   from lstmx.train.restore import build
   from lstmx.train.step import init_state
   task, model = build(config)
   H = config.model.hidden_size
   methods = [m for m in METHODS if m != "deer" or H <= DEER_MAX_H]
-  batch = task.sample(jax.random.key(123), 16)
-  xs = jnp.swapaxes(jnp.asarray(batch["inputs"], jnp.float32), 0, 1)
-  curve = {0: _sweeps(model.lstm.params[0][0], xs, methods)}
+  # The task's own length T, and LONGER x T of the same task (at T, T sweeps are exact).
+  long_task = tasks.make(config.task.name, **{
+      **config.task.params,
+      LENGTH_KEY[config.task.name]: LONGER * config.task.params[LENGTH_KEY[config.task.name]]})
+  inputs = {}
+  for where, t in (("", task), ("long_", long_task)):
+    batch = t.sample(jax.random.key(123), 16)
+    inputs[where] = jnp.swapaxes(jnp.asarray(batch["inputs"], jnp.float32), 0, 1)
+
+  def sweeps(layer):
+    return {f"{where}{m}": v for where, xs in inputs.items()
+            for m, v in _sweeps(layer, xs, methods).items()}
+
+  curve = {0: sweeps(model.lstm.params[0][0])}
   modeldef, target = init_state(model, optim.build(config.optimizer, config.train.steps),
                                 config.train.seed)
   ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
   for step in sorted(ckpts.latest.all_steps()):
     state, _ = Checkpoints._restore_step(ckpts.latest, step, target)
-    curve[int(step)] = _sweeps(modeldef.merge(state.params).lstm.params[0][0], xs, methods)
+    curve[int(step)] = sweeps(modeldef.merge(state.params).lstm.params[0][0])
   ckpts.close()
   with open(os.path.join(workdir, "newton_sweeps.json"), "w") as f:
     json.dump({str(s): v for s, v in curve.items()}, f)
   last = max(curve)
   out = {}
-  for m in methods:  # (the runner prefixes "analysis.")
+  for m in [f"{w}{m}" for w in inputs for m in methods]:  # (the runner prefixes "analysis.")
     out[f"newton.{m}.init"] = curve[0][m]
     out[f"newton.{m}.final"] = curve[last][m]
     out[f"newton.{m}.worst"] = max(c[m] for c in curve.values())
@@ -224,7 +236,8 @@ def _curves(out_dir: str, rows, method: str) -> list[tuple]:
       with open(path) as f:
         c = json.load(f)
       steps = sorted(int(s) for s in c)
-      curves.append((np.array(steps), np.array([c[str(s)][method] for s in steps], float)))
+      if method in c[str(steps[0])]:
+        curves.append((np.array(steps), np.array([c[str(s)][method] for s in steps], float)))
   return curves
 
 
@@ -243,10 +256,13 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for ax, (t, n) in zip(axes[0], pairs):
       for (model, g) in lstm[(lstm["task.name"] == t) & (lstm["meta.length"] == n)] \
           .groupby("meta.model"):
-        for m, ls in zip(METHODS, ("-", "--", ":")):
-          curves = _curves(os.path.dirname(fig_dir), g, m)
-          if curves:
-            plot_curves(ax, curves, ls=ls, label=f"{model} {m} ({len(curves)} seeds)")
+        for where, marker in (("", None), ("long_", "x")):
+          for m, ls in zip(METHODS, ("-", "--", ":")):
+            curves = _curves(os.path.dirname(fig_dir), g, where + m)
+            if curves:
+              at = f"{LONGER}T" if where else "T"
+              plot_curves(ax, curves, ls=ls, marker=marker,
+                          label=f"{model} {m} at {at} ({len(curves)} seeds)")
       ax.axhline(MAX_SWEEPS, color="grey", lw=1, ls="--")
       ax.set(title=f"{t} T={n}", xlabel="training step",
              ylabel=f"Newton sweeps to {EPS:g}", yscale="log")
@@ -290,7 +306,7 @@ def findings(results) -> list[str]:
       if not len(rows):
         continue
       parts = []
-      for m in METHODS:
+      for m in [w + m for w in ("", "long_") for m in METHODS]:
         init, final = ITER.format(method=m, stage="init"), ITER.format(method=m, stage="final")
         if init not in rows or rows[init].isna().all():
           continue
@@ -298,7 +314,9 @@ def findings(results) -> list[str]:
         grew = aggregate.agree(results, where, lambda r, i=init, f=final: r[f] > r[i])
         stuck = aggregate.agree(results, where,
                                 lambda r, f=final: r[f] > MAX_SWEEPS)
-        parts.append(f"{m} {aggregate.mean_ci_text(s, init, '.1f')} at init -> "
+        at = f"at {LONGER}T" if m.startswith("long_") else "at T"
+        parts.append(f"{m.removeprefix('long_')} {at}: "
+                     f"{aggregate.mean_ci_text(s, init, '.1f')} at init -> "
                      f"{aggregate.mean_ci_text(s, final, '.1f')} trained (more in "
                      f"{aggregate.seeds_phrase(*grew)}; not within {MAX_SWEEPS} in "
                      f"{aggregate.seeds_phrase(*stuck)})")
