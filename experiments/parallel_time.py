@@ -76,10 +76,10 @@ def base() -> Config:
 def timing_grid(config: Config) -> tuple[list[int], list[int]]:
   """(lengths, widths) timed by a (default-init, adding) trial: the quick preset H and
   T 256, 1024; the full preset (batch 128) H/2, H and T up to 4096; the tiny
-  preset's few-step runs H/2, H at T 64."""
+  preset's few-step runs H at T 64."""
   H = config.model.hidden_size
   if config.train.steps < 100:
-    return [64], [max(1, H // 2), H]
+    return [64], [H]
   if config.train.batch_size >= 128:  # the full preset
     return [256, 1024, 4096], [H // 2, H]
   return [256, 1024], [H]
@@ -118,8 +118,7 @@ def presets() -> dict[str, Preset]:
       b, train=dataclasses.replace(b.train, steps=10000, batch_size=128, eval_every=1000,
                                    checkpoint_every=1000))
   return {
-      "tiny": Preset(tiny, [trial("adding", 10, m, 8) for m in MODELS]
-                     + [trial("copy", 5, "lstm", 8)], seeds=1),
+      "tiny": Preset(tiny, [trial("adding", 10, m, 8) for m in MODELS], seeds=1),
       "quick": Preset(b, [trial("adding", 100, m, 32) for m in MODELS]
                       + [trial("copy", 20, m, 32) for m in ("lstm", "minlstm")], seeds=3),
       "full": Preset(full, [trial(t, n, m, 64) for t, ns in
