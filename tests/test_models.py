@@ -99,6 +99,11 @@ def test_gru_scan_matches_flax_cell_loop():
 
 @pytest.mark.parametrize("kind", models.MODELS)
 def test_tiny_model_learns_parity_batch(kind):
+  if kind in ("minlstm", "mingru"):
+    # Their h_t = a_t h_{t-1} + b_t with a_t in (0, 1) set by the input alone cannot track
+    # parity (a flip needs a negative or state-dependent coefficient); test_minrnn.py
+    # checks them against their sequential reference instead.
+    pytest.skip(f"{kind}: a positive input-gated linear recurrence cannot track parity")
   cfg = next(c for c in CONFIGS.values() if c.kind == kind)
   cfg = dataclasses.replace(cfg, hidden_size=16, num_layers=1,
                             **({"image_shape": None} if kind == "cnn2d" else {}))
