@@ -335,7 +335,7 @@ def findings(results) -> list[str]:
     for t in sorted(set(results["task.name"])):
       lstm = aggregate.select(results, {"meta.model": "lstm", "task.name": t})
       mini = aggregate.select(results, {"meta.model": "minlstm", "task.name": t})
-      if len(lstm) and len(mini):
+      if len(lstm) and len(mini) and lstm[LOSS].notna().any() and mini[LOSS].notna().any():
         s = aggregate.summarize(results[results["task.name"] == t], metrics=[LOSS])
         text = {r["meta.model"]: aggregate.mean_ci_text(r, LOSS, ".3f")
                 for _, r in s.iterrows()}
