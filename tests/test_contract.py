@@ -53,7 +53,10 @@ def _variants() -> list[Variant]:
 
 VARIANTS = _variants()
 IDS = [v.id for v in VARIANTS]
-EXAMPLES = {"pallas": 3, "pallas_gpu": 3, "hidden_parallel": 6, "reference": 2}  # default 12
+# The Newton backends compile while loops of associative scans per shape: fewer cases.
+NEWTON = ("deer", "block_deer", "quasi_deer")
+EXAMPLES = {"pallas": 3, "pallas_gpu": 3, "hidden_parallel": 6, "reference": 2,
+            **{name: 3 for name in NEWTON}}  # default 12
 SHORT = [(1, False), (129, True)]
 LENGTHS = {"scan": [(T, bd) for T in (1, 7, 129, 300) for bd in (False, True)]}  # (T, bidir)
 TOL = dict(rtol=1e-9, atol=1e-10)
@@ -211,6 +214,8 @@ REGULARIZERS = {
 def test_regularized_matches_reference(x64, variant, regularizer, deterministic):
   """Recurrent dropout and zoneout go inside the kernel (and its backward)."""
   reg = REGULARIZERS[regularizer]
+  if variant.backend in NEWTON and regularizer != "all":
+    pytest.skip("the Newton backends run the combined case only (compile time)")
   skip_unless_supported(variant, dtype=jnp.float64, regularization=reg)
   problem = random_problem(5, 4, 9, 3, 4, bidirectional=True, masked=True)
   compare(variant, problem, TOL, regularization=reg, key=jax.random.key(3),

@@ -6,7 +6,8 @@
   `BACKENDS` registry.
 * one module per backend, owning only its loop, memory layout and residuals:
   `reference` (the oracle), `scan` (+ `scan_recurrence`, `remat`), `pallas`,
-  `cudnn`, `hidden_parallel`.
+  `cudnn`, `hidden_parallel`, `deer` (the Newton backends ``deer``, ``block_deer``,
+  ``quasi_deer``, + `deer_linear`).
 * `dispatch`: the one dispatcher (`select`, `resolve`).
 
 A new backend is a module that defines ``layer(params, xs, mask, h0, c0, masks,
@@ -20,6 +21,7 @@ Optional ones register lazily below, so ``import lstmx`` never imports
 from lstmx.kernels import scan  # noqa: F401, I001
 from lstmx.kernels import reference  # noqa: F401, I001
 from lstmx.kernels import hidden_parallel  # noqa: F401, I001
+from lstmx.kernels import deer  # noqa: F401, I001
 from lstmx.kernels.cell import (activate, activate_fused, cell_backward, cell_forward,
                                 gate_derivative, lstm_step, zoneout_mix)
 from lstmx.kernels.contract import (BACKENDS, KernelBackend, KernelOptions, LayerBackend,

@@ -3,8 +3,8 @@
 ``auto`` picks ``hidden_parallel`` under an ambient mesh (`jax.set_mesh`) whose
 ``model`` axis has more than one device; otherwise ``cudnn`` on an NVIDIA GPU
 (`current_platform` is ``"cuda"``) when the call is eligible (its `unsupported`
-returns None and the dtype is known); otherwise ``scan``. ``pallas`` is chosen
-only by name. A backend named explicitly must accept the call: if its
+returns None and the dtype is known); otherwise ``scan``. ``pallas`` and the
+Newton backends (``deer``, ``block_deer``, ``quasi_deer``) are chosen only by name. A backend named explicitly must accept the call: if its
 `unsupported` gives a reason, a ValueError says ``backend='NAME' <reason>``
 (e.g. explicit ``cudnn`` on a CPU). Performance models: ``docs/backends.md``.
 """
@@ -32,6 +32,9 @@ class Backend(enum.Enum):
   HIDDEN_PARALLEL = "hidden_parallel"
   PALLAS = "pallas"
   CUDNN = "cudnn"
+  DEER = "deer"
+  BLOCK_DEER = "block_deer"
+  QUASI_DEER = "quasi_deer"
 
 
 def names() -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 ``model(inputs [B, T, D], lengths [B] | None) -> outputs [B, T, output_size]``.
 
 Kinds (``model.kind``): ``lstm``, ``gru``, ``transformer``, ``tcn`` (one
-output per step, causal by default), ``cnn2d`` and ``mlp`` (one prediction per
+output per step, causal by default), ``minlstm`` and ``mingru`` (gates from the input
+only, parallel over time; `lstmx.models.minrnn`), ``cnn2d`` and ``mlp`` (one prediction per
 sequence, repeated on every step). Each kind has its own frozen config
 dataclass beside its model (`LSTMConfig`, `GRUConfig`, ...); ``ModelConfig(kind=K,
 ...)`` builds kind K's (see `lstmx.models.base`).
@@ -19,12 +20,14 @@ from lstmx.models.transformer import TransformerConfig, TransformerSequenceModel
 from lstmx.models.tcn import TCNConfig, TCNSequenceModel
 from lstmx.models.cnn2d import CNN2DConfig, CNN2DModel
 from lstmx.models.mlp import MLPConfig, MLPModel
+from lstmx.models.minrnn import MinGRUConfig, MinLSTMConfig, MinRNNSequenceModel
 from lstmx.models.registry import CAUSAL, MODELS, build
 from lstmx.models.sizing import match_size, param_count
 
 __all__ = [
     "CAUSAL", "CNN2DConfig", "CNN2DModel", "GRUConfig", "GRUSequenceModel", "KINDS",
-    "LSTMConfig", "LSTMSequenceModel", "MLPConfig", "MLPModel", "MODELS", "ModelConfig",
+    "LSTMConfig", "LSTMSequenceModel", "MLPConfig", "MLPModel", "MODELS", "MinGRUConfig",
+    "MinLSTMConfig", "MinRNNSequenceModel", "ModelConfig",
     "ModelKind", "SequenceModel", "TCNConfig", "TCNSequenceModel", "TransformerConfig",
     "TransformerSequenceModel", "build", "config_class", "match_size", "param_count",
     "register_kind", "with_kind",

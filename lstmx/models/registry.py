@@ -12,11 +12,12 @@ from __future__ import annotations
 from flax import nnx
 
 # Imported for their registrations, in this order (MODELS keeps it).
-from lstmx.models import lstm, gru, transformer, tcn, cnn2d, mlp  # noqa: F401, I001
+from lstmx.models import lstm, gru, transformer, tcn, cnn2d, mlp, minrnn  # noqa: F401, I001
 from lstmx.models.base import KINDS, ModelConfig, SequenceModel
 from lstmx.models.common import check_positive
 
-MODELS = KINDS.names()  # ("lstm", "gru", "transformer", "tcn", "cnn2d", "mlp")
+# ("lstm", "gru", "transformer", "tcn", "cnn2d", "mlp", "minlstm", "mingru")
+MODELS = KINDS.names()
 CAUSAL = tuple(k for k in MODELS if KINDS.get(k).causal)  # step t sees steps <= t
 
 
