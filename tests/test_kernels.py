@@ -36,7 +36,7 @@ def test_registry_holds_every_backend_and_the_protocol():
   names = lstmx.backends.names()
   assert names[0] == "auto" and len(set(names)) == len(names)
   assert set(names) == {"auto", "scan", "reference", "hidden_parallel", "pallas", "cudnn",
-                        "pallas_gpu"}
+                        "pallas_gpu", "deer", "block_deer", "quasi_deer"}
   for name in BACKENDS.names():
     backend = BACKENDS.get(name)
     assert isinstance(backend, KernelBackend) and backend.name == name
