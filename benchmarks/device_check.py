@@ -9,7 +9,8 @@ It needs only the machine's own jax, flax, optax, orbax-checkpoint and (for its 
 torch, plus lstmx's light pure-Python needs (tensorboardX: carry its wheel where the
 machine lacks it; docs/performance.md gives the whole command). Three parts:
 
-(a) contract: every backend (``scan``, ``pallas`` compiled for the device, ``cudnn``) in
+(a) contract: every backend (``scan``, ``pallas`` and ``pallas_gpu`` compiled for the
+    device, ``cudnn``) in
     float32 and with bfloat16 matmul inputs, on a plain, a packed variable-length and a
     two-layer bidirectional case: outputs and the gradients of a random projection of
     them (w.r.t. parameters and input) against ``backend="reference"`` at the highest
@@ -24,6 +25,9 @@ machine lacks it; docs/performance.md gives the whole command). Three parts:
 (c) engine: one long-dependency trial (LSTM H=64, B=32, copy T=100) through
     `train_and_evaluate`: steps per second with ``train.steps_per_call`` 1 and 10, and
     each against the bare compiled step (near 1: the device is kept busy).
+(d) newton: the parallel-in-time backends (``quasi_deer``, ``block_deer``, ``deer`` at
+    H = 32) against the scan, forward, at B = 16, H in {32, 128}, T in {1024, 4096, 16384}
+    (issue 19), with the Newton sweeps each took at initialization.
 
 Each part has a share of ``--budget-s`` (default 420 s, within issue 17's 8 minutes); a part
 out of time records what it finished and marks the rest "not reached", and the JSON is
@@ -65,7 +69,9 @@ DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2}
 GRID = [(32, 128, 256), (16, 512, 128), (64, 256, 512), (128, 64, 1024), (16, 1024, 768)]
 QUICK_GRID = [(4, 16, 16)]
-SHARES = {"contract": 0.25, "benchmark": 0.55, "engine": 0.20}
+SHARES = {"contract": 0.2, "benchmark": 0.45, "engine": 0.15, "newton": 0.2}
+NEWTON_GRID = [(16, T, H) for H in (32, 128) for T in (1024, 4096, 16384)]  # issue 19
+QUICK_NEWTON_GRID = [(2, 64, 8)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +258,43 @@ def engine(steps: int, deadline: float) -> dict:
   return out
 
 
+def newton(grid, rounds: int, deadline: float, save) -> list[dict]:
+  """Forward time of the Newton backends against the scan (B, T, H; D = H), with the
+  sweeps each took at initialization (forget-bias init, random inputs; issue 19)."""
+  from lstmx.kernels import deer
+  rows = []
+  for B, T, H in grid:
+    methods = ["quasi_deer", "block_deer"] + (["deer"] if H <= 32 else [])  # T (2H)^3
+    where = dict(B=B, T=T, H=H)
+    if time.monotonic() > deadline:
+      rows.append({**where, "impl": "*", "status": "not reached"})
+      continue
+    cases, sweeps = {}, {}
+    params = lstmx.init_lstm(jax.random.key(0), H, H)[0][0]
+    xs = jax.random.normal(jax.random.key(1), (T, B, H), jnp.float32)
+    zeros = jnp.zeros((B, H), jnp.float32)
+    for name in ["scan"] + methods:
+      try:
+        cases[name] = peers.lstmx_case(B, T, H, "fwd", backend=name)
+        if name != "scan":
+          result = jax.jit(lambda p, x, m=name: deer.newton_solve(
+              p, x, zeros, zeros, newton=deer.NewtonOptions(method=m)))(params, xs)
+          sweeps[name] = (int(result.iterations), bool(result.converged))
+      except Exception as e:  # noqa: BLE001 - recorded
+        rows.append({**where, "impl": name, "status": "error", "message": _first_line(e)})
+    timed = interleaved(cases, rounds, warmup=1) if cases else {}
+    scan = statistics.median(timed["scan"]) if "scan" in timed else float("nan")
+    for name, times in timed.items():
+      m = statistics.median(times)
+      row = {**where, "impl": name, "status": "ok", "median_ms": 1e3 * m, "vs_scan": m / scan}
+      if name in sweeps:
+        row["sweeps"], row["converged"] = sweeps[name]
+      rows.append(row)
+    save()
+    print(f"newton {B},{T},{H}: done", flush=True)
+  return rows
+
+
 def markdown(report: dict) -> str:
   meta = report["meta"]
   out = [f"`{meta['command']}`  ", f"{meta['date']}; {meta['device']}; jax {meta['jax']} "
@@ -287,6 +330,17 @@ def markdown(report: dict) -> str:
       out.append(f"- steps_per_call={k}: " + (r if isinstance(r, str) else
                  f"{r['steps_per_s']:.0f} steps/s, {r['ms_per_step']:.3f} ms/step, "
                  f"{r['over_bare']:.2f}x the bare step"))
+  if report.get("newton"):
+    out += ["", "### (d) Newton solvers over time against the scan (forward, float32)", "",
+            "| B | T | H | implementation | ms | / scan | sweeps at init | converged |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in report["newton"]:
+      if r["status"] != "ok":
+        out.append(f"| {r['B']} | {r['T']} | {r['H']} | {r['impl']} | {r['status']}: "
+                   f"{r.get('message', '')} | | | |")
+        continue
+      out.append(f"| {r['B']} | {r['T']} | {r['H']} | {r['impl']} | {r['median_ms']:.2f} | "
+                 f"{r['vs_scan']:.2f} | {r.get('sweeps', '')} | {r.get('converged', '')} |")
   out += [""] + [f"- {n}" for n in meta["notes"]]
   return "\n".join(out) + "\n"
 
@@ -320,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{platform.machine()}, {os.cpu_count()} cores",
                          auto_backend=str(dispatch.resolve("auto", dtype=jnp.float32)),
                          notes=[], peak_gflops={}),
-            "contract": [], "benchmark": [], "engine": {}}
+            "contract": [], "benchmark": [], "engine": {}, "newton": []}
 
   def save():
     report["meta"]["notes"] = sorted(notes)
@@ -347,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
       report["engine"] = engine(20 if args.quick else 600, ends["engine"])
     except Exception as e:  # noqa: BLE001 - recorded, the other parts kept
       report["engine"] = {"error": _first_line(e), "traceback": traceback.format_exc()}
+    save()
+  if "newton" in args.parts:
+    report["newton"] = newton(QUICK_NEWTON_GRID if args.quick else NEWTON_GRID,
+                              args.rounds or (2 if args.quick else 3), ends["newton"], save)
     save()
   print(markdown(report))
   return 1 if any(r["status"] == "FAIL" for r in report["contract"]) else 0

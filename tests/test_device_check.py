@@ -32,6 +32,20 @@ def test_quick_check_writes_the_report(tmp_path, monkeypatch):
   assert "(a) backend contract" in text and "| scan | float32 |" in text
 
 
+def test_newton_rows_time_the_solvers_against_the_scan():
+  rows = dc.newton([(2, 16, 4)], 1, float("inf"), lambda: None)
+  by = {r["impl"]: r for r in rows}
+  assert set(by) == {"scan", "quasi_deer", "block_deer", "deer"}
+  assert all(r["status"] == "ok" for r in rows), rows
+  assert by["scan"]["vs_scan"] == 1.0
+  assert all(by[m]["converged"] and 1 <= by[m]["sweeps"] <= 16
+             for m in ("quasi_deer", "block_deer", "deer"))
+  text = dc.markdown({"meta": {"command": "c", "date": "d", "device": "cpu", "jax": "0",
+                               "versions": "", "peak_gflops": {}, "notes": []},
+                      "contract": [], "benchmark": [], "engine": {}, "newton": rows})
+  assert "(d) Newton solvers" in text and "| quasi_deer |" in text
+
+
 def test_a_wrong_backend_fails_the_contract(monkeypatch):
   case = dc.contract_cases(True)[0]
   want = dc._values_and_grads("reference", None, case)
