@@ -340,8 +340,11 @@ def findings(results) -> list[str]:
         text = {r["meta.model"]: aggregate.mean_ci_text(r, LOSS, ".3f")
                 for _, r in s.iterrows()}
         hid = int(mini["model.hidden_size"].iloc[0])
+        below = aggregate.agree_paired(results, {"meta.model": "minlstm", "task.name": t},
+                                       {"meta.model": "lstm", "task.name": t}, LOSS)
         lines.append(f"{t}: loss / memoryless baseline at matched size: LSTM {text['lstm']}, "
-                     f"minLSTM (H={hid}) {text['minlstm']}.")
+                     f"minLSTM (H={hid}) {text['minlstm']}; minLSTM below the LSTM in "
+                     f"{aggregate.seeds_phrase(*below)} (paired by seed).")
   timing = [c for c in results if c.startswith(TIME + "scan.")]
   for c in timing:
     T, H = c.split(".")[-2:]

@@ -104,7 +104,8 @@ def test_config_round_trips_per_kind(kind, tmp_path):
   extra = {"lstm": {"init": "chrono", "chrono_max_length": 9},
            "gru": {"bidirectional": True}, "transformer": {"num_heads": 2, "causal": False},
            "tcn": {"kernel_size": 2}, "cnn2d": {"image_shape": (4, 4, 1)},
-           "mlp": {"activation": "gelu"}}[kind]
+           "mlp": {"activation": "gelu"}, "minlstm": {"parallel": False},
+           "mingru": {"parallel": False}}[kind]
   cfg = Config(model=ModelConfig(kind=kind, hidden_size=8, **extra))
   path = tmp_path / "config.json"
   path.write_text(json.dumps(to_dict(cfg)))
