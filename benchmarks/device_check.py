@@ -295,6 +295,14 @@ def newton(grid, rounds: int, deadline: float, save) -> list[dict]:
   return rows
 
 
+def _table_row(r: dict, keys: tuple, width: int, cells) -> str:
+  """One markdown row: `r`'s `keys`, then ``cells(r)`` where it ran, else its status and
+  message in the first of `width` value columns."""
+  values = list(cells(r)) if r["status"] == "ok" else (
+      [f"{r['status']}: {r.get('message', '')}"] + [""] * (width - 1))
+  return "| " + " | ".join([str(r[k]) for k in keys] + values) + " |"
+
+
 def markdown(report: dict) -> str:
   meta = report["meta"]
   out = [f"`{meta['command']}`  ", f"{meta['date']}; {meta['device']}; jax {meta['jax']} "
@@ -311,13 +319,9 @@ def markdown(report: dict) -> str:
           "| mode | dtype | B | T | H | implementation | ms | GFLOP/s | % peak | / fastest |",
           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in report["benchmark"]:
-    if r["status"] != "ok":
-      out.append(f"| {r['mode']} | {r['dtype']} | {r['B']} | {r['T']} | {r['H']} | {r['impl']} "
-                 f"| {r['status']}: {r.get('message', '')} | | | |")
-      continue
-    out.append(f"| {r['mode']} | {r['dtype']} | {r['B']} | {r['T']} | {r['H']} | {r['impl']} | "
-               f"{r['median_ms']:.3f} | {r['gflops']:.0f} | {r['pct_peak']:.1f} | "
-               f"{r['vs_fastest']:.2f} |")
+    out.append(_table_row(r, ("mode", "dtype", "B", "T", "H", "impl"), 4, lambda r: (
+        f"{r['median_ms']:.3f}", f"{r['gflops']:.0f}", f"{r['pct_peak']:.1f}",
+        f"{r['vs_fastest']:.2f}")))
   e = report.get("engine") or {}
   out += ["", "### (c) training engine", ""]
   if "error" in e:
@@ -335,12 +339,9 @@ def markdown(report: dict) -> str:
             "| B | T | H | implementation | ms | / scan | sweeps at init | converged |",
             "|---|---|---|---|---|---|---|---|"]
     for r in report["newton"]:
-      if r["status"] != "ok":
-        out.append(f"| {r['B']} | {r['T']} | {r['H']} | {r['impl']} | {r['status']}: "
-                   f"{r.get('message', '')} | | | |")
-        continue
-      out.append(f"| {r['B']} | {r['T']} | {r['H']} | {r['impl']} | {r['median_ms']:.2f} | "
-                 f"{r['vs_scan']:.2f} | {r.get('sweeps', '')} | {r.get('converged', '')} |")
+      out.append(_table_row(r, ("B", "T", "H", "impl"), 4, lambda r: (
+          f"{r['median_ms']:.2f}", f"{r['vs_scan']:.2f}", str(r.get("sweeps", "")),
+          str(r.get("converged", "")))))
   out += [""] + [f"- {n}" for n in meta["notes"]]
   return "\n".join(out) + "\n"
 
