@@ -66,6 +66,7 @@ from lstmx.lab import Preset, main  # noqa: E402
 from lstmx.models import match_size, param_count  # noqa: E402
 
 NAME = "compute"
+TIMED = True  # step times are measured: with --workers auto, one trial at a time on a CPU
 INPUT_SIZE, OUTPUT_SIZE = 2, 1  # the adding problem's [value, marker] -> sum
 DEVICE_COUNTS = (1, 2, 4, 8)
 TIMING_BUDGET_S = 2.0  # timed calls per measurement: at least 3, more up to 20 within this

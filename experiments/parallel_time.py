@@ -45,6 +45,7 @@ from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, Train
 from lstmx.lab import Preset, main
 
 NAME = "parallel_time"
+TIMED = True  # wall times are measured: with --workers auto, one trial at a time on a CPU
 EPS = 1e-5  # "converged": h and c within this of the sequential scan
 MAX_SWEEPS = 150
 LONGER = 4  # the counts are also taken on the task at LONGER x its length

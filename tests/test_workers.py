@@ -513,7 +513,21 @@ def test_make_pool(tmp_path, monkeypatch):
   pool = runner.make_pool(exp, 2, 5)
   assert isinstance(pool, local_pool.LocalPool) and pool.workers == 2
   pool.close()
+  # A timed experiment: auto is one worker on a CPU host, an explicit count is kept.
+  monkeypatch.setattr(local_pool, "gpu_devices", lambda: [])
+  monkeypatch.setattr(local_pool, "cpu_cores", lambda: [0, 1])
+  timed = dataclasses.replace(exp, timed=True)
+  assert isinstance(runner.make_pool(timed, "auto", 5), SerialPool)
+  pool = runner.make_pool(exp, "auto", 5)
+  assert isinstance(pool, local_pool.LocalPool) and pool.workers == 2
+  pool.close()
+  pool = runner.make_pool(timed, 2, 5)
+  assert isinstance(pool, local_pool.LocalPool) and pool.workers == 2
+  pool.close()
   import types
+  module = types.ModuleType("m")
+  module.presets, module.TIMED = dict, True
+  assert Experiment.from_module(module).timed and not exp.timed
   fake = types.ModuleType("lstmx.lab.ray_pool")
   fake.RayPool = lambda **kw: kw
   monkeypatch.setitem(sys.modules, "lstmx.lab.ray_pool", fake)

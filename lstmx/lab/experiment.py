@@ -15,6 +15,9 @@ An experiment file is a Python module with
   sentence, "where": {column: value}}``: what the cross-experiment page
   (``lstmx report DIR DIR ...``, `lstmx.lab.overview`) shows for it; every key is
   optional (default: the first figure, the first finding, all rows);
+* optionally ``TIMED = True``: its trials measure wall time, so ``--workers auto``
+  runs them one at a time on a CPU host (parallel trials would share the cores they
+  time; one per GPU on a GPU host, as for any experiment);
 * optionally ``VARIANTS = {name: () -> Config}``: single configs that
   ``lstmx train FILE:VARIANT`` trains (``experiments/smoke.py``).
 
@@ -86,6 +89,8 @@ class Experiment:
     limit: ``LIMIT``, the limit of LSTMs it probes; default `name`.
     headline: ``headline(results) -> {"figure"?, "finding"?, "where"?}``; default
       ``{}`` (`headline_of` fills in the first figure and finding).
+    timed: ``TIMED``, whether its trials measure wall time (``auto`` workers on a
+      CPU host: one); default False.
   """
 
   name: str
@@ -98,6 +103,7 @@ class Experiment:
   variants: Mapping[str, Callable[[], Config]] = dataclasses.field(default_factory=dict)
   limit: str = ""
   headline: Callable[[Any], dict] = _no_headline
+  timed: bool = False
 
   def __post_init__(self):
     if not self.limit:
@@ -121,7 +127,8 @@ class Experiment:
                findings=getattr(module, "findings", _no_findings),
                variants=getattr(module, "VARIANTS", {}),
                limit=getattr(module, "LIMIT", ""),
-               headline=getattr(module, "headline", _no_headline))
+               headline=getattr(module, "headline", _no_headline),
+               timed=bool(getattr(module, "TIMED", False)))
 
   def headline_of(self, results, figures: list[tuple[str, str]],
                   findings: list[str]) -> dict:

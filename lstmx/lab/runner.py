@@ -204,7 +204,8 @@ def make_pool(exp: Experiment, workers: int | str, pending: int, *,
               gpus_per_trial: float | None = None) -> Pool:
   """The pool that runs `pending` trials: Ray's (`ray`: an address, or True for a local
   instance), else `workers` processes on this machine (`lstmx.lab.local_pool`), else,
-  for one worker or an experiment without a file, this process (`SerialPool`)."""
+  for one worker or an experiment without a file, this process (`SerialPool`).
+  ``auto`` for a timed experiment (``TIMED``) on a CPU host is one worker."""
   if ray not in (None, False):
     kwargs = {k: v for k, v in (("cpus_per_trial", cpus_per_trial),
                                 ("gpus_per_trial", gpus_per_trial)) if v is not None}
@@ -213,7 +214,8 @@ def make_pool(exp: Experiment, workers: int | str, pending: int, *,
       return RayPool(address=None if ray is True else ray, **kwargs)
     except (ImportError, ValueError) as e:
       raise ValueError(f"--ray: {e}") from None
-  n = local_pool.worker_count(workers, pending)
+  # A timed experiment's trials would share the cores they time: one CPU worker for auto.
+  n = local_pool.worker_count(workers, pending, cores=1 if exp.timed else None)
   if n <= 1:
     return SerialPool(exp)
   if not exp.path:
