@@ -66,6 +66,7 @@ from lstmx.lab import Preset, main  # noqa: E402
 from lstmx.models import match_size, param_count  # noqa: E402
 
 NAME = "compute"
+LIMIT = "compute"
 TIMED = True  # step times are measured: with --workers auto, one trial at a time on a CPU
 INPUT_SIZE, OUTPUT_SIZE = 2, 1  # the adding problem's [value, marker] -> sum
 DEVICE_COUNTS = (1, 2, 4, 8)
@@ -660,6 +661,22 @@ def findings(results) -> list[str]:
     lines.append("The device counts are fake CPU devices sharing the host's cores: they "
                  "measure sharding overhead and the host's spare parallelism, not scaling.")
   return lines
+
+
+def headline(results) -> dict:
+  """For ``lstmx report``'s page: step time against T (the T study's sizes), its slopes
+  and where the Transformer's step becomes the costlier."""
+  df, rows = _t_study(results), _single_device_rows(results)
+  if not len(df):
+    return {}
+  # lstmx's default backend against the Transformer (the report has every variant).
+  pair = ["lstm_scan", "transformer"]
+  df, rows = df[df["meta.model"].isin(pair)], rows[rows["meta.model"].isin(pair)]
+  lines = [_slopes_line(df, "analysis.step_time", "Step time"),
+           _crossover_line(df, rows, "analysis.step_time", "Step time")]
+  return {"figure": "time_vs_length", "finding": " ".join(x for x in lines if x) or None,
+          "where": {"meta.hidden": int(df["meta.hidden"].iloc[0]),
+                    "meta.batch": int(df["meta.batch"].iloc[0])}}
 
 
 if __name__ == "__main__":

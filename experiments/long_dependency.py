@@ -40,6 +40,7 @@ from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, Train
 from lstmx.lab import Preset, main
 
 NAME = "long_dependency"
+LIMIT = "long_range"
 LENGTH_KEY = {"copy": "delay", "adding": "length", "selective_copy": "delay", "mqar": "length"}
 MODELS = {
     "lstm": {"model.kind": "lstm", "model.init": "forget_bias"},
@@ -427,6 +428,16 @@ def findings(results) -> list[str]:
   summary = _summary(results)
   return (_length_findings(results, _sweep(summary, "length"))
           + _gradient_finding(results, summary) + _capacity_findings(summary))
+
+
+def headline(results) -> dict:
+  """For ``lstmx report``'s page: the adding curves over length, and the length beyond
+  which the default-init LSTM stops solving adding where chrono init still does."""
+  lines = [line for line in findings(results) if line.startswith("adding: ")]
+  stop = [line for line in lines if "stops solving" in line]
+  chrono = [line for line in lines if "while chrono init solves it" in line]
+  return {"figure": "loss_vs_length", "where": {"meta.sweep": "length", "task.name": "adding"},
+          "finding": " ".join(stop[:1] + chrono[-1:]) or None}
 
 
 if __name__ == "__main__":

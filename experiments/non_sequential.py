@@ -56,6 +56,7 @@ from lstmx.models import match_size, param_count
 from lstmx.tasks.datasets import FOLLOW_TRAIN_SEED
 
 NAME = "non_sequential"
+LIMIT = "non_sequential"
 IMAGES = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28)}  # rows, columns
 TABLES = {"iris": 4, "wine": 13, "breast_cancer": 30}  # features
 CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "iris": 3, "wine": 3,
@@ -297,6 +298,56 @@ def _overlap(a, b) -> bool:
   return a[lo] <= b[hi] and b[lo] <= a[hi]
 
 
+def _lstm_vs_rest(results, stats, dataset: str) -> dict | None:
+  """On `dataset` (`stats`: its summary rows indexed by model), the best recurrent model
+  against the best non-recurrent one: ``{"lstm", "other", "gap"`` (other's mean accuracy
+  minus the LSTM's), ``"verdict"`` (behind | level with | ahead of), ``"behind"`` and
+  ``"ahead"`` (seeds where the LSTM is below / above, paired by seed: (k, n)),
+  ``"overlap"`` (the 95 % intervals)``}``; None without both kinds of model."""
+  from lstmx.lab import aggregate
+  rec = stats[stats.index.isin(RECURRENT)].sort_values(f"{ACC}.mean", ascending=False)
+  non = stats[~stats.index.isin(RECURRENT)].sort_values(f"{ACC}.mean", ascending=False)
+  if not (len(rec) and len(non)):
+    return None
+  top_rec, top_non = rec.index[0], non.index[0]
+  gap = non.loc[top_non, f"{ACC}.mean"] - rec.loc[top_rec, f"{ACC}.mean"]
+  pair = lambda a, b: aggregate.agree_paired(  # noqa: E731 - seeds where a's is above b's
+      results, {"meta.dataset": dataset, "meta.model": a},
+      {"meta.dataset": dataset, "meta.model": b}, ACC, np.greater)
+  verdict = "level with" if abs(gap) < TIE else ("behind" if gap > 0 else "ahead of")
+  return {"lstm": top_rec, "other": top_non, "gap": float(gap), "verdict": verdict,
+          "behind": pair(top_non, top_rec), "ahead": pair(top_rec, top_non),
+          "overlap": bool(_overlap(rec.loc[top_rec], non.loc[top_non]))}
+
+
+def headline(results) -> dict:
+  """For ``lstmx report``'s page: on how many datasets the best LSTM is behind the best
+  non-recurrent model (in most seeds, and with separated intervals), each gap listed."""
+  from lstmx.lab.aggregate import seeds_phrase
+  summary = _summary(results)
+  if summary is None or not len(summary):
+    return {}
+  parts, behind, clear = [], 0, 0
+  datasets = _datasets(summary)
+  for d in datasets:
+    stats = summary[summary["meta.dataset"] == d].set_index("meta.model")
+    vs = _lstm_vs_rest(results, stats, d)
+    if vs is None:
+      continue
+    k, n = vs["behind"]
+    most = n > 0 and 2 * k > n
+    behind += most
+    clear += most and vs["gap"] > 0 and not vs["overlap"]
+    parts.append(f"{d} {vs['lstm']} vs {vs['other']} {-vs['gap']:+.3f} (below in "
+                 f"{seeds_phrase(k, n)})")
+  if not parts:
+    return {}
+  return {"figure": "accuracy_by_model", "finding": (
+      f"The best LSTM is below the best non-recurrent model in most seeds on {behind} of "
+      f"{len(parts)} datasets ({clear} with separated 95 % intervals); LSTM minus the best "
+      "other's mean test accuracy: " + "; ".join(parts) + ".")}
+
+
 def findings(results) -> list[str]:
   from lstmx.lab import aggregate
   from lstmx.lab.aggregate import mean_ci_text, seeds_phrase
@@ -332,21 +383,13 @@ def findings(results) -> list[str]:
                  f"over {second} ({stats.loc[second, f'{ACC}.mean']:.3f}; above it in "
                  f"{seeds_phrase(k, n)})")
       lines.append(line + ".")
-    rec = stats[stats.index.isin(RECURRENT)]
-    non = stats[~stats.index.isin(RECURRENT)]
-    if len(rec) and len(non):
-      top_rec, top_non = rec.index[0], non.index[0]
-      gap = non.loc[top_non, f"{ACC}.mean"] - rec.loc[top_rec, f"{ACC}.mean"]
-      behind, ahead = pair(top_non, top_rec), pair(top_rec, top_non)
-      if abs(gap) < TIE:
-        verdict = "level with"
-      else:
-        verdict = "behind" if gap > 0 else "ahead of"
-      line = (f"{d}: the best LSTM ({top_rec}, {mean_ci_text(rec.loc[top_rec], ACC)}) is "
-              f"{verdict} the best non-recurrent model ({top_non}, "
-              f"{mean_ci_text(non.loc[top_non], ACC)}; gap {gap:+.3f}): below it in "
-              f"{seeds_phrase(*behind)}, above in {seeds_phrase(*ahead)}")
-      if _overlap(rec.loc[top_rec], non.loc[top_non]):
+    vs = _lstm_vs_rest(results, stats, d)
+    if vs is not None:
+      line = (f"{d}: the best LSTM ({vs['lstm']}, {mean_ci_text(stats.loc[vs['lstm']], ACC)}) "
+              f"is {vs['verdict']} the best non-recurrent model ({vs['other']}, "
+              f"{mean_ci_text(stats.loc[vs['other']], ACC)}; gap {vs['gap']:+.3f}): below it "
+              f"in {seeds_phrase(*vs['behind'])}, above in {seeds_phrase(*vs['ahead'])}")
+      if vs["overlap"]:
         line += "; the intervals overlap"
       lines.append(line + ".")
     if {"lstm_rows", "lstm_pixels"} <= set(stats.index):

@@ -42,6 +42,7 @@ from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, Train
 from lstmx.lab import Preset, main
 
 NAME = "overfitting"
+LIMIT = "overfitting"
 R = "model.regularization."
 
 
@@ -298,6 +299,15 @@ def findings(results) -> list[str]:
              else "not called better: the intervals overlap")
           + f", {int(top['n'])} seeds).")
   return lines
+
+
+def headline(results) -> dict:
+  """For ``lstmx report``'s page: the unregularized run turning up (loss curves), and
+  dropout's effect on the best validation loss."""
+  lines = findings(results)
+  turn = [line for line in lines if ", no regularization: " in line]
+  dropout = [line for line in lines if ", dropout " in line]
+  return {"figure": "loss_curves", "finding": " ".join(turn[:1] + dropout[:1]) or None}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import sys
 import time
 
@@ -45,6 +46,7 @@ from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, Train
 from lstmx.lab import Preset, main
 
 NAME = "parallel_time"
+LIMIT = "compute"
 TIMED = True  # wall times are measured: with --workers auto, one trial at a time on a CPU
 EPS = 1e-5  # "converged": h and c within this of the sequential scan
 MAX_SWEEPS = 150
@@ -363,6 +365,16 @@ def findings(results) -> list[str]:
       lines.append(f"forward time / sequential scan at {T}, {H} (B=16, init weights, "
                    f"{n} seeds): " + ", ".join(ratios) + ".")
   return lines
+
+
+def headline(results) -> dict:
+  """For ``lstmx report``'s page: Newton sweeps along training (does training defeat the
+  parallel-in-time solvers?) and their forward time against the sequential scan."""
+  lines = findings(results)
+  sweeps = [line for line in lines if line.startswith("adding, lstm: ")]
+  times = sorted((line for line in lines if line.startswith("forward time / sequential scan")),
+                 key=lambda line: int(re.search(r" at T(\d+),", line).group(1)))
+  return {"figure": "sweeps_vs_training", "finding": " ".join(sweeps[:1] + times[-1:]) or None}
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def test_tiny_preset_end_to_end(path, tmp_path):
   assert glob.glob(str(tmp_path / "figures" / "*.svg"))
   report = (tmp_path / "report.md").read_text()
   assert "## Results" in report and "figures/" in report
+  assert "headline for the cross-experiment page failed" not in report, report
 
 
 FAKE = textwrap.dedent('''

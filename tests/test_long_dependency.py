@@ -93,6 +93,11 @@ def test_findings_state_a_b_c_with_seed_counts():
   # no (a) at T=50, where the default LSTM solves in most seeds
   assert "at T = 50 the default-init" not in text
   assert "gru" not in text  # a configuration with no finished seed says nothing
+  # The cross-experiment page's headline: (b) then the longest (a), on adding's curves.
+  head = LD.headline(results)
+  assert head["figure"] == "loss_vs_length" and head["where"]["task.name"] == "adding"
+  assert head["finding"].startswith("adding: the default-init LSTM solves T = 50")
+  assert head["finding"].endswith("while chrono init solves it (in 2/3 seeds).")
 
 
 def test_findings_say_nothing_unearned():

@@ -171,6 +171,21 @@ def test_full_preset_reads_pixels_permuted_pixels_and_cites_the_literature(exp):
   assert set(exp.LITERATURE) <= set(by)
 
 
+def test_headline_counts_the_datasets_where_the_lstm_is_behind(exp):
+  rows = [{"meta.dataset": d, "meta.model": m, "train.seed": s, "status": "completed",
+           "final.test.accuracy": acc + 0.001 * s, "final.test.examples": 30.0}
+          for d, accs in (("wine", {"lstm": 0.80, "mlp": 0.95}),
+                          ("iris", {"lstm": 0.95, "mlp": 0.90}))
+          for m, acc in accs.items() for s in range(3)]
+  head = exp.headline(pd.DataFrame(rows))
+  assert head["figure"] == "accuracy_by_model"
+  assert head["finding"].startswith("The best LSTM is below the best non-recurrent model in "
+                                    "most seeds on 1 of 2 datasets (1 with separated 95 % "
+                                    "intervals)"), head
+  assert "wine lstm vs mlp -0.150 (below in 3/3 seeds)" in head["finding"]
+  assert "iris lstm vs mlp +0.050 (below in 0/3 seeds)" in head["finding"]
+
+
 def test_findings_state_exact_counts_and_the_literature(exp):
   rows = [{"meta.dataset": "mnist", "meta.model": m, "train.seed": s, "status": "completed",
            "final.test.accuracy": acc + 0.01 * s, "final.test.examples": 1500.0}

@@ -80,3 +80,5 @@ def test_findings_count_seeds_and_compare_intervals(overfitting):
   df = _results()
   df.loc[df["meta.regularizer"] == "dropout", "at_best.test.perplexity"] = [6.0, 6.01, 6.02]
   assert "better: the intervals separate" in overfitting.findings(df)[-1]
+  head = overfitting.headline(_results())["finding"]
+  assert head.startswith(lines[0]) and "dropout 0.4: best validation loss" in head
