@@ -6,7 +6,8 @@ step (forward, backward and Adam update) precisely:
 
 * step time: the median of repeated calls after a warm-up call, each timed to
   ``jax.block_until_ready``; tokens/s = B * T / step time;
-* compile time: ``jit(...).lower(...)`` plus ``.compile()``, wall clock;
+* compile time: ``jit(...).lower(...)`` plus ``.compile()``, wall clock, with the
+  sweep's persistent compilation cache off (`lstmx.lab.compile_cache.uncached`);
 * memory: XLA's memory analysis of the compiled step (`lstmx.compile_stats`,
   the one formula), peak = arguments + outputs - donated aliases +
   temporaries (``temp`` alone is the activation memory that grows with T);
@@ -197,9 +198,11 @@ def measure(step_fn, state, batch, *, min_calls: int = 3, max_calls: int = 20,
     ``flops`` (XLA's estimate; NaN where the backend gives none), all from
     `lstmx.compile_stats`.
   """
-  t0 = time.perf_counter()
-  compiled = step_fn.lower(state, batch).compile()
-  out = {"compile_time": time.perf_counter() - t0, **compile_stats(compiled)}
+  from lstmx.lab.compile_cache import uncached
+  with uncached():  # a seed after the first would load the sweep cache's program
+    t0 = time.perf_counter()
+    compiled = step_fn.lower(state, batch).compile()
+    out = {"compile_time": time.perf_counter() - t0, **compile_stats(compiled)}
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready((state, metrics))
   times: list[float] = []

@@ -34,6 +34,20 @@ def sweep_cache(out_dir: str) -> str:
 
 
 @contextlib.contextmanager
+def uncached() -> Iterator[None]:
+  """Within the block, compilations neither read nor write the persistent cache (a
+  compile time measured there is a compile's, not a cache load's); restored after."""
+  saved = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  compilation_cache.reset_cache()  # JAX decides once whether to use its cache: ask again
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_compilation_cache", saved)
+    compilation_cache.reset_cache()
+
+
+@contextlib.contextmanager
 def scope(path: str | None) -> Iterator[str | None]:
   """Within the block, JAX compilations are cached in `path` (every program, however
   fast it compiled); yields the directory in use (the user's own, if set; None when
