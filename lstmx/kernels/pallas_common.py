@@ -25,7 +25,7 @@ import jax
 from lstmx.kernels.contract import LayerBackend, LayerMasks
 
 # The compiled target for every lowering platform: one traced branch.
-COMPILED = {"default": "compiled"}
+COMPILED_EVERYWHERE = {"default": "compiled"}
 
 
 def check_interpret(interpret) -> None:
@@ -48,7 +48,7 @@ def configured_backend(name: str, layer: Callable, blocks_type: type, *,
 
 
 def per_platform(run: Callable, interpret: bool | None, *args,
-                 compiled: Mapping[str, str] = COMPILED):
+                 compiled: Mapping[str, str] = COMPILED_EVERYWHERE):
   """``run(target, *args)``: target ``"interpret"`` or a compiled one.
 
   Args:

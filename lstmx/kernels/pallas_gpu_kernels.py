@@ -25,7 +25,7 @@ from lstmx.kernels.gemm import matmul
 from lstmx.kernels.pallas_common import at, optional_inputs, per_platform, with_absent
 
 # Compiled targets per lowering platform: Triton on CUDA and ROCm, Mosaic elsewhere (TPU).
-COMPILED = {"cuda": "triton", "rocm": "triton", "default": "tpu"}
+COMPILED_TARGETS = {"cuda": "triton", "rocm": "triton", "default": "tpu"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +181,7 @@ def call(kernel, static: Static, ins, kinds, outs, regs: LayerMasks) -> list[jax
   present, extra = optional_inputs(regs)
   kinds = list(kinds) + [_kind(a) for a in extra]
   run = functools.partial(_call_in, kernel, static, kinds, outs, len(ins), present)
-  return per_platform(run, static.interpret, *ins, *extra, compiled=COMPILED)
+  return per_platform(run, static.interpret, *ins, *extra, compiled=COMPILED_TARGETS)
 
 
 def _call_in(kernel, static: Static, kinds, outs, n_ins, present, target, *arrays):
