@@ -94,12 +94,13 @@ def test_gpu_compiled_padding_matches_reference(x64, heads):
   """The compiled modes' layout (batch padded to 16 rows, each head to 16 units), run in
   interpret mode: padded units and rows stay out of every value and gradient."""
   from lstmx.kernels.contract import KernelOptions, LayerMasks
+  from lstmx.kernels.pallas_gpu_kernels import Static
   problem = _layer_problem(B=5, T=6, D=3, H=6)
   H = 6
 
   def padded(p, xs, mask, h0, c0):
     regs = LayerMasks().for_kernel(xs.shape[0], xs.shape[1], H, h0.dtype)
-    static = pallas_gpu._Static(KernelOptions(), "interpret", 4, heads, pad=True)
+    static = Static(KernelOptions(), interpret=True, block_b=4, heads=heads, pad=True)
     return pallas_gpu._run(static, p, xs, mask, h0, c0, regs)
 
   p, *rest = problem

@@ -6,6 +6,7 @@
   `BACKENDS` registry.
 * one module per backend, owning only its loop, memory layout and residuals:
   `reference` (the oracle), `scan` (+ `scan_recurrence`, `remat`), `pallas`,
+  `pallas_gpu` (+ `pallas_gpu_kernels`; both Pallas backends share `pallas_common`),
   `cudnn`, `hidden_parallel`, `deer` (the Newton backends ``deer``, ``block_deer``,
   ``quasi_deer``, + `deer_linear`).
 * `dispatch`: the one dispatcher (`select`, `resolve`).

@@ -41,7 +41,6 @@ on chip: it lowers for TPU but exceeds a GPU's shared memory at realistic sizes
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +50,9 @@ from lstmx.kernels.cell import c_update, cell_backward, cell_forward
 from lstmx.kernels.contract import KernelOptions, LayerBackend, LayerMasks, layer_function
 from lstmx.kernels.gemm import (grads_from_dz, hidden_grad, input_projection, previous,
                                 recurrent_matmul)
+from lstmx.kernels.pallas_common import (at, check_interpret, configured_backend,
+                                         custom_vjp_layer, optional_inputs, per_platform,
+                                         with_absent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +85,7 @@ def pallas_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: KernelOpt
     blocks: `PallasBlocks` tiling.
   """
   BACKEND.require(options, masks)
-  if interpret is not None and not isinstance(interpret, bool):
-    raise TypeError(f"interpret: expected None, True or False; got {interpret!r}")
+  check_interpret(interpret)
   T, B, _ = xs.shape
   bb = B if blocks.block_b is None else min(blocks.block_b, B)
   pad = -B % bb
@@ -101,18 +102,6 @@ def pallas_layer(params, xs, mask, h0, c0, masks: LayerMasks, options: KernelOpt
   return ys[:, :B], (h_n[:B], c_n[:B])
 
 
-def per_platform(run, interpret: bool | None, *args):
-  """``run(interpret, *args)``; for None, interpret mode exactly when lowered for CPU.
-
-  Each platform lowers only its own branch, so an export for ``"cuda"`` or
-  ``"tpu"`` holds the compiled kernel and never the interpreter. Used around the
-  pallas_call alone (inside the custom VJP), so autodiff never sees the branches."""
-  if interpret is not None:
-    return run(interpret, *args)
-  return jax.lax.platform_dependent(*args, cpu=functools.partial(run, True),
-                                    default=functools.partial(run, False))
-
-
 def backend(*, interpret: bool | None = None, blocks: PallasBlocks = PallasBlocks()
             ) -> LayerBackend:
   """A configured ``"pallas"`` backend for ``lstmx.lstm(..., backend=...)``.
@@ -122,19 +111,11 @@ def backend(*, interpret: bool | None = None, blocks: PallasBlocks = PallasBlock
     >>> f = jax.jit(lambda p, x: lstmx.lstm(p, x, backend=be)[0])
     >>> jax.export.export(f, platforms=("tpu",))(params, x)   # doctest: +SKIP
   """
-  if interpret is not None and not isinstance(interpret, bool):
-    raise TypeError(f"interpret: expected None, True or False; got {interpret!r}")
-  if not isinstance(blocks, PallasBlocks):
-    raise TypeError(f"blocks: expected PallasBlocks; got {type(blocks).__name__}")
-  return LayerBackend("pallas", functools.partial(pallas_layer, interpret=interpret,
-                                                  blocks=blocks))
+  return configured_backend("pallas", pallas_layer, PallasBlocks, interpret=interpret,
+                            blocks=blocks)
 
 
 # ---------------------------------------------------------------- kernels
-
-
-def _at(ref, t):
-  return None if ref is None else ref[t]
 
 
 def _forward_kernel(xp_ref, mask_ref, w_ref, h0_ref, c0_ref, r_ref, zh_ref, zc_ref,
@@ -151,7 +132,7 @@ def _forward_kernel(xp_ref, mask_ref, w_ref, h0_ref, c0_ref, r_ref, zh_ref, zc_r
     h, c = carry
     t = T - 1 - s if opt.reverse else s
     z = xp_ref[t] + recurrent_matmul(h, w, r, cd, prec)
-    gates, h, c = cell_forward(z, h, c, zoneout_h=_at(zh_ref, t), zoneout_c=_at(zc_ref, t),
+    gates, h, c = cell_forward(z, h, c, zoneout_h=at(zh_ref, t), zoneout_c=at(zc_ref, t),
                                valid=mask_ref[t] > 0, fused=False)
     gates_ref[t] = gates
     hs_ref[t] = h
@@ -179,23 +160,13 @@ def _backward_kernel(dy_ref, gates_ref, cnew_ref, cprev_ref, mask_ref, wt_ref, d
     t = s if opt.reverse else T - 1 - s
     dz, dh_skip, dc_prev = cell_backward(
         dh_next, dc_next, dy_ref[t], gates_ref[t], cprev_ref[t], c_new=cnew_ref[t],
-        zoneout_h=_at(zh_ref, t), zoneout_c=_at(zc_ref, t), valid=mask_ref[t] > 0)
+        zoneout_h=at(zh_ref, t), zoneout_c=at(zc_ref, t), valid=mask_ref[t] > 0)
     dz_ref[t] = dz
     return hidden_grad(dz, wt, r, dh_skip, cd, prec), dc_prev
 
   dh0, dc0 = jax.lax.fori_loop(0, T, step, (dhn_ref[...], dcn_ref[...]), unroll=opt.unroll)
   dh0_ref[...] = dh0
   dc0_ref[...] = dc0
-
-
-def _with_absent(kernel, n_ins: int, present: tuple[bool, ...], static: _Static):
-  """Adapts a kernel that names every ref, the optional ones (the last
-  ``len(present)`` inputs) None when absent, to pallas_call's positional refs."""
-  def body(*refs):
-    ins, rest = list(refs[:n_ins]), list(refs[n_ins:])
-    optional = [rest.pop(0) if p else None for p in present]
-    return kernel(*ins, *optional, *rest, static=static)
-  return body
 
 
 def _spec(shape: tuple[int, ...], bb: int) -> pl.BlockSpec:
@@ -207,33 +178,26 @@ def _spec(shape: tuple[int, ...], bb: int) -> pl.BlockSpec:
 
 def _call(kernel, static: _Static, ins, outs, weight_index: int, regs: LayerMasks):
   """pallas_call over batch tiles; ins[weight_index] is a whole weight matrix."""
-  optional = (regs.recurrent, regs.zoneout_h, regs.zoneout_c)
-  present = tuple(a is not None for a in optional)
+  present, extra = optional_inputs(regs)
   n_ins = len(ins)
-  ins = list(ins) + [a for a in optional if a is not None]
+  ins = list(ins) + extra
   specs = [pl.BlockSpec(a.shape, lambda i: (0, 0)) if k == weight_index
            else _spec(a.shape, static.block_b) for k, a in enumerate(ins)]
   B = ins[0].shape[1]
 
-  def run(interpret, *arrays):
+  def run(target, *arrays):
     return pl.pallas_call(
-        _with_absent(kernel, n_ins, present, static),
+        with_absent(kernel, n_ins, present, static),
         grid=(B // static.block_b,),
         in_specs=specs,
         out_specs=[_spec(o.shape, static.block_b) for o in outs],
         out_shape=outs,
-        interpret=interpret,
+        interpret=target == "interpret",
     )(*arrays)
   return per_platform(run, static.interpret, *ins)
 
 
 # ---------------------------------------------------------------- VJP
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _layer(static, params, xs, mask, h0, c0, regs):
-  out, _ = _layer_fwd(static, params, xs, mask, h0, c0, regs)
-  return out
 
 
 def _layer_fwd(static, params, xs, mask, h0, c0, regs):
@@ -278,7 +242,7 @@ def _layer_bwd(static, residuals, cotangents):
   return dparams, dxs, None, dh0.astype(h0.dtype), dc0.astype(c0.dtype), None
 
 
-_layer.defvjp(_layer_fwd, _layer_bwd)
+_layer = custom_vjp_layer(_layer_fwd, _layer_bwd)
 
 
 # The whole contract but memory modes; only by name. Registered lazily by `lstmx.kernels`.

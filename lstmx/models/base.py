@@ -86,6 +86,16 @@ class SequenceModel(nnx.Module):
   -> outputs [B, T, output_size]`` in evaluation mode, and `forward_train`."""
 
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+    """Evaluation mode: runs the model.
+
+    Args:
+      inputs: [B, T, D] float32.
+      lengths: [B] int valid lengths, or None for all T.
+
+    Returns:
+      [B, T, output_size] float32, one output per step (``cnn2d`` and ``mlp``:
+      the same prediction on every step).
+    """
     raise NotImplementedError
 
   def forward_train(self, inputs: jax.Array, lengths: jax.Array | None,

@@ -101,15 +101,7 @@ class GRUSequenceModel(SequenceModel):
     self.head = nnx.Linear(width, output_size, rngs=rngs)
 
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
-    """Runs the model.
-
-    Args:
-      inputs: [B, T, D] float32.
-      lengths: [B] int valid lengths, or None for all T.
-
-    Returns:
-      [B, T, output_size] float32, one output per step.
-    """
+    """The stacked GRU layers, then the head on every step (`SequenceModel.__call__`)."""
     B, T, _ = inputs.shape
     x = jnp.swapaxes(inputs, 0, 1)  # [T, B, D]
     if self.dtype is not None:

@@ -91,15 +91,8 @@ class TCNSequenceModel(SequenceModel):
     self.head = nnx.Linear(cfg.hidden_size, output_size, rngs=rngs)
 
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
-    """Runs the model.
-
-    Args:
-      inputs: [B, T, D] float32.
-      lengths: [B] int valid lengths, or None for all T.
-
-    Returns:
-      [B, T, output_size] float32, one output per step.
-    """
+    """The blocks over zero-padded inputs, then the head on every step
+    (`SequenceModel.__call__`)."""
     x = zero_padded(inputs, lengths)
     if self.dtype is not None:
       x = x.astype(self.dtype)

@@ -201,15 +201,8 @@ class TransformerSequenceModel(SequenceModel):
     return self.positions[:T]
 
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
-    """Runs the model.
-
-    Args:
-      inputs: [B, T, D] float32.
-      lengths: [B] int valid lengths, or None for all T.
-
-    Returns:
-      [B, T, output_size] float32, one output per step.
-    """
+    """Embedding plus positions, the blocks (attending within ``lengths``), then the
+    head on every step (`SequenceModel.__call__`)."""
     T = inputs.shape[1]
     x = self.embed(zero_padded(inputs, lengths)).astype(jnp.float32)
     x = x + self._positions(T, x.shape[-1])[None]

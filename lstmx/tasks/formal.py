@@ -74,27 +74,32 @@ class _Regular(Task):
 
 
 @dataclasses.dataclass(frozen=True)
-class Parity(_Regular):
-  """Parity check: is the number of ones odd? (label 1 if odd)."""
+class _FairCoinGivenLast(_Regular):
+  """A binary label that the last symbol fixes at length 1 and leaves a fair coin
+  at every length n > 1 (uniform symbols): memoryless entropy 0, then log 2."""
 
-  name = "parity"
   output_size = property(lambda self: 2)
   chance_accuracy = property(lambda self: 0.5)
-
-  def label(self, symbols, valid, lengths):
-    return jnp.sum(jnp.where(valid, symbols, 0), axis=1) % 2
 
   def _last_step_entropy(self, n):
     return 0.0 if n == 1 else math.log(2)
 
 
 @dataclasses.dataclass(frozen=True)
-class EvenPairs(_Regular):
+class Parity(_FairCoinGivenLast):
+  """Parity check: is the number of ones odd? (label 1 if odd)."""
+
+  name = "parity"
+
+  def label(self, symbols, valid, lengths):
+    return jnp.sum(jnp.where(valid, symbols, 0), axis=1) % 2
+
+
+@dataclasses.dataclass(frozen=True)
+class EvenPairs(_FairCoinGivenLast):
   """Even pairs: are the counts of "ab" and "ba" equal? (iff first == last symbol)."""
 
   name = "even_pairs"
-  output_size = property(lambda self: 2)
-  chance_accuracy = property(lambda self: 0.5)
 
   def label(self, symbols, valid, lengths):
     # Counting pairs directly, to keep the definition visible.
@@ -103,9 +108,6 @@ class EvenPairs(_Regular):
     ab = jnp.sum((a == 0) & (b == 1) & pair_valid, axis=1)
     ba = jnp.sum((a == 1) & (b == 0) & pair_valid, axis=1)
     return (ab == ba).astype(jnp.int32)
-
-  def _last_step_entropy(self, n):
-    return 0.0 if n == 1 else math.log(2)
 
 
 @dataclasses.dataclass(frozen=True)
