@@ -28,8 +28,7 @@ from lstmx.train import tbptt
 from lstmx.train.hooks import Hook, evaluate  # noqa: F401 (evaluate: imported from here too)
 from lstmx.train.progress import Progress
 from lstmx.train.record import RunRecord
-from lstmx.train.session import (Session, check_batch_lengths, clear_run,  # noqa: F401
-                                 open_session)
+from lstmx.train.session import check_batch_lengths, clear_run, open_session  # noqa: F401
 from lstmx.train.step import TrainState, guard, make_train_chunk, make_train_step
 
 __all__ = ["evaluate", "run_steps", "train_and_evaluate"]
