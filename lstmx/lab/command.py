@@ -13,14 +13,14 @@ import types
 import pandas as pd
 
 from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
-from lstmx.lab.runner import check_seeds, check_workers, run
+from lstmx.lab.runner import check_seeds, check_trials_per_device, check_workers, run
 
 __all__ = ["add_sweep_options", "main", "run_and_print", "sweep_options"]
 
 
 def add_sweep_options(ap: argparse.ArgumentParser) -> None:
   """The options of a sweep's command line (an experiment file's and ``lstmx train
-  FILE --preset``): how many workers, seeds, Ray."""
+  FILE --preset``): how many workers, seeds, trials per device, Ray."""
   ap.add_argument("--workers", metavar="N|auto",
                   help="trials run at once, each in its own process with its share of the "
                   "cores (or one GPU); default auto: one per core (per GPU), at most one per "
@@ -28,6 +28,11 @@ def add_sweep_options(ap: argparse.ArgumentParser) -> None:
   ap.add_argument("--seeds", metavar="N",
                   help="seeds per configuration (train.seed = base + 0..N-1); default: the "
                   "preset's")
+  ap.add_argument("--trials-per-device", metavar="K",
+                  help="train up to K trials that differ only in seed, learning rate or "
+                  "initializer together, as one program vmapped over the trials (for a GPU "
+                  "or TPU that one small trial leaves idle; on a CPU it is slower); each "
+                  "keeps its own run directory; default 1: one trial at a time")
   ap.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
                   help="run the trials as Ray tasks: on the cluster at ADDRESS, or without "
                   "one on a local Ray instance (needs the [ray] extra)")
@@ -47,6 +52,11 @@ def sweep_options(args: argparse.Namespace) -> dict:
   if args.ray is not None and args.workers is not None:
     raise ValueError(f"--workers and --ray: expected one of them; got --workers "
                      f"{args.workers} and --ray")
+  per_device = (1 if args.trials_per_device is None
+                else check_trials_per_device(args.trials_per_device, "--trials-per-device"))
+  if args.ray is not None and per_device > 1:
+    raise ValueError(f"--trials-per-device: expected 1 with --ray (a Ray task trains one "
+                     f"trial); got {per_device}")
   for name in ("cpus_per_trial", "gpus_per_trial"):
     if getattr(args, name) is not None and args.ray is None:
       raise ValueError(f"--{name.replace('_', '-')}: expected only with --ray")
@@ -54,6 +64,7 @@ def sweep_options(args: argparse.Namespace) -> dict:
                                    "--workers"),
           "seeds": None if args.seeds is None else check_seeds(args.seeds, "--seeds"),
           "ray": args.ray, "compile_cache": args.compile_cache,
+          "trials_per_device": per_device,
           "cpus_per_trial": args.cpus_per_trial,
           "gpus_per_trial": args.gpus_per_trial}
 

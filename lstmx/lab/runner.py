@@ -5,14 +5,14 @@ keeps one results table. It holds no training code. See docs/sweeps.md.
 
 An experiment is a Python file (see ``experiments/long_dependency.py``) read
 through the protocol of `lstmx.lab.experiment` (``NAME``, ``presets()`` and the
-optional ``analyze``, ``figures``, ``findings``); `run` and `lstmx.lab.command.main` take its
-module or its `Experiment`.
+optional ``analyze``, ``figures``, ``findings``); `run` and `lstmx.lab.command.main`
+take its module or its `Experiment`.
 
 Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
 (run directories), ``results.csv`` (one row per trial and seed), ``summary.csv``
-(one row per configuration over its seeds), ``report.md``, ``figures/`` and ``.lock`` (held by the one runner working there). Rerunning
-skips completed trials, resumes interrupted ones and
-retries failed ones; the table is rebuilt from the trials' summaries, so no
+(one row per configuration over its seeds), ``report.md``, ``figures/`` and ``.lock``
+(held by the one runner working there). Rerunning skips completed trials, resumes
+interrupted ones and retries failed ones; the table is rebuilt from the trials' summaries, so no
 trial is lost or counted twice. It always holds a row per trial (``pending``
 for one not yet run), and is rewritten atomically after each trial.
 
@@ -41,7 +41,8 @@ from lstmx.lab import local_pool, lock, report
 from lstmx.lab.compile_cache import sweep_cache
 from lstmx.lab import sweep as sweeps
 from lstmx.lab.experiment import Experiment, Preset, as_experiment
-from lstmx.lab.pool import Pool, SerialPool, TrialSpec
+from lstmx.lab.pool import Pool, SerialPool, TrialSpec, group_specs, specs_of
+from lstmx.lab.pool import results as item_results
 from lstmx.lab.progress import SweepProgress
 from lstmx.lab.trial import needs_analysis, run_trial  # noqa: F401 - run_trial re-exported
 from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config_dict,
@@ -141,6 +142,19 @@ def _positive_int(value) -> int | None:
   return n
 
 
+def check_trials_per_device(value, option: str = "trials_per_device") -> int:
+  """`value` as a number of trials trained together per device, a positive int.
+
+  Raises:
+    ValueError: naming `option`, what it expects and what it got.
+  """
+  n = _positive_int(value)
+  if n is None:
+    raise ValueError(f"{option}: expected a positive integer (1: one trial at a time); "
+                     f"got {value!r}")
+  return n
+
+
 def check_seeds(value, option: str = "seeds") -> int:
   """`value` as a number of seeds, a positive int.
 
@@ -228,7 +242,7 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
         force: bool = False, pool: Pool | None = None, workers: int | str = 1,
         seeds: int | None = None, ray: str | bool | None = None,
         cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-        compile_cache: bool = True) -> pd.DataFrame:
+        compile_cache: bool = True, trials_per_device: int = 1) -> pd.DataFrame:
   """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
 
   The trials are the preset's sweep crossed with `seeds` seeds (default: the preset's
@@ -239,16 +253,23 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
   seed, then every second seed, ...), so parallel workers compile different programs and
   later seeds load theirs from the sweep's persistent compilation cache
   (``OUT/.cache/jax``; `compile_cache` False: none; never with Ray:
-  `lstmx.lab.compile_cache`).
+  `lstmx.lab.compile_cache`). With `trials_per_device` K > 1, pending trials that differ
+  only in seed, learning rate or initializer train K at a time as one program on one
+  device (`lstmx.train.batched`; meant for a GPU or TPU, slower on a CPU); each keeps
+  its run directory and its row.
 
   Raises:
-    ValueError: a bad `workers` or `seeds`; `out_dir` holds another experiment's or
-      preset's trials, or is held by another runner; `out_dir` holds results of
-      different settings (naming the differing keys), unless `force`: then the trials
+    ValueError: a bad `workers`, `seeds` or `trials_per_device` (K > 1 with Ray);
+      `out_dir` holds another experiment's or preset's trials, or is held by another
+      runner; `out_dir` holds results of different settings (naming the differing keys), unless `force`: then the trials
       that differ are retrained from scratch (or extended, where only ``train.steps``
       grew).
   """
   workers = check_workers(workers)
+  trials_per_device = check_trials_per_device(trials_per_device)
+  if trials_per_device > 1 and ray not in (None, False):
+    raise ValueError(f"trials_per_device: expected 1 with ray (a Ray task trains one "
+                     f"trial); got {trials_per_device}")
   exp = as_experiment(experiment)
   presets = exp.presets()
   if preset not in presets:
@@ -284,6 +305,8 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
                           force=tid in changed, compile_cache=cache)
             for tid, _ in seed_major(trials)
             if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
+    if trials_per_device > 1:
+      todo = group_specs(todo, trials_per_device)
     if pool is None and todo:
       pool = make_pool(exp, workers, len(todo), ray=ray, cpus_per_trial=cpus_per_trial,
                        gpus_per_trial=gpus_per_trial)
@@ -302,23 +325,25 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
 
 
 def _run_todo(exp: Experiment, preset: str, out_dir: str, pool: Pool | None,
-              todo: list[TrialSpec], rows: dict, overrides: dict,
-              progress: bool) -> pd.DataFrame:
-  """Runs `todo` on `pool`, rewriting the table (`rows`) and the progress as each
-  trial finishes; returns the table."""
-  waiting = {spec.trial for spec in todo}
+              todo: list, rows: dict, overrides: dict, progress: bool) -> pd.DataFrame:
+  """Runs `todo` (trials and groups of trials) on `pool`, rewriting the table (`rows`)
+  and the progress as each trial finishes; returns the table."""
+  waiting = {spec.trial for item in todo for spec in specs_of(item)}
   bar = SweepProgress(total=len(rows), enabled=progress, desc=f"{exp.name}/{preset} trials",
                       finished=[r["status"] for t, r in rows.items() if t not in waiting])
   if pool is not None:
     workers = getattr(pool, "workers", 1) or 1
     try:
       bar.started(min(workers, len(todo)))
-      for left, (spec, summary) in enumerate(pool.run(todo), start=1):
-        rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
-        write_results(out_dir, list(rows.values()))
-        running = getattr(pool, "running", None)
-        bar.update(summary.get("status", "failed"),
-                   min(workers, len(todo) - left) if running is None else running)
+      left = 0
+      for item, result in pool.run(todo):
+        left += 1
+        for spec, summary in item_results(item, result):
+          rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
+          write_results(out_dir, list(rows.values()))
+          running = getattr(pool, "running", None)
+          bar.update(summary.get("status", "failed"),
+                     min(workers, len(todo) - left) if running is None else running)
     finally:
       pool.close()
   bar.close()
