@@ -15,7 +15,7 @@ import pytest
 
 from lstmx.config import override, to_dict
 from lstmx.lab import pool as pools
-from lstmx.lab import runner
+from lstmx.lab import command, runner
 from lstmx.lab.experiment import load
 from lstmx.lab.pool import TrialGroup, TrialSpec
 from lstmx.train import batched, train_and_evaluate
@@ -107,8 +107,10 @@ def test_a_stopped_trial_is_frozen_while_the_others_go_on(runs):
 
 def test_a_killed_group_resumes_each_trial_from_its_own_checkpoint(runs, tmp_path,
                                                                    monkeypatch):
-  """Killed at step 25 (checkpoints at 20); trial c's checkpoints lost as well, so it
-  starts again from 0 in its own group: the results equal the uninterrupted group's."""
+  """Killed at step 25 (checkpoints at 20; d had diverged, c not yet stopped). Then b
+  resumes alone from the group's checkpoint, and c, its checkpoints lost, starts again
+  from 0 in a group of its own beside a (from 20) and d (finished): every result
+  equals the uninterrupted group's."""
   out, configs, _, grouped = runs
 
   class Killed(batched.Progress):
@@ -116,23 +118,27 @@ def test_a_killed_group_resumes_each_trial_from_its_own_checkpoint(runs, tmp_pat
       if step == 25:
         raise KeyboardInterrupt
 
-  names = ["a", "b", "c"]
-  cfgs, dirs = [configs[n] for n in names], [str(tmp_path / n) for n in names]
+  names = ["a", "b", "c", "d"]
   monkeypatch.setattr(batched, "Progress", Killed)
   with pytest.raises(KeyboardInterrupt):
-    train_group(cfgs, dirs)
+    train_group([configs[n] for n in names], [str(tmp_path / n) for n in names])
   monkeypatch.undo()
   assert max(os.listdir(tmp_path / "a" / "checkpoints" / "latest"), key=int) == "20"
+  assert json.load(open(tmp_path / "d" / "summary.json"))["status"] == "diverged"
   shutil.rmtree(tmp_path / "c" / "checkpoints")
   os.remove(tmp_path / "c" / "metrics.jsonl")
-  resumed = dict(zip(names, train_group(cfgs, dirs)))
+  resumed = {"b": train_and_evaluate(configs["b"], str(tmp_path / "b"))}
+  resumed.update(zip("acd", train_group([configs[n] for n in "acd"],
+                                        [str(tmp_path / n) for n in "acd"])))
   for n in names:
     assert resumed[n]["status"] == grouped[n]["status"]
     assert resumed[n]["steps"] == grouped[n]["steps"]
-    assert _max_diff(_params(configs[n], tmp_path / n),
-                     _params(configs[n], out / "group" / n)) < TOL
+    if n != "d":
+      assert _max_diff(_params(configs[n], tmp_path / n),
+                       _params(configs[n], out / "group" / n)) < TOL
   assert resumed["c"]["trials_per_device"]["trials"] == 1  # its own group, from step 0
-  assert resumed["a"]["trials_per_device"]["trials"] == 2
+  assert resumed["a"]["trials_per_device"]["trials"] == 1
+  assert "trials_per_device" not in resumed["b"]
 
 
 def test_only_trials_that_differ_in_values_group():
@@ -183,7 +189,21 @@ def test_a_sweep_with_trials_per_device_gives_the_rows_of_one_at_a_time(tmp_path
 def test_bad_trials_per_device_is_one_line_naming_the_option(tmp_path, args, message):
   script = _write(tmp_path)
   with pytest.raises(SystemExit) as e:
-    runner.main(load(script), ["--preset", "tiny", "--out", str(tmp_path / "o")] + args)
+    command.main(load(script), ["--preset", "tiny", "--out", str(tmp_path / "o")] + args)
   assert message in str(e.value)
   with pytest.raises(ValueError, match=r"trials_per_device: expected a positive integer"):
     runner.run(load(script), "tiny", str(tmp_path / "p"), trials_per_device=0)
+
+
+def test_trials_that_cannot_group_train_one_by_one(tmp_path, capsys):
+  from lstmx.lab.experiment import Experiment
+  from lstmx.lab.trial import run_group
+  base = override(_configs()["a"], ["train.steps=5", "train.log_every=5",
+                                    "train.eval_every=5", "train.checkpoint_every=5"])
+  configs = [base, override(base, ["model.hidden_size=4", "name=e"])]
+  summaries = run_group(Experiment(name="x"), configs, [str(tmp_path / "a"),
+                                                        str(tmp_path / "e")])
+  assert [s["status"] for s in summaries] == ["completed", "completed"]
+  assert all("trials_per_device" not in s for s in summaries)
+  err = capsys.readouterr().err
+  assert "differ beyond" in err and "training them one by one" in err

@@ -354,14 +354,3 @@ def write_results(out_dir: str, rows: list[dict]) -> None:
   """Writes ``out_dir/results.csv`` atomically."""
   atomic_write(os.path.join(out_dir, "results.csv"),
                lambda f: pd.DataFrame(rows).to_csv(f, index=False))
-
-
-_COMMAND = ("add_sweep_options", "sweep_options", "run_and_print", "main")
-
-
-def __getattr__(name: str):
-  """The command-line half (`lstmx.lab.command`), still importable from here."""
-  if name in _COMMAND:
-    from lstmx.lab import command
-    return getattr(command, name)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,8 @@ At each step where a hook acts, each trial's state is sliced out and *its own* h
 checkpoints, record, ``summary.json``) is written by the same calls as a run trained
 alone. A trial that stops (diverged, early stopped) is frozen: its sticky finite flag
 (`lstmx.train.step.guard`) is set False, so later steps leave its state unchanged while
-the others go on. A killed group resumes: each trial from its own checkpoint (trials
+the others go on, and it is finished at once (final evaluation, last checkpoint,
+``summary.json``), as it would be alone. A killed group resumes: each trial from its own checkpoint (trials
 whose checkpoints are at different steps train as separate groups).
 
 Results match the trials trained one by one up to float32 rounding (vmap batches the
@@ -169,17 +170,17 @@ def _train_together(sessions: list[Session]) -> list[dict]:
   for s in sessions:
     s.start_clock()
   hooks = [s.hooks(p) for s, p in zip(sessions, progress)]
-  states, records, done = run_together(advance, states, oks, sessions, hooks,
-                                       start=start, total=total)
-  for p in progress:
-    p.close()
   group = {"trials": len(sessions), "names": [s.config.name for s in sessions],
            "note": "compile_time and step_memory_bytes are the group's program's"}
-  return [s.finish(state, record, step, compile_time=compile_time,
-                   eval_compile_time=eval_compile_time, step_bytes=step_bytes,
-                   trials_per_device=group)
-          for s, state, record, step, eval_compile_time
-          in zip(sessions, _unstack(states), records, done, eval_compile_times)]
+
+  def finish(i, state, record, step):  # as soon as trial i stops: its run directory complete
+    progress[i].close()
+    return sessions[i].finish(state, record, step, compile_time=compile_time,
+                              eval_compile_time=eval_compile_times[i],
+                              step_bytes=step_bytes, trials_per_device=group)
+
+  return run_together(advance, states, oks, sessions, hooks, start=start, total=total,
+                      on_stop=finish)
 
 
 @jax.jit
@@ -196,7 +197,7 @@ def _put(states, i, state):
 
 
 def run_together(advance, states, oks, sessions: list[Session], hooks: list[list], *,
-                 start: int, total: int):
+                 start: int, total: int, on_stop) -> list:
   """`lstmx.train.loop.run_steps` for K stacked states: steps ``start+1 .. total`` until
   every trial has stopped, each trial's hooks on its own metrics and state.
 
@@ -204,13 +205,16 @@ def run_together(advance, states, oks, sessions: list[Session], hooks: list[list
     advance: ``(states, oks, step) -> (states, oks, metrics)``, metrics [K, n].
     states, oks: the stacked train states and the trials' finite flags [K].
     sessions, hooks: each trial's session and hooks.
+    on_stop: ``(i, state, record, step)`` called once per trial when it stops (at the
+      sync step where its stop is seen, or at the end) with its state, record and last
+      step.
 
   Returns:
-    (stacked states, each trial's record, each trial's last step).
+    each trial's `on_stop` result, in order.
   """
   K = len(sessions)
   records = [s.record for s in sessions]
-  done, live = [start] * K, [True] * K
+  done, live, results = [start] * K, [True] * K, [None] * K
   step, pending = start, []
   cadences = [getattr(h, "when", lambda s: True) for h in hooks[0]]  # equal for all trials
   while step < total and any(live):
@@ -220,7 +224,7 @@ def run_together(advance, states, oks, sessions: list[Session], hooks: list[list
     if step < total and not any(when(step) for when in cadences):
       continue
     window, pending = jax.device_get(pending), []
-    views = _unstack(states)
+    views, stopped = _unstack(states), []
     for chunk in window:
       for j in range(chunk["finite"].shape[1]):
         for i in range(K):
@@ -233,6 +237,7 @@ def run_together(advance, states, oks, sessions: list[Session], hooks: list[list
             records[i] = records[i].stop("diverged",
                                          f"non-finite loss or gradient at step {done[i]}")
             live[i] = False
+            stopped.append(i)
             continue
           for hook in hooks[i]:
             new, records[i] = hook(done[i], views[i], records[i], row)
@@ -241,6 +246,13 @@ def run_together(advance, states, oks, sessions: list[Session], hooks: list[list
               states = _put(states, i, new)
             if not records[i].running:
               live[i] = False
+              stopped.append(i)
               oks = oks.at[i].set(False)  # frozen from here on
               break
-  return states, records, done
+    for i in stopped:
+      results[i] = on_stop(i, views[i], records[i], done[i])
+  views = _unstack(states)
+  for i in range(K):
+    if results[i] is None:
+      results[i] = on_stop(i, views[i], records[i], done[i])
+  return results
