@@ -207,3 +207,14 @@ def test_trials_that_cannot_group_train_one_by_one(tmp_path, capsys):
   assert all("trials_per_device" not in s for s in summaries)
   err = capsys.readouterr().err
   assert "differ beyond" in err and "training them one by one" in err
+
+
+def test_steps_per_call_advances_the_group_in_chunks(runs, tmp_path):
+  """``train.steps_per_call=5``: the group's vmapped program is a 5-step scan, with the
+  results of single steps."""
+  out, configs, _, grouped = runs
+  cfgs = [override(configs[n], ["train.steps_per_call=5"]) for n in "ab"]
+  summaries = train_group(cfgs, [str(tmp_path / n) for n in "ab"])
+  for n, config, summary in zip("ab", cfgs, summaries):
+    assert (summary["status"], summary["steps"]) == (grouped[n]["status"], grouped[n]["steps"])
+    assert _max_diff(_params(config, tmp_path / n), _params(config, out / "group" / n)) < TOL

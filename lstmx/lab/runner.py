@@ -256,14 +256,14 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
   `lstmx.lab.compile_cache`). With `trials_per_device` K > 1, pending trials that differ
   only in seed, learning rate or initializer train K at a time as one program on one
   device (`lstmx.train.batched`; meant for a GPU or TPU, slower on a CPU); each keeps
-  its run directory and its row.
+  its run directory and its row (not for a timed experiment, ``TIMED``: noted on stderr).
 
   Raises:
     ValueError: a bad `workers`, `seeds` or `trials_per_device` (K > 1 with Ray);
       `out_dir` holds another experiment's or preset's trials, or is held by another
-      runner; `out_dir` holds results of different settings (naming the differing keys), unless `force`: then the trials
-      that differ are retrained from scratch (or extended, where only ``train.steps``
-      grew).
+      runner; `out_dir` holds results of different settings (naming the differing
+      keys), unless `force`: then the trials that differ are retrained from scratch (or
+      extended, where only ``train.steps`` grew).
   """
   workers = check_workers(workers)
   trials_per_device = check_trials_per_device(trials_per_device)
@@ -271,6 +271,10 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
     raise ValueError(f"trials_per_device: expected 1 with ray (a Ray task trains one "
                      f"trial); got {trials_per_device}")
   exp = as_experiment(experiment)
+  if trials_per_device > 1 and exp.timed:
+    warn(f"trials_per_device={trials_per_device}: experiment {exp.name!r} times its "
+         "trials (TIMED), so they train one at a time")
+    trials_per_device = 1
   presets = exp.presets()
   if preset not in presets:
     raise ValueError(f"preset: expected one of {sorted(presets)}; got {preset!r}")

@@ -19,8 +19,8 @@ checkpoints, record, ``summary.json``) is written by the same calls as a run tra
 alone. A trial that stops (diverged, early stopped) is frozen: its sticky finite flag
 (`lstmx.train.step.guard`) is set False, so later steps leave its state unchanged while
 the others go on, and it is finished at once (final evaluation, last checkpoint,
-``summary.json``), as it would be alone. A killed group resumes: each trial from its own checkpoint (trials
-whose checkpoints are at different steps train as separate groups).
+``summary.json``), as it would be alone. A killed group resumes: each trial from its own
+checkpoint (trials whose checkpoints are at different steps train as separate groups).
 
 Results match the trials trained one by one up to float32 rounding (vmap batches the
 matmuls differently), not bit for bit.
