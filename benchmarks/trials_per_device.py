@@ -8,6 +8,8 @@ the same trials, statuses and steps with final metrics that agree to float32 rou
     python benchmarks/trials_per_device.py                # K=6, 600 steps (minutes on 2 cores)
     python benchmarks/trials_per_device.py --steps 20     # a check that it runs
     python benchmarks/trials_per_device.py --per-device 3 --steps 200
+    python benchmarks/trials_per_device.py --experiment experiments/long_dependency.py \
+        --preset quick --per-device 8 --steps 0     # another sweep, its own steps (a GPU)
 
 Each run is, timed from outside with its start-up, as a user sees it:
 
@@ -35,12 +37,15 @@ from lstmx.lab.local_pool import cpu_cores  # noqa: E402
 EXPERIMENT = os.path.join(ROOT, "benchmarks", "workers.py")
 
 
-def run_sweep(per_device: int, out: str, steps: int) -> float:
-  """Runs the sweep with `per_device` trials per device in a fresh `out`; its wall time."""
+def run_sweep(per_device: int, out: str, steps: int, experiment: str = EXPERIMENT,
+              preset: str = "quick") -> float:
+  """Runs the sweep with `per_device` trials per device in a fresh `out` (`steps` per
+  trial; 0: the preset's); its wall time."""
   shutil.rmtree(out, ignore_errors=True)
-  cmd = [sys.executable, "-m", "lstmx", "train", EXPERIMENT, "--preset", "quick",
-         "--workers", "1", "--trials-per-device", str(per_device), "--out", out,
-         "--set", f"train.steps={steps}"]
+  cmd = [sys.executable, "-m", "lstmx", "train", experiment, "--preset", preset,
+         "--workers", "1", "--trials-per-device", str(per_device), "--out", out]
+  if steps:
+    cmd += ["--set", f"train.steps={steps}"]
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
   start = time.perf_counter()
@@ -50,8 +55,12 @@ def run_sweep(per_device: int, out: str, steps: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--steps", type=int, default=600, help="steps per trial (default 600)")
+  ap.add_argument("--steps", type=int, default=600,
+                  help="steps per trial (default 600; 0: the preset's)")
   ap.add_argument("--per-device", type=int, default=6, help="K of the grouped run (6)")
+  ap.add_argument("--experiment", default=EXPERIMENT,
+                  help="the experiment file (default: benchmarks/workers.py's six trials)")
+  ap.add_argument("--preset", default="quick", help="its preset (quick)")
   ap.add_argument("--out", help="where the two output directories go (default: a temporary "
                   "directory, removed after)")
   ap.add_argument("--keep", action="store_true", help="keep the output directories")
@@ -62,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
   outs = {n: os.path.join(root, f"per_device{n}") for n in (1, k)}
   load = os.getloadavg()[0]
   try:
-    times = {n: run_sweep(n, out, args.steps) for n, out in outs.items()}
+    times = {n: run_sweep(n, out, args.steps, os.path.abspath(args.experiment), args.preset)
+             for n, out in outs.items()}
     problems, worst = compare(outs[1], outs[k])
   finally:
     if not args.keep:
@@ -70,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out, ignore_errors=True)
       if args.out is None:
         shutil.rmtree(root, ignore_errors=True)
-  print(f"six {args.steps}-step LSTM trials (H=64, B=32, copy T=100), one process, "
+  what = ("six LSTM trials (H=64, B=32, copy T=100)" if args.experiment == EXPERIMENT
+          else f"{args.experiment} --preset {args.preset}")
+  steps = args.steps or "the preset's"
+  print(f"{what}, {steps} steps, one process, "
         f"{len(cpu_cores())} cores, 1-min load {load:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after")
   print(f"--trials-per-device 1: {times[1]:.1f} s")
