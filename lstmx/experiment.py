@@ -3,6 +3,6 @@ Preset, main``. The experiment protocol, sweep runner and report live in
 `lstmx.lab`."""
 
 from lstmx.lab.experiment import Preset
-from lstmx.lab.runner import main
+from lstmx.lab.command import main
 
 __all__ = ["Preset", "main"]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lstmx.config import Config
-from lstmx.lab import cli, local_pool, lock, runner, sweep
+from lstmx.lab import cli, command, local_pool, lock, runner, sweep
 from lstmx.lab.experiment import Experiment, Preset, load
 from lstmx.lab.pool import SerialPool
 from lstmx.lab.progress import SweepProgress, duration
@@ -436,7 +436,7 @@ def test_bad_sweep_options_are_one_line_naming_the_option(tmp_path, args, messag
     cli.main(["train", script, "--preset", "tiny", "--out", str(out)] + args)
   assert str(e.value).startswith(f"lstmx: {message}") and "\n" not in str(e.value)
   with pytest.raises(SystemExit) as e:  # an experiment file's own command line
-    runner.main(load(script), ["--preset", "tiny", "--out", str(out)] + args)
+    command.main(load(script), ["--preset", "tiny", "--out", str(out)] + args)
   assert str(e.value).startswith(f"tinyw: {message}")
   assert not out.exists()  # nothing written
 

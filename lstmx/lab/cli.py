@@ -3,7 +3,7 @@ arguments and calls library functions.
 
     lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
     lstmx train FILE --preset tiny|quick|full [--out DIR] [--set key=value ...]
-                [--workers N|auto] [--seeds N] [--ray [ADDRESS]]
+                [--workers N|auto] [--seeds N] [--trials-per-device K] [--ray [ADDRESS]]
     lstmx report OUT_DIR
     lstmx report OUT_DIR OUT_DIR ... [--out PAGE.md]
     lstmx info [--json]
@@ -32,7 +32,8 @@ from lstmx.config import Config, override
 from lstmx.lab.experiment import PRESETS, Experiment, load
 
 BENCH_SCRIPT = pathlib.Path("benchmarks") / "bench.py"
-SWEEP_OPTIONS = ("workers", "seeds", "ray", "cpus_per_trial", "gpus_per_trial")
+SWEEP_OPTIONS = ("workers", "seeds", "trials_per_device", "ray", "cpus_per_trial",
+                 "gpus_per_trial")
 
 
 def load_experiment(spec: str) -> Experiment:
@@ -83,12 +84,12 @@ def _train(args) -> None:
     if args.workdir is not None or ":" in args.experiment:
       raise SystemExit("lstmx train: --preset runs the file's sweep (into --out); "
                        "--workdir and FILE:VARIANT train one config; expected one of them")
-    from lstmx.lab import runner
+    from lstmx.lab import command
     try:
-      options = runner.sweep_options(args)
+      options = command.sweep_options(args)
     except ValueError as e:
       raise SystemExit(f"lstmx: {e}") from None
-    runner.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets,
+    command.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets,
                          force=args.force, prog="lstmx", **options)
     return
   given = [f"--{k.replace('_', '-')}" for k in SWEEP_OPTIONS if getattr(args, k) is not None]
@@ -153,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
   tr.add_argument("--force", action="store_true",
                   help="with a changed config: retrain from scratch in the same place "
                   "(or extend, where only train.steps grew)")
-  from lstmx.lab.runner import add_sweep_options
+  from lstmx.lab.command import add_sweep_options
   add_sweep_options(tr)
   tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")
   tr.add_argument("--num-processes", type=int)

@@ -7,6 +7,10 @@ on another machine: `execute` rebuilds the config and the experiment there and
 calls `lstmx.lab.trial.run_trial`, which never raises (a failure is its summary).
 Every trial writes only its own run directory, so trials are independent and a
 killed pool loses at most the steps since each running trial's last checkpoint.
+
+A `TrialGroup` (``--trials-per-device K``, `group_specs`) is K trials that differ only in
+values, trained together as one program on one device (`lstmx.train.batched`); a pool
+runs it as one item and yields it with the list of its trials' summaries.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Iterable, Iterator, Protocol
 from lstmx.config import Config, from_dict, to_dict
 from lstmx.lab import compile_cache
 from lstmx.lab.experiment import Experiment, load
-from lstmx.lab.trial import run_trial
+from lstmx.lab.trial import run_group, run_trial
+from lstmx.train.batched import group_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,19 +54,73 @@ class TrialSpec:
     return cls(trial, experiment.path, to_dict(config), workdir, force, compile_cache)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrialGroup:
+  """Trials that train together on one device (`lstmx.lab.trial.run_group`)."""
+
+  specs: tuple[TrialSpec, ...]
+
+  @property
+  def trial(self) -> str:
+    return "+".join(spec.trial for spec in self.specs)
+
+  @property
+  def workdir(self) -> str:  # where a pool records the failure of the whole group
+    return self.specs[0].workdir
+
+
+def group_specs(specs: list[TrialSpec], per_device: int) -> list[TrialSpec | TrialGroup]:
+  """`specs` in groups of at most `per_device` trials that may train together
+  (`lstmx.train.batched.group_key`: equal but for seed, learning rate and initializer),
+  in `specs`' order (a group where its first trial was); a trial alone stays a
+  `TrialSpec` (trained as without groups)."""
+  buckets: dict[str, list[TrialSpec]] = {}
+  for spec in specs:
+    buckets.setdefault(group_key(from_dict(Config, spec.config)), []).append(spec)
+  out = []
+  for bucket in buckets.values():
+    for i in range(0, len(bucket), per_device):
+      part = bucket[i:i + per_device]
+      out.append(part[0] if len(part) == 1 else TrialGroup(tuple(part)))
+  order = {spec.trial: i for i, spec in enumerate(specs)}
+  first = lambda item: order[item.specs[0].trial if isinstance(item, TrialGroup)  # noqa: E731
+                             else item.trial]
+  return sorted(out, key=first)
+
+
+def specs_of(item: TrialSpec | TrialGroup) -> tuple[TrialSpec, ...]:
+  """The trials of a pool's item."""
+  return item.specs if isinstance(item, TrialGroup) else (item,)
+
+
+def results(item: TrialSpec | TrialGroup, result) -> list[tuple[TrialSpec, dict]]:
+  """``(spec, summary)`` of each trial of a pool's `item` and its `result` (a group's
+  list of summaries, or one failure summary for all its trials)."""
+  if not isinstance(item, TrialGroup):
+    return [(item, result)]
+  if isinstance(result, dict):
+    return [(spec, result) for spec in item.specs]
+  return list(zip(item.specs, result))
+
+
 @functools.lru_cache(maxsize=8)
 def _experiment(path: str) -> Experiment:
   return load(path)
 
 
-def execute(spec: TrialSpec, experiment: Experiment | None = None) -> dict:
-  """Runs `spec`'s trial here and returns its summary (``status`` failed on an error).
+def execute(spec: TrialSpec | TrialGroup, experiment: Experiment | None = None):
+  """Runs `spec`'s trial here and returns its summary (``status`` failed on an error);
+  for a `TrialGroup`, the list of its trials' summaries.
 
   `experiment` is used as is where given; otherwise it is loaded from ``spec.experiment``
   (once per process), or, with no path, the trial runs without an ``analyze``.
   """
   if experiment is None:
     experiment = _experiment(spec.experiment) if spec.experiment else Experiment(name="")
+  if isinstance(spec, TrialGroup):
+    with compile_cache.scope(spec.specs[0].compile_cache):
+      return run_group(experiment, [from_dict(Config, s.config) for s in spec.specs],
+                       [s.workdir for s in spec.specs], force=[s.force for s in spec.specs])
   with compile_cache.scope(spec.compile_cache):
     return run_trial(experiment, from_dict(Config, spec.config), spec.workdir,
                      force=spec.force)

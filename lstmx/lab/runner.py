@@ -5,14 +5,14 @@ keeps one results table. It holds no training code. See docs/sweeps.md.
 
 An experiment is a Python file (see ``experiments/long_dependency.py``) read
 through the protocol of `lstmx.lab.experiment` (``NAME``, ``presets()`` and the
-optional ``analyze``, ``figures``, ``findings``); `run` and `main` take its
-module or its `Experiment`.
+optional ``analyze``, ``figures``, ``findings``); `run` and `lstmx.lab.command.main`
+take its module or its `Experiment`.
 
 Layout of ``out_dir``: ``experiment.json`` (what was run), ``trials/<id>/``
 (run directories), ``results.csv`` (one row per trial and seed), ``summary.csv``
-(one row per configuration over its seeds), ``report.md``, ``figures/`` and ``.lock`` (held by the one runner working there). Rerunning
-skips completed trials, resumes interrupted ones and
-retries failed ones; the table is rebuilt from the trials' summaries, so no
+(one row per configuration over its seeds), ``report.md``, ``figures/`` and ``.lock``
+(held by the one runner working there). Rerunning skips completed trials, resumes
+interrupted ones and retries failed ones; the table is rebuilt from the trials' summaries, so no
 trial is lost or counted twice. It always holds a row per trial (``pending``
 for one not yet run), and is rewritten atomically after each trial.
 
@@ -30,11 +30,8 @@ difference (say another ``--set``) is refused with the differing keys, or with
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
-import sys
 import types
 
 import pandas as pd
@@ -43,8 +40,9 @@ from lstmx.config import Config, override, to_dict
 from lstmx.lab import local_pool, lock, report
 from lstmx.lab.compile_cache import sweep_cache
 from lstmx.lab import sweep as sweeps
-from lstmx.lab.experiment import PRESETS, Experiment, Preset, as_experiment
-from lstmx.lab.pool import Pool, SerialPool, TrialSpec
+from lstmx.lab.experiment import Experiment, Preset, as_experiment
+from lstmx.lab.pool import Pool, SerialPool, TrialSpec, group_specs, specs_of
+from lstmx.lab.pool import results as item_results
 from lstmx.lab.progress import SweepProgress
 from lstmx.lab.trial import needs_analysis, run_trial  # noqa: F401 - run_trial re-exported
 from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config_dict,
@@ -144,6 +142,19 @@ def _positive_int(value) -> int | None:
   return n
 
 
+def check_trials_per_device(value, option: str = "trials_per_device") -> int:
+  """`value` as a number of trials trained together per device, a positive int.
+
+  Raises:
+    ValueError: naming `option`, what it expects and what it got.
+  """
+  n = _positive_int(value)
+  if n is None:
+    raise ValueError(f"{option}: expected a positive integer (1: one trial at a time); "
+                     f"got {value!r}")
+  return n
+
+
 def check_seeds(value, option: str = "seeds") -> int:
   """`value` as a number of seeds, a positive int.
 
@@ -231,7 +242,7 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
         force: bool = False, pool: Pool | None = None, workers: int | str = 1,
         seeds: int | None = None, ray: str | bool | None = None,
         cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-        compile_cache: bool = True) -> pd.DataFrame:
+        compile_cache: bool = True, trials_per_device: int = 1) -> pd.DataFrame:
   """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
 
   The trials are the preset's sweep crossed with `seeds` seeds (default: the preset's
@@ -242,17 +253,28 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
   seed, then every second seed, ...), so parallel workers compile different programs and
   later seeds load theirs from the sweep's persistent compilation cache
   (``OUT/.cache/jax``; `compile_cache` False: none; never with Ray:
-  `lstmx.lab.compile_cache`).
+  `lstmx.lab.compile_cache`). With `trials_per_device` K > 1, pending trials that differ
+  only in seed, learning rate or initializer train K at a time as one program on one
+  device (`lstmx.train.batched`; meant for a GPU or TPU, slower on a CPU); each keeps
+  its run directory and its row (not for a timed experiment, ``TIMED``: noted on stderr).
 
   Raises:
-    ValueError: a bad `workers` or `seeds`; `out_dir` holds another experiment's or
-      preset's trials, or is held by another runner; `out_dir` holds results of
-      different settings (naming the differing keys), unless `force`: then the trials
-      that differ are retrained from scratch (or extended, where only ``train.steps``
-      grew).
+    ValueError: a bad `workers`, `seeds` or `trials_per_device` (K > 1 with Ray);
+      `out_dir` holds another experiment's or preset's trials, or is held by another
+      runner; `out_dir` holds results of different settings (naming the differing
+      keys), unless `force`: then the trials that differ are retrained from scratch (or
+      extended, where only ``train.steps`` grew).
   """
   workers = check_workers(workers)
+  trials_per_device = check_trials_per_device(trials_per_device)
+  if trials_per_device > 1 and ray not in (None, False):
+    raise ValueError(f"trials_per_device: expected 1 with ray (a Ray task trains one "
+                     f"trial); got {trials_per_device}")
   exp = as_experiment(experiment)
+  if trials_per_device > 1 and exp.timed:
+    warn(f"trials_per_device={trials_per_device}: experiment {exp.name!r} times its "
+         "trials (TIMED), so they train one at a time")
+    trials_per_device = 1
   presets = exp.presets()
   if preset not in presets:
     raise ValueError(f"preset: expected one of {sorted(presets)}; got {preset!r}")
@@ -287,6 +309,8 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
                           force=tid in changed, compile_cache=cache)
             for tid, _ in seed_major(trials)
             if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
+    if trials_per_device > 1:
+      todo = group_specs(todo, trials_per_device)
     if pool is None and todo:
       pool = make_pool(exp, workers, len(todo), ray=ray, cpus_per_trial=cpus_per_trial,
                        gpus_per_trial=gpus_per_trial)
@@ -305,23 +329,25 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
 
 
 def _run_todo(exp: Experiment, preset: str, out_dir: str, pool: Pool | None,
-              todo: list[TrialSpec], rows: dict, overrides: dict,
-              progress: bool) -> pd.DataFrame:
-  """Runs `todo` on `pool`, rewriting the table (`rows`) and the progress as each
-  trial finishes; returns the table."""
-  waiting = {spec.trial for spec in todo}
+              todo: list, rows: dict, overrides: dict, progress: bool) -> pd.DataFrame:
+  """Runs `todo` (trials and groups of trials) on `pool`, rewriting the table (`rows`)
+  and the progress as each trial finishes; returns the table."""
+  waiting = {spec.trial for item in todo for spec in specs_of(item)}
   bar = SweepProgress(total=len(rows), enabled=progress, desc=f"{exp.name}/{preset} trials",
                       finished=[r["status"] for t, r in rows.items() if t not in waiting])
   if pool is not None:
     workers = getattr(pool, "workers", 1) or 1
     try:
       bar.started(min(workers, len(todo)))
-      for left, (spec, summary) in enumerate(pool.run(todo), start=1):
-        rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
-        write_results(out_dir, list(rows.values()))
-        running = getattr(pool, "running", None)
-        bar.update(summary.get("status", "failed"),
-                   min(workers, len(todo) - left) if running is None else running)
+      left = 0
+      for item, result in pool.run(todo):
+        left += 1
+        for spec, summary in item_results(item, result):
+          rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
+          write_results(out_dir, list(rows.values()))
+          running = getattr(pool, "running", None)
+          bar.update(summary.get("status", "failed"),
+                     min(workers, len(todo) - left) if running is None else running)
     finally:
       pool.close()
   bar.close()
@@ -332,91 +358,3 @@ def write_results(out_dir: str, rows: list[dict]) -> None:
   """Writes ``out_dir/results.csv`` atomically."""
   atomic_write(os.path.join(out_dir, "results.csv"),
                lambda f: pd.DataFrame(rows).to_csv(f, index=False))
-
-
-def add_sweep_options(ap: argparse.ArgumentParser) -> None:
-  """The options of a sweep's command line (an experiment file's and ``lstmx train
-  FILE --preset``): how many workers, seeds, Ray."""
-  ap.add_argument("--workers", metavar="N|auto",
-                  help="trials run at once, each in its own process with its share of the "
-                  "cores (or one GPU); default auto: one per core (per GPU), at most one per "
-                  "pending trial; 1: one after another in this process")
-  ap.add_argument("--seeds", metavar="N",
-                  help="seeds per configuration (train.seed = base + 0..N-1); default: the "
-                  "preset's")
-  ap.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                  help="run the trials as Ray tasks: on the cluster at ADDRESS, or without "
-                  "one on a local Ray instance (needs the [ray] extra)")
-  ap.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
-                  help="compile every trial's programs afresh (default: the seeds of a "
-                  "configuration share them through OUT/.cache/jax; never with --ray)")
-  ap.add_argument("--cpus-per-trial", type=float, metavar="N", help="with --ray: CPUs per trial")
-  ap.add_argument("--gpus-per-trial", type=float, metavar="N", help="with --ray: GPUs per trial")
-
-
-def sweep_options(args: argparse.Namespace) -> dict:
-  """`run_and_print`'s keyword arguments from `add_sweep_options`' options.
-
-  Raises:
-    ValueError: a bad value or combination, naming the option.
-  """
-  if args.ray is not None and args.workers is not None:
-    raise ValueError(f"--workers and --ray: expected one of them; got --workers "
-                     f"{args.workers} and --ray")
-  for name in ("cpus_per_trial", "gpus_per_trial"):
-    if getattr(args, name) is not None and args.ray is None:
-      raise ValueError(f"--{name.replace('_', '-')}: expected only with --ray")
-  return {"workers": check_workers("auto" if args.workers is None else args.workers,
-                                   "--workers"),
-          "seeds": None if args.seeds is None else check_seeds(args.seeds, "--seeds"),
-          "ray": args.ray, "compile_cache": args.compile_cache,
-          "cpus_per_trial": args.cpus_per_trial,
-          "gpus_per_trial": args.gpus_per_trial}
-
-
-def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
-                  out: str | None = None, sets: list[str] = (), *,
-                  force: bool = False, prog: str | None = None, workers: int | str = "auto",
-                  seeds: int | None = None, **pool_options) -> pd.DataFrame:
-  """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), trials on
-  `workers` (default auto), a bad setting or an output directory it cannot write as one
-  line (a SystemExit starting with `prog`, by default the experiment's name), and where
-  the results and report are."""
-  exp = as_experiment(experiment)
-  out = out or os.path.join("runs", exp.name, preset)
-  try:
-    workers = check_workers(workers, "--workers")
-    seeds = None if seeds is None else check_seeds(seeds, "--seeds")
-    results = run(exp, preset, out, list(sets), force=force, workers=workers, seeds=seeds,
-                  **pool_options)
-  except ValueError as e:
-    raise SystemExit(f"{prog or exp.name}: {e}") from None
-  except OSError as e:  # e.g. a read-only output directory
-    raise SystemExit(f"{prog or exp.name}: --out: cannot write {e.filename!r}: "
-                     f"{e.strerror}") from None
-  counts = results["status"].value_counts().to_dict()
-  print(f"{len(results)} trials: {json.dumps(counts)}")
-  print(f"results: {os.path.abspath(os.path.join(out, 'results.csv'))}")
-  print(f"report:  {os.path.abspath(os.path.join(out, 'report.md'))}")
-  sys.stdout.flush()
-  return results
-
-
-def main(module: Experiment | types.ModuleType, argv: list[str] | None = None) -> None:
-  """The command line of an experiment file: ``python experiments/NAME.py --preset ...``
-  (the same as ``lstmx train experiments/NAME.py --preset ...``)."""
-  exp = as_experiment(module)
-  ap = argparse.ArgumentParser(description=exp.description)
-  ap.add_argument("--preset", default="quick", choices=PRESETS)
-  ap.add_argument("--out", help="output directory (default runs/NAME/PRESET)")
-  ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                  help="override the base config of every trial")
-  ap.add_argument("--force", action="store_true",
-                  help="retrain trials whose results came from different settings")
-  add_sweep_options(ap)
-  args = ap.parse_args(argv)
-  try:
-    options = sweep_options(args)
-  except ValueError as e:
-    raise SystemExit(f"{exp.name}: {e}") from None
-  run_and_print(exp, args.preset, args.out, args.sets, force=args.force, **options)

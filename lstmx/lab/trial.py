@@ -1,5 +1,6 @@
 """One trial of a sweep: `run_trial` trains a config in its run directory and runs
-the experiment's per-trial analysis; a failure is recorded, never raised."""
+the experiment's per-trial analysis; a failure is recorded, never raised. `run_group`
+trains several trials together on one device (`lstmx.train.batched`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import traceback
 from lstmx.config import Config
 from lstmx.lab.experiment import Experiment
 from lstmx.train import train_and_evaluate
+from lstmx.train.batched import NotGroupable, train_group
 from lstmx.train.loop import clear_run
 from lstmx.train.rundir import CorruptRecord, warn, write_json
 
@@ -25,13 +27,47 @@ def run_trial(experiment: Experiment, config: Config, workdir: str, *,
       warn(f"trial {workdir}: {e}; retraining it from scratch")
       clear_run(workdir)
       summary = train_and_evaluate(config, workdir, force=force)
-    if needs_analysis(experiment, summary):
-      summary["analysis"] = experiment.analyze(config, workdir)
-      write_json(os.path.join(workdir, "summary.json"), summary)
+    return _analyzed(experiment, config, workdir, summary)
   except Exception as e:  # noqa: BLE001 - one failed trial must not stop a sweep
-    summary = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-               "traceback": traceback.format_exc()}
-    write_json(os.path.join(workdir, "failure.json"), summary)
+    return _failure(workdir, e)
+
+
+def run_group(experiment: Experiment, configs: list[Config], workdirs: list[str], *,
+              force: list[bool] | bool = False) -> list[dict]:
+  """Trains trials that differ only in values together (`lstmx.train.batched.train_group`)
+  and runs each one's analysis; returns their summaries in order. Trials that cannot be
+  grouped, or a group that fails (say out of memory), train one by one with `run_trial`
+  (each resuming from its own checkpoint): reported on stderr, never raised."""
+  forces = list(force) if isinstance(force, (list, tuple)) else [force] * len(configs)
+  names = [c.name for c in configs]
+  try:
+    summaries = train_group(configs, workdirs, force=forces)
+  except Exception as e:  # noqa: BLE001 - the trials still train, one by one
+    why = str(e) if isinstance(e, NotGroupable) else f"{type(e).__name__}: {e}"
+    warn(f"trials {names} trained together: {why}; training them one by one")
+    return [run_trial(experiment, c, w, force=f) for c, w, f in zip(configs, workdirs, forces)]
+  out = []
+  for config, workdir, summary in zip(configs, workdirs, summaries):
+    try:
+      out.append(_analyzed(experiment, config, workdir, summary))
+    except Exception as e:  # noqa: BLE001
+      out.append(_failure(workdir, e))
+  return out
+
+
+def _analyzed(experiment: Experiment, config: Config, workdir: str, summary: dict) -> dict:
+  """`summary` with the experiment's analysis added (and saved) where it lacks one."""
+  if needs_analysis(experiment, summary):
+    summary["analysis"] = experiment.analyze(config, workdir)
+    write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _failure(workdir: str, e: Exception) -> dict:
+  """The summary of a failed trial, also written to its ``failure.json``."""
+  summary = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+             "traceback": traceback.format_exc()}
+  write_json(os.path.join(workdir, "failure.json"), summary)
   return summary
 
 

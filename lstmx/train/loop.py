@@ -7,15 +7,13 @@ acts, stops on a non-finite loss or gradient (at its step), and runs its hooks
 checkpoint and early stopping, and periodic checkpoints. What the run knows
 beyond its train state is a `RunRecord`, saved with each checkpoint. At the end
 the summary reports the final parameters' metrics and the best checkpoint's
-(``at_best``); every logged row also goes to TensorBoard event files.
+(``at_best``); every logged row also goes to TensorBoard event files. Opening and
+finishing a run directory live in `lstmx.train.session`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
-import shutil
 import time
 
 import jax
@@ -23,24 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lstmx import optim, sharding, validate
+from lstmx import sharding
 from lstmx.compile_stats import compile_stats
 from lstmx.config import Config
-from lstmx.params import param_count
-from lstmx.train.checkpoint import Checkpoints
-from lstmx.train.hooks import (Checkpoint, Diverge, Every, Evaluate, Hook, KeepBest, LogTrain,
-                               NTAveraging, evaluate)
-from lstmx.train.progress import Progress
-from lstmx.train.record import RUNNING, TERMINAL, RunRecord
-from lstmx.train.restore import build
-from lstmx.train.rundir import (CorruptRecord, MetricsLog, check_config, config_dict,
-                                read_config, read_summary, warn, write_json)
-from lstmx.train.step import (TrainState, guard, init_state, make_eval_step, make_train_chunk,
-                              make_train_step)
 from lstmx.train import tbptt
-from lstmx.train.evaluation import eval_set
-from lstmx.train.summary import run_summary
-from lstmx.train.tensorboard import LOGDIR, TensorBoard
+from lstmx.train.hooks import Hook, evaluate  # noqa: F401 (evaluate: imported from here too)
+from lstmx.train.progress import Progress
+from lstmx.train.record import RunRecord
+from lstmx.train.session import check_batch_lengths, clear_run, open_session  # noqa: F401
+from lstmx.train.step import TrainState, guard, make_train_chunk, make_train_step
 
 __all__ = ["evaluate", "run_steps", "train_and_evaluate"]
 
@@ -119,18 +108,6 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
     return _train(config, workdir, force, rules, mesh, cleanup)
 
 
-def _placement(task, batch_size: int, rules, mesh):
-  """(place, sample): `place` puts a batch on the mesh; `sample(key)` draws a placed one."""
-  sample_local = jax.jit(lambda k: task.sample(k, batch_size))
-  if rules is None:
-    return (lambda batch: batch), sample_local
-
-  def place(batch):
-    return sharding.place_batch(jax.device_get(batch), rules, mesh)
-
-  return place, lambda k: place(sample_local(k))
-
-
 def _advance(config: Config, train_step, task, data_key, sample_step, first, state, start: int,
              mesh, rules):
   """(advance, compiled, ok) for `run_steps`: ``advance(state, ok, step)`` dispatches
@@ -183,228 +160,28 @@ def _stacked(out):
   return state, ok, jax.tree.map(lambda m: m[None], metrics)
 
 
-def _hooks(config: Config, task, log: MetricsLog, progress: Progress, ckpts: Checkpoints,
-           clock, validate, start: tuple[int, TrainState] | None = None) -> list[Hook]:
-  """Logging, evaluation (NT-ASGD's trigger, best checkpoint, early stopping), checkpoints."""
-  tc = config.train
-  on_validation = [KeepBest(ckpts, clock, monitor=tc.monitor, mode=tc.monitor_mode,
-                            min_delta=tc.min_delta, patience=tc.patience)]
-  if config.optimizer.averaging == "nt":  # before KeepBest: the best checkpoint averages
-    on_validation.insert(0, NTAveraging(config.optimizer.nonmono, tc.monitor_mode))
-  diverge = [Diverge(Every(tc.log_every, tc.steps), tc.diverge_factor, tc.diverge_patience,
-                     start)] if tc.diverge_factor and tc.diverge_patience else []
-  return [
-      LogTrain(Every(tc.log_every, tc.steps), log, progress, clock, tc.batch_size * task.length),
-      *diverge,
-      Evaluate(Every(tc.eval_every, tc.steps), validate, log, clock, tc.monitor,
-               then=on_validation),
-      Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), ckpts, clock),
-  ]
-
-
-def _finish(tc, state: TrainState, record: RunRecord, ckpts: Checkpoints, run_eval):
-  """(state, record, final, at_best) of a run that stopped.
-
-  `final`: metrics by split of the parameters the run ends with (the best
-  checkpoint's after early stopping; none after divergence). `at_best`:
-  ``{"step", "train", "validation", "test"}``, the metrics of the best-validation
-  checkpoint's parameters (selected by validation only), or None where the run has
-  no best checkpoint (e.g. it diverged before its first evaluation) or it does
-  not restore (reported).
-  """
-  if record.running:
-    record = record.stop("completed", f"reached {tc.steps} steps")
-  try:
-    best = ckpts.restore_best(state)
-  except CorruptRecord as e:
-    if record.status == "early_stopped":
-      raise
-    warn(f"{e}; the summary has no at_best")
-    best = None
-  if record.status == "early_stopped" and best is not None:
-    state = dataclasses.replace(state, params=best[0].params, opt_state=best[0].opt_state)
-  final = {}
-  if record.status != "diverged":
-    final = _evaluate_all(state, run_eval)
-  at_best = None
-  if best is not None:
-    best_step = best[1]["best_step"]
-    same = (record.status == "early_stopped"  # the final parameters are the best ones
-            or record.status == "completed" and best_step == int(state.step))
-    at_best = {"step": best_step, **(final if same else _evaluate_all(best[0], run_eval))}
-  return state, record, final, at_best
-
-
-def _evaluate_all(state: TrainState, run_eval) -> dict:
-  """Metrics by split of the parameters `state` evaluates with (the average once averaging)."""
-  params = optim.eval_params(state.params, state.opt_state)
-  return {split: run_eval(params, split)  # train: deterministic, for the gap
-          for split in ("train", "validation", "test")}
-
-
-def check_batch_lengths(batch, task) -> None:
-  """Checks a batch's ``lengths`` on the host, where their values are known (under
-  `jit` the LSTM cannot check them): each in [1, T], or a ValueError naming the task.
-  With several processes each checks the shards it holds."""
-  lengths = batch.get("lengths")
-  if lengths is None:
-    return
-  T = batch["inputs"].shape[1]
-  parts = ([s.data for s in lengths.addressable_shards] if isinstance(lengths, jax.Array)
-           else [lengths])
-  values = np.concatenate([np.asarray(p).reshape(-1) for p in parts])
-  try:
-    validate.check_seq_lengths(values, values.shape[0], T)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"task {task.name!r}: its batch lengths: {e}") from None
-
-
-def _extends(old: dict | None, config: Config, changed: list[str]) -> bool:
-  """Whether a run trained with config dict `old` continues as `config`: only
-  ``train.steps`` grew, and the schedule does not depend on it."""
-  return (old is not None and changed == ["train.steps"]
-          and config.optimizer.schedule == "constant"
-          and config.train.steps > old["train"]["steps"])
-
-
-def clear_run(workdir: str) -> None:
-  """Removes a run's results (checkpoints, metrics, summary, TensorBoard files), keeping
-  ``config.json``."""
-  shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
-  shutil.rmtree(os.path.join(workdir, LOGDIR), ignore_errors=True)
-  for name in ("metrics.jsonl", "summary.json"):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      os.remove(path)
-
-
-def _read_summary(path: str) -> dict | None:
-  try:
-    return read_summary(path)
-  except CorruptRecord as e:
-    warn(f"{e}; rebuilding it from the checkpoint")
-    return None
-
-
 def _train(config: Config, workdir: str, force: bool, rules, mesh,
            cleanup: contextlib.ExitStack) -> dict:
-  os.makedirs(workdir, exist_ok=True)
-  old = read_config(workdir)
-  changed = check_config(workdir, config, force)  # raises on a change without force
-  is_main = jax.process_index() == 0  # the process that writes the run directory
-  if changed and not _extends(old, config, changed):
-    warn(f"workdir {workdir!r}: the config differs at {changed}; retraining from scratch "
-         "(force)")
-    if is_main:
-      clear_run(workdir)
+  s = open_session(config, workdir, force, rules, mesh, cleanup)
+  if s.summary is not None:  # finished, its summary readable
+    return s.summary
   tc = config.train
-  task, model = build(config)
-  task.check_monitor(tc.monitor)  # before compiling
-  tx = optim.build(config.optimizer, tc.steps)
-  stateful = tbptt.is_stateful(task)
-  carry = None
-  if stateful:  # TBPTT: the model state travels in the train state
-    if rules is not None:
-      raise ValueError(f"sharding.preset: expected 'none' for the stream task {task.name!r} "
-                       f"(its state is carried between steps); got {config.sharding.preset!r}")
-    task.windows_per_epoch(tc.batch_size)  # raises on a batch size the stream cannot fill
-    carry = tbptt.initial_carry(model, tc.batch_size)
-  modeldef, state = init_state(model, tx, tc.seed, carry)
-  if rules is not None:
-    state = sharding.create_sharded(lambda: init_state(build(config)[1], tx, tc.seed)[1],
-                                    rules, mesh)
-  n_params = param_count(state.params)
-  ckpts = Checkpoints(workdir, tc.keep_checkpoints)
-  cleanup.callback(ckpts.close)
-  log = MetricsLog(workdir, enabled=is_main)  # with TensorBoard once the run trains
-  record = RunRecord()
-  restored = ckpts.restore_latest(state)
-  if restored is not None:
-    state, record = restored[0], RunRecord.from_json(restored[1])
-  start = int(state.step)
-  log.truncate_after(start)
-  summary_path = os.path.join(workdir, "summary.json")
-  extend = record.status == "completed" and start < tc.steps  # more steps, forced
-  finished = record.status in TERMINAL and not extend
-  if finished:
-    summary = _read_summary(summary_path)
-    if summary is not None:
-      ckpts.close()
-      return summary
-  else:  # a new run, a resumed one, or one extended
-    record = dataclasses.replace(record, status=RUNNING, stop_reason=None)
-    log.tensorboard = TensorBoard(workdir, start, enabled=is_main)
-    cleanup.callback(log.tensorboard.close)
-
-  key = jax.random.key(tc.seed)
-  data_key = jax.random.fold_in(key, 1)
-  place, sample = _placement(task, tc.batch_size, rules, mesh)
-  train_step = make_train_step(modeldef, task, tx)
-  eval_step = jax.jit(make_eval_step(modeldef, task))
-
-  eval_examples = tc.eval_batches * tc.batch_size
-  cached = {}  # the validation set, evaluated again and again: drawn and placed once
-
-  stream_eval = tbptt.stream_evaluator(modeldef, task) if stateful else None
-
-  def run_eval(params, split: str) -> dict:  # exact: lstmx.train.evaluation
-    if stateful:
-      return stream_eval(params, split)
-    if split == "validation" and split not in cached:
-      cached[split] = eval_set(task, split, tc.batch_size, eval_examples, place)
-    return evaluate(eval_step, params, task, split, tc.batch_size, eval_examples, place,
-                    batches=cached.get(split))
-
-  def sample_step(step: int):
-    return sample(jax.random.fold_in(data_key, step))
-
-  first = sample_step(start)
-  check_batch_lengths(first, task)
+  train_step = make_train_step(s.modeldef, s.task, s.tx)
+  first = s.sample_step(s.start)
+  check_batch_lengths(first, s.task)
   t0 = time.perf_counter()
-  advance, compiled, ok = _advance(config, train_step, task, data_key, sample_step, first, state,
-                                   start, mesh, rules)
+  advance, compiled, ok = _advance(config, train_step, s.task, s.data_key, s.sample_step, first,
+                                   s.state, s.start, mesh, rules)
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
-  t0 = time.perf_counter()
-  if not finished and not stateful:  # the validation set drawn, its step compiled up front
-    cached["validation"] = eval_set(task, "validation", tc.batch_size, eval_examples, place)
-    jax.block_until_ready(eval_step(optim.eval_params(state.params, state.opt_state),
-                                    cached["validation"][0]))
-  eval_compile_time = time.perf_counter() - t0
+  eval_compile_time = s.compile_eval()
 
-  progress = Progress(total=tc.steps, initial=start, enabled=tc.progress)
-  run_start, wall0 = time.perf_counter(), record.wall_time
-
-  def clock() -> float:
-    return wall0 + time.perf_counter() - run_start
-
-  hooks = _hooks(config, task, log, progress, ckpts, clock,
-                 validate=lambda params: run_eval(params, "validation"), start=(start, state))
-  if finished:  # the summary is rebuilt: no training
-    step = start
-  else:
-    state, record, step = run_steps(
-        advance, state, record, hooks, start=start, total=tc.steps, ok=ok,
-        on_diverged=lambda step, m: log.write(step, "train", clock(), m))
-    record = dataclasses.replace(record, wall_time=clock())  # training: steps and hooks
+  progress = Progress(total=tc.steps, initial=s.start, enabled=tc.progress)
+  s.start_clock()
+  state, record, step = s.state, s.record, s.start
+  if not s.finished:  # else the summary is rebuilt: no training
+    state, record, step = run_steps(advance, state, record, s.hooks(progress), start=s.start,
+                                    total=tc.steps, ok=ok, on_diverged=s.on_diverged)
   progress.close()
-
-  t0 = time.perf_counter()
-  state, record, final, at_best = _finish(config.train, state, record, ckpts, run_eval)
-  final_eval_time = time.perf_counter() - t0
-  if not finished:
-    ckpts.save_latest(step, state, record.to_json(), wait=True)
-  ckpts.close()  # waits for every save in flight
-  summary = run_summary(config, task, record, steps=step, final=final, at_best=at_best,
-                        final_eval_time=final_eval_time, compile_time=compile_time,
-                        eval_compile_time=eval_compile_time,
-                        step_memory_bytes=step_bytes, param_count=n_params,
-                        backend=model.resolved_backend(training=True))
-  if finished:
-    summary["rebuilt_from_checkpoint"] = step
-  if log.tensorboard is not None:
-    log.tensorboard.hparams(config_dict(config), {"final": final, "at_best": at_best}, step)
-    log.tensorboard.close()
-  if is_main:
-    write_json(summary_path, summary)
-  return summary
+  return s.finish(state, record, step, compile_time=compile_time,
+                  eval_compile_time=eval_compile_time, step_bytes=step_bytes)
