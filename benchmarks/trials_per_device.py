@@ -24,14 +24,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from benchmarks.workers import compare  # noqa: E402
+from benchmarks.workers import timed_pair  # noqa: E402
 from lstmx.lab.local_pool import cpu_cores  # noqa: E402
 
 EXPERIMENT = os.path.join(ROOT, "benchmarks", "workers.py")
@@ -65,21 +64,12 @@ def main(argv: list[str] | None = None) -> int:
                   "directory, removed after)")
   ap.add_argument("--keep", action="store_true", help="keep the output directories")
   args = ap.parse_args(argv)
-  root = args.out or tempfile.mkdtemp(prefix="lstmx_tpd_")
-  os.makedirs(root, exist_ok=True)
   k = args.per_device
-  outs = {n: os.path.join(root, f"per_device{n}") for n in (1, k)}
   load = os.getloadavg()[0]
-  try:
-    times = {n: run_sweep(n, out, args.steps, os.path.abspath(args.experiment), args.preset)
-             for n, out in outs.items()}
-    problems, worst = compare(outs[1], outs[k])
-  finally:
-    if not args.keep:
-      for out in outs.values():
-        shutil.rmtree(out, ignore_errors=True)
-      if args.out is None:
-        shutil.rmtree(root, ignore_errors=True)
+  experiment = os.path.abspath(args.experiment)
+  times, problems, worst = timed_pair(
+      {n: lambda d, n=n: run_sweep(n, d, args.steps, experiment, args.preset) for n in (1, k)},
+      args.out, args.keep, "per_device")
   what = ("six LSTM trials (H=64, B=32, copy T=100)" if args.experiment == EXPERIMENT
           else f"{args.experiment} --preset {args.preset}")
   steps = args.steps or "the preset's"

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -90,6 +91,27 @@ def compare(one: str, many: str) -> tuple[list[str], float]:
   return problems, worst
 
 
+def timed_pair(runs: dict[int, Callable[[str], float]], out: str | None, keep: bool,
+               name: str) -> tuple[dict[int, float], list[str], float]:
+  """Runs each of `runs` ({n: run(out_dir) -> seconds}) in its own fresh directory
+  ``NAME<n>`` under `out` (default: a temporary one), in order, then `compare`s the
+  first two tables.
+  Removes the directories unless `keep`. Returns (seconds per n, problems, worst)."""
+  root = out or tempfile.mkdtemp(prefix=f"lstmx_{name}_")
+  os.makedirs(root, exist_ok=True)
+  dirs = {n: os.path.join(root, f"{name}{n}") for n in runs}
+  try:
+    times = {n: run(dirs[n]) for n, run in runs.items()}
+    problems, worst = compare(*list(dirs.values())[:2])
+  finally:
+    if not keep:
+      for d in dirs.values():
+        shutil.rmtree(d, ignore_errors=True)
+      if out is None:
+        shutil.rmtree(root, ignore_errors=True)
+  return times, problems, worst
+
+
 def main(argv: list[str] | None = None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--steps", type=int, default=600, help="steps per trial (default 600)")
@@ -98,18 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                   "directory, removed after)")
   ap.add_argument("--keep", action="store_true", help="keep the output directories")
   args = ap.parse_args(argv)
-  root = args.out or tempfile.mkdtemp(prefix="lstmx_workers_")
-  os.makedirs(root, exist_ok=True)
-  outs = {n: os.path.join(root, f"workers{n}") for n in (1, args.workers)}
-  try:
-    times = {n: run_sweep(n, out, args.steps) for n, out in outs.items()}
-    problems, worst = compare(outs[1], outs[args.workers])
-  finally:
-    if not args.keep:
-      for out in outs.values():
-        shutil.rmtree(out, ignore_errors=True)
-      if args.out is None:
-        shutil.rmtree(root, ignore_errors=True)
+  times, problems, worst = timed_pair(
+      {n: lambda d, n=n: run_sweep(n, d, args.steps) for n in (1, args.workers)},
+      args.out, args.keep, "workers")
   print(f"six {args.steps}-step LSTM trials (H=64, B=32, copy T=100), {len(cpu_cores())} cores")
   print(f"--workers 1: {times[1]:.1f} s")
   print(f"--workers {args.workers}: {times[args.workers]:.1f} s")
