@@ -51,6 +51,8 @@ def test_options_errors_name_the_argument():
     deer.NewtonOptions(tol=-1.0)
   with pytest.raises(ValueError, match="damping must be .*got damping=-0.5"):
     deer.NewtonOptions(damping=-0.5)
+  with pytest.raises(ValueError, match="damping_method must be one of .*got damping_method='lm'"):
+    deer.NewtonOptions(damping_method="lm")
 
 
 @pytest.mark.parametrize("T", [256, 1024, 4096])
@@ -166,18 +168,20 @@ def test_iterations_at_init_within_budget(init, H):
 
 
 def test_damping_and_warm_start():
-  """Damping still converges to the same answer (more sweeps); a warm start from the
-  solution converges in one sweep."""
+  """Both dampings (ELK's Kalman-smoother step, the A / (1 + lam) scaling) converge to the
+  same answer in more sweeps; a warm start from the solution converges in one sweep."""
   T, B, H = 256, 2, 8
   p, xs, h0 = _layer(T, B, H, seed=11)
   ys_ref, _ = _sequential(p, xs, h0)
-  plain = deer.newton_solve(p, xs, h0, h0, newton=deer.NewtonOptions(fallback=False))
-  damped = deer.newton_solve(p, xs, h0, h0, newton=deer.NewtonOptions(damping=0.5,
-                                                                      fallback=False))
-  assert bool(damped.converged) and int(damped.iterations) > int(plain.iterations)
-  np.testing.assert_allclose(damped.hs, ys_ref, atol=1e-5)
-  warm = deer.newton_solve(p, xs, h0, h0, guess=(plain.hs, plain.cs),
-                           newton=deer.NewtonOptions(fallback=False))
+  solve = jax.jit(lambda p, xs, newton, guess=None: deer.newton_solve(
+      p, xs, h0, h0, newton=newton, guess=guess), static_argnums=2)
+  plain = solve(p, xs, deer.NewtonOptions(fallback=False))
+  for method, lam in (("elk", 0.02), ("scale", 0.5)):
+    damped = solve(p, xs, deer.NewtonOptions(damping=lam, damping_method=method,
+                                             fallback=False))
+    assert bool(damped.converged) and int(damped.iterations) > int(plain.iterations), method
+    np.testing.assert_allclose(damped.hs, ys_ref, atol=1e-5, err_msg=method)
+  warm = solve(p, xs, deer.NewtonOptions(fallback=False), (plain.hs, plain.cs))
   assert int(warm.iterations) <= 2 and bool(warm.converged)
 
 
