@@ -7,7 +7,7 @@
 * one module per backend, owning only its loop, memory layout and residuals:
   `reference` (the oracle), `scan` (+ `scan_recurrence`, `remat`), `pallas`,
   `cudnn`, `hidden_parallel`, `deer` (the Newton backends ``deer``, ``block_deer``,
-  ``quasi_deer``, + `deer_linear`).
+  ``quasi_deer``, + `deer_solve`, `deer_linear`, and `kalman` for ELK's damping).
 * `dispatch`: the one dispatcher (`select`, `resolve`).
 
 A new backend is a module that defines ``layer(params, xs, mask, h0, c0, masks,

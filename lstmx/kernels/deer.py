@@ -22,8 +22,8 @@ options, the public functions and the backend registration.
 
 Stopping: after a sweep with max |S^{k+1} - S^k| < tol (default 1e-6 in
 float32, 1e-12 in float64), or after ``min(max_iter, T)`` sweeps. The solve
-is *converged* if it stopped on the tolerance (or ran all T sweeps) with
-finite values; otherwise the layer falls back to the sequential scan, so a
+is *converged* if it stopped on the tolerance (or, without ELK's damping, ran
+all T sweeps) with finite values; otherwise the layer falls back to the sequential scan, so a
 result is never silently wrong. `newton_solve` returns the iteration count
 and the flag.
 
@@ -44,6 +44,9 @@ Damping (``damping=lam > 0``; ``damping_method``):
   linear recurrence blows up. The first k steps are no longer exact after k
   sweeps, so the stopping rule also requires the residual
   max |S^k - f(S^k_prev)| < tol and running all T sweeps proves nothing.
+  lam is fixed (no step acceptance), so the true merit sum |s_t - f(s_{t-1})|^2
+  need not fall at every sweep. (The paper's released code takes the filtered
+  means; the smoothed mean here is the exact minimizer above.)
 * ``"scale"``: the cheap heuristic A_t / (1 + lam), interpolating between Newton
   (lam = 0) and the Picard / Jacobi iteration s^{k+1}_t = f_t(s^k_{t-1})
   (lam -> inf); the first k steps stay exact. Not ELK.

@@ -22,6 +22,9 @@ pre-activations see h_j only through the diagonal entries W_hh[j, qH + j] of
 the four gate blocks q. Then every unit's outputs depend on its own (h_j, c_j)
 alone, and two forward-mode products, with tangents (1, 0) and (0, 1) on
 (h, c), give every 2x2 block at once.
+
+`damped_scan` is ELK's damped version of `linear_scan` (a Levenberg-Marquardt step
+solved by the parallel Kalman smoother of `lstmx.kernels.kalman`).
 """
 
 from __future__ import annotations
