@@ -3,9 +3,10 @@
 For one LSTM layer (B = 16, D = H = 32, float32) and T in {256, 1024}: the sweeps that
 quasi-DEER and block-DEER run under their own stopping rule (`newton_solve`, tol 1e-6,
 at most MAX_SWEEPS), whether they converged, and the raw iterate's max |h - h_scan|,
-undamped and with ELK's damping lam in LAMS, at the forget-bias and chrono inits, and on the weights of an
-adding LSTM (H = 32, T = 100, experiments/parallel_time.py's quick-preset config, trained
-here for --steps steps with the scan backend) fed adding inputs of length T.
+undamped and with ELK's damping lam in LAMS, at the forget-bias and chrono inits, and on
+the weights of an adding LSTM (H = 32, T = 100, experiments/parallel_time.py's
+quick-preset config, trained here for --steps steps with the scan backend) fed adding
+inputs of length T.
 
     PYTHONPATH=$PWD python benchmarks/elk_sweeps.py --steps 1200 --out /tmp/elk.json
 """
@@ -27,7 +28,7 @@ LAMS = (0.0, 1e-2, 1e-1)
 METHODS = ("quasi_deer", "block_deer")
 
 
-def _sweeps(layer, xs) -> dict[str, list]:
+def _sweeps(layer, xs, lams=LAMS) -> dict[str, list]:
   """Per method and lam: [sweeps run, converged (the solver's own rule), max |h - h_scan|]."""
   import numpy as np
 
@@ -39,7 +40,7 @@ def _sweeps(layer, xs) -> dict[str, list]:
       p, x, None, z, z, LayerMasks(), KernelOptions())[0])(layer, xs)
   out = {}
   for m in METHODS:
-    for lam in LAMS:
+    for lam in lams:
       r = jax.jit(lambda p, x, m=m, lam=lam: newton_solve(p, x, z, z, newton=NewtonOptions(
           method=m, max_iter=MAX_SWEEPS, damping=lam, fallback=False)))(layer, xs)
       err = float(np.nan_to_num(np.abs(np.asarray(r.hs) - np.asarray(ref)).max(), nan=np.inf))
@@ -47,20 +48,20 @@ def _sweeps(layer, xs) -> dict[str, list]:
   return out
 
 
-def at_init(H: int, lengths) -> dict:
+def at_init(H: int, lengths, lams=LAMS, inits=("forget_bias", "chrono")) -> dict:
   import lstmx
   rows = {}
-  for init in ("forget_bias", "chrono"):
+  for init in inits:
     for T in lengths:
       kw = {"chrono_max_length": T} if init == "chrono" else {}
       layer = lstmx.init_lstm(jax.random.key(H), H, H, init=init, **kw)[0][0]
       xs = jax.random.normal(jax.random.key(H + 1), (T, 16, H), jnp.float32)
-      rows[f"init.{init}.T{T}"] = _sweeps(layer, xs)
+      rows[f"init.{init}.T{T}"] = _sweeps(layer, xs, lams)
       print(json.dumps({f"init.{init}.T{T}": rows[f"init.{init}.T{T}"]}), flush=True)
   return rows
 
 
-def trained(steps: int, lengths) -> dict:
+def trained(steps: int, lengths, lams=LAMS) -> dict:
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
   import parallel_time
   from lstmx import config as cfg
@@ -90,7 +91,7 @@ def trained(steps: int, lengths) -> dict:
   for T in lengths:
     t = tasks.make("adding", length=T)
     xs = jnp.swapaxes(jnp.asarray(t.sample(jax.random.key(123), 16)["inputs"], jnp.float32), 0, 1)
-    rows[f"trained.T{T}"] = _sweeps(layer, xs)
+    rows[f"trained.T{T}"] = _sweeps(layer, xs, lams)
     print(json.dumps({f"trained.T{T}": rows[f"trained.T{T}"]}), flush=True)
   return rows
 
@@ -99,12 +100,14 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--steps", type=int, default=1200, help="adding training steps (0: skip)")
   ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
+  ap.add_argument("--lams", type=float, nargs="+", default=list(LAMS))
+  ap.add_argument("--inits", nargs="*", default=["forget_bias", "chrono"])
   ap.add_argument("--out", default=None)
   a = ap.parse_args()
   t0 = time.time()
-  rows = at_init(32, a.lengths)
+  rows = at_init(32, a.lengths, a.lams, a.inits)
   if a.steps:
-    rows.update(trained(a.steps, a.lengths))
+    rows.update(trained(a.steps, a.lengths, a.lams))
   rows["wall_s"] = round(time.time() - t0)
   rows["loadavg"] = os.getloadavg()
   if a.out:
