@@ -51,6 +51,15 @@ def test_options_errors_name_the_argument():
     deer.NewtonOptions(tol=-1.0)
   with pytest.raises(ValueError, match="damping must be .*got damping=-0.5"):
     deer.NewtonOptions(damping=-0.5)
+  with pytest.raises(ValueError, match="damping_method must be one of .*got damping_method='lm'"):
+    deer.NewtonOptions(damping_method="lm")
+
+
+@jax.jit
+def _solve_all(p, xs, h0):
+  """The three methods' raw solves (one compilation per shape, shared by both inits)."""
+  return [deer.newton_solve(p, xs, h0, h0, newton=deer.NewtonOptions(method=m, fallback=False))
+          for m in METHODS]
 
 
 @pytest.mark.parametrize("T", [256, 1024, 4096])
@@ -59,14 +68,7 @@ def test_forward_matches_sequential_long(T, init):
   """All three methods within 1e-5 of the sequential scan and converged (no fallback)."""
   p, xs, h0 = _layer(T, 2, 8, init=init)
   ys_ref, (h_ref, c_ref) = _sequential(p, xs, h0)
-
-  @jax.jit
-  def run(p, xs):
-    return [deer.newton_solve(p, xs, h0, h0, newton=deer.NewtonOptions(method=m,
-                                                                          fallback=False))
-            for m in METHODS]
-
-  for m, r in zip(METHODS, run(p, xs)):
+  for m, r in zip(METHODS, _solve_all(p, xs, h0)):
     assert bool(r.converged), (m, int(r.iterations), float(r.error))
     np.testing.assert_allclose(r.hs, ys_ref, atol=1e-5, err_msg=m)
     np.testing.assert_allclose(r.cs[-1], c_ref, atol=1e-5, err_msg=m)
@@ -146,19 +148,21 @@ BUDGETS = {"forget_bias": {"quasi_deer": 32, "block_deer": 20, "deer": 6},
            "chrono": {"quasi_deer": 18, "block_deer": 10, "deer": 4}}
 
 
+@jax.jit
+def _traces(p, xs, h0):
+  """Each method's distance to the scan after each of its largest budget + 1 sweeps (one
+  compilation per shape, shared by both inits)."""
+  return [deer.newton_trace(p, xs, h0, h0, method=m,
+                            num_iter=max(b[m] for b in BUDGETS.values()) + 1)
+          for m in METHODS]
+
+
 @pytest.mark.parametrize("init", ["forget_bias", "chrono"])
 @pytest.mark.parametrize("H", [8, 16])
 def test_iterations_at_init_within_budget(init, H):
   T = 512
   p, xs, h0 = _layer(T, 16, H, init=init, seed=H)
-  methods = METHODS if H <= 16 else METHODS[:2]
-
-  @jax.jit
-  def traces(p, xs):
-    return [deer.newton_trace(p, xs, h0, h0, method=m, num_iter=BUDGETS[init][m] + 1)
-            for m in methods]
-
-  for m, trace in zip(methods, traces(p, xs)):
+  for m, trace in zip(METHODS, _traces(p, xs, h0)):
     k = deer.iterations_to(trace, 1e-5)
     assert k is not None and k <= BUDGETS[init][m], (m, k, np.asarray(trace))
     # Not trivially satisfied: the first sweep is far from the solution.
@@ -166,18 +170,20 @@ def test_iterations_at_init_within_budget(init, H):
 
 
 def test_damping_and_warm_start():
-  """Damping still converges to the same answer (more sweeps); a warm start from the
-  solution converges in one sweep."""
-  T, B, H = 256, 2, 8
+  """Both dampings (ELK's Kalman-smoother step, the A / (1 + lam) scaling) converge to the
+  same answer in more sweeps; a warm start from the solution converges in one sweep."""
+  T, B, H = 128, 2, 8
   p, xs, h0 = _layer(T, B, H, seed=11)
   ys_ref, _ = _sequential(p, xs, h0)
-  plain = deer.newton_solve(p, xs, h0, h0, newton=deer.NewtonOptions(fallback=False))
-  damped = deer.newton_solve(p, xs, h0, h0, newton=deer.NewtonOptions(damping=0.5,
-                                                                      fallback=False))
-  assert bool(damped.converged) and int(damped.iterations) > int(plain.iterations)
-  np.testing.assert_allclose(damped.hs, ys_ref, atol=1e-5)
-  warm = deer.newton_solve(p, xs, h0, h0, guess=(plain.hs, plain.cs),
-                           newton=deer.NewtonOptions(fallback=False))
+  solve = jax.jit(lambda p, xs, newton, guess=None: deer.newton_solve(
+      p, xs, h0, h0, newton=newton, guess=guess), static_argnums=2)
+  plain = solve(p, xs, deer.NewtonOptions(fallback=False))
+  for method, lam in (("elk", 0.02), ("scale", 0.5)):
+    damped = solve(p, xs, deer.NewtonOptions(damping=lam, damping_method=method,
+                                             fallback=False))
+    assert bool(damped.converged) and int(damped.iterations) > int(plain.iterations), method
+    np.testing.assert_allclose(damped.hs, ys_ref, atol=1e-5, err_msg=method)
+  warm = solve(p, xs, deer.NewtonOptions(fallback=False), (plain.hs, plain.cs))
   assert int(warm.iterations) <= 2 and bool(warm.converged)
 
 

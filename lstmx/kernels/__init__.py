@@ -8,7 +8,7 @@
   `reference` (the oracle), `scan` (+ `scan_recurrence`, `remat`), `pallas`,
   `pallas_gpu` (+ `pallas_gpu_kernels`; both Pallas backends share `pallas_common`),
   `cudnn`, `hidden_parallel`, `deer` (the Newton backends ``deer``, ``block_deer``,
-  ``quasi_deer``, + `deer_linear`).
+  ``quasi_deer``, + `deer_solve`, `deer_linear`, and `kalman` for ELK's damping).
 * `dispatch`: the one dispatcher (`select`, `resolve`).
 
 A new backend is a module that defines ``layer(params, xs, mask, h0, c0, masks,

@@ -22,6 +22,9 @@ pre-activations see h_j only through the diagonal entries W_hh[j, qH + j] of
 the four gate blocks q. Then every unit's outputs depend on its own (h_j, c_j)
 alone, and two forward-mode products, with tangents (1, 0) and (0, 1) on
 (h, c), give every 2x2 block at once.
+
+`damped_scan` is ELK's damped version of `linear_scan` (a Levenberg-Marquardt step
+solved by the parallel Kalman smoother of `lstmx.kernels.kalman`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+from lstmx.kernels import kalman
 
 METHODS = ("deer", "block_deer", "quasi_deer")
 
@@ -166,3 +171,50 @@ def reverse_linear_scan(structure: Structure, A, c: jax.Array) -> jax.Array:
   recurrence), as `linear_scan` over the time-flipped arrays."""
   flip = lambda x: jnp.flip(x, axis=0)  # noqa: E731
   return flip(linear_scan(structure, jax.tree.map(flip, A), flip(c)))
+
+
+def _kalman_vectors(name: str, v: jax.Array) -> jax.Array:
+  """[..., 2H] -> the smoother's independent states: [..., 2H, 1] (diagonal),
+  [..., H, 2] (blocks: (h_j, c_j)) or [..., 2H] (full)."""
+  if name == "quasi_deer":
+    return v[..., None]
+  if name == "block_deer":
+    return jnp.stack(_halves(v), axis=-1)
+  return v
+
+
+def _kalman_matrices(name: str, A):
+  """The method's Jacobians as the smoother's [..., n, n] matrices (as `_kalman_vectors`)."""
+  if name == "quasi_deer":
+    return A[..., None, None]
+  if name == "block_deer":
+    a, b, c, d = A
+    return jnp.stack([jnp.stack([a, b], -1), jnp.stack([c, d], -1)], -2)
+  return A
+
+
+def _from_kalman_vectors(name: str, x: jax.Array) -> jax.Array:
+  if name == "quasi_deer":
+    return x[..., 0]
+  if name == "block_deer":
+    return jnp.concatenate([x[..., 0], x[..., 1]], axis=-1)
+  return x
+
+
+def damped_scan(structure: Structure, A, b: jax.Array, y: jax.Array, lam) -> jax.Array:
+  """ELK's Levenberg-Marquardt step: s [T, ..., 2H] minimizing
+
+      sum_t |s_t - A_t s_{t-1} - b_t|^2 + lam sum_t |s_t - y_t|^2     (s_{-1} = 0, A_0 = 0)
+
+  by the parallel Kalman smoother (`lstmx.kernels.kalman.smooth`), independently
+  per coordinate (diagonal A), per unit (2x2 blocks) or jointly (full A).
+  ``lam = 0`` gives `linear_scan`'s s_t = A_t s_{t-1} + b_t.
+
+  Args:
+    structure: the Jacobians' `Structure`; A: T stacked Jacobians (A_0 = 0).
+    b, y: [T, ..., 2H], the offsets and the previous iterate; lam: scalar >= 0.
+  """
+  name = structure.name
+  x = kalman.smooth(_kalman_matrices(name, A), _kalman_vectors(name, b),
+                    _kalman_vectors(name, y), lam)
+  return _from_kalman_vectors(name, x)
