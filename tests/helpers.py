@@ -61,3 +61,16 @@ def assert_trees_close(a, b, rtol, atol):
   names the leaf's path (chex)."""
   to64 = lambda t: jax.tree.map(lambda u: np.asarray(u, np.float64), t)  # noqa: E731
   chex.assert_trees_all_close(to64(a), to64(b), rtol=rtol, atol=atol)
+
+
+def layer_value_and_grads(layer, p, xs, h0, c0, w):
+  """`jnp.sum(w * ys) + jnp.sum(h * c)` of a kernel layer (`KernelBackend.layer`) and its
+  gradients in (params, xs, h0, c0), jitted, at the highest matmul precision."""
+  from lstmx.kernels import KernelOptions, LayerMasks
+
+  def loss(p, xs, h0, c0):
+    ys, (h, c) = layer(p, xs, None, h0, c0, LayerMasks(), KernelOptions())
+    return jnp.sum(w * ys) + jnp.sum(h * c)
+
+  with jax.default_matmul_precision("highest"):
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(p, xs, h0, c0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import lstmx
+from helpers import layer_value_and_grads
 from lstmx.kernels import BACKENDS, KernelOptions, LayerMasks, deer, dispatch
 
 METHODS = ("quasi_deer", "block_deer", "deer")
@@ -83,15 +84,8 @@ def test_gradients_match_reference(method):
   h0, c0 = (jnp.asarray(0.5 * rng.standard_normal((B, H)), jnp.float32) for _ in range(2))
   w = jnp.asarray(rng.standard_normal((T, B, H)), jnp.float32)
 
-  def loss(layer, p, xs, h0, c0):
-    ys, (h, c) = layer(p, xs, None, h0, c0, LayerMasks(), KernelOptions())
-    return jnp.sum(w * ys) + jnp.sum(h * c)
-
-  grad = lambda layer: jax.jit(jax.value_and_grad(  # noqa: E731
-      lambda *a: loss(layer, *a), argnums=(0, 1, 2, 3)))(p, xs, h0, c0)
-  with jax.default_matmul_precision("highest"):
-    want = grad(BACKENDS.get("reference").layer)
-    got = grad(BACKENDS.get(method).layer)
+  want = layer_value_and_grads(BACKENDS.get("reference").layer, p, xs, h0, c0, w)
+  got = layer_value_and_grads(BACKENDS.get(method).layer, p, xs, h0, c0, w)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 

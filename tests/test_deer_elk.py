@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lstmx
+from helpers import layer_value_and_grads
 from lstmx.kernels import BACKENDS, KernelOptions, LayerMasks, deer, deer_linear, deer_solve
 
 METHODS = ("quasi_deer", "block_deer", "deer")
@@ -151,13 +152,7 @@ def test_elk_reaches_the_fixed_point_values_and_gradients(method):
 
   damped = deer.newton_backend(method, damping=0.02).layer
 
-  def loss(layer, p, xs, h0, c0):
-    ys, (h, c) = layer(p, xs, None, h0, c0, LayerMasks(), KernelOptions())
-    return jnp.sum(w * ys) + jnp.sum(h * c)
-
-  grad = lambda layer: jax.jit(jax.value_and_grad(  # noqa: E731
-      lambda *a: loss(layer, *a), argnums=(0, 1, 2, 3)))(p, xs, h0, c0)
-  with jax.default_matmul_precision("highest"):
-    want, got = grad(ref), grad(damped)
+  want = layer_value_and_grads(ref, p, xs, h0, c0, w)
+  got = layer_value_and_grads(damped, p, xs, h0, c0, w)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
