@@ -1,6 +1,7 @@
 """Strict numerics for the whole suite: strict dtype promotion, rank promotion raises
 (equinox's and jax's own test settings), and eight fake CPU devices."""
 
+import gc
 import os
 
 # Eight fake CPU devices for the sharding tests; must be set before jax starts.
@@ -18,3 +19,14 @@ def x64():
   """Runs a test in float64."""
   with jax.enable_x64(True):
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+  """Drops each test module's compiled programs when it ends: a pytest-xdist worker runs
+  hundreds of modules in one process, and their executables would otherwise accumulate
+  (two CI runs of this suite lost a worker to a segfault inside an XLA compile late in
+  the run, in a different test each time)."""
+  yield
+  jax.clear_caches()
+  gc.collect()
