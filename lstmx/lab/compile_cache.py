@@ -34,17 +34,28 @@ def sweep_cache(out_dir: str) -> str:
 
 
 @contextlib.contextmanager
-def uncached() -> Iterator[None]:
-  """Within the block, compilations neither read nor write the persistent cache (a
-  compile time measured there is a compile's, not a cache load's); restored after."""
-  saved = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)
-  compilation_cache.reset_cache()  # JAX decides once whether to use its cache: ask again
+def _cache_settings(values: dict) -> Iterator[None]:
+  """Within the block, the JAX config `values` (name -> value) hold; restored after.
+  JAX opens its cache, and decides whether to use one, once a process: both are asked
+  again on entry and on exit."""
+  saved = {name: getattr(jax.config, name) for name in values}
+  for name, value in values.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
   try:
     yield
   finally:
-    jax.config.update("jax_enable_compilation_cache", saved)
+    for name, value in saved.items():
+      jax.config.update(name, value)
     compilation_cache.reset_cache()
+
+
+@contextlib.contextmanager
+def uncached() -> Iterator[None]:
+  """Within the block, compilations neither read nor write the persistent cache (a
+  compile time measured there is a compile's, not a cache load's); restored after."""
+  with _cache_settings({"jax_enable_compilation_cache": False}):
+    yield
 
 
 @contextlib.contextmanager
@@ -56,16 +67,8 @@ def scope(path: str | None) -> Iterator[str | None]:
   if path is None or own:
     yield own
     return
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  saved = {n: getattr(jax.config, n) for n in names}
   os.makedirs(path, exist_ok=True)
-  for name, value in zip(names, (path, 0.0, -1)):
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()  # JAX opens its cache once a process: open this one
-  try:
+  with _cache_settings({"jax_compilation_cache_dir": path,
+                        "jax_persistent_cache_min_compile_time_secs": 0.0,
+                        "jax_persistent_cache_min_entry_size_bytes": -1}):
     yield path
-  finally:
-    for name, value in saved.items():
-      jax.config.update(name, value)
-    compilation_cache.reset_cache()
