@@ -1,0 +1,29 @@
+"""Command-line errors, one form for every ``lstmx`` command and experiment file.
+
+A usage error (a bad option or value, a wrong combination) exits 2, as argparse's own
+errors do; an error of the run itself (a failed trial, a file that cannot be written)
+exits 1. Both print one line, ``PROG: message``, on stderr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import Iterable, NoReturn
+
+USAGE = 2
+FAILURE = 1
+
+
+def fail(prog: str, message: str, code: int = USAGE) -> NoReturn:
+  """Prints ``PROG: message`` on stderr and exits with `code` (2: a usage error)."""
+  print(f"{prog}: {message}", file=sys.stderr)
+  sys.stdout.flush()
+  raise SystemExit(code)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+  """`` (did you mean 'x'?)`` for the closest of `choices` to `name` (`difflib`); empty
+  where none is close."""
+  close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+  return f" (did you mean {close[0]!r}?)" if close else ""
