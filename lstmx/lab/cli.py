@@ -32,8 +32,8 @@ from lstmx.config import Config, override
 from lstmx.lab.experiment import PRESETS, Experiment, load
 
 BENCH_SCRIPT = pathlib.Path("benchmarks") / "bench.py"
-SWEEP_OPTIONS = ("workers", "seeds", "trials_per_device", "ray", "cpus_per_trial",
-                 "gpus_per_trial")
+SWEEP_OPTIONS = ("workers", "seeds", "cores_per_trial", "trials_per_device", "ray",
+                 "cpus_per_trial", "gpus_per_trial")
 
 
 def load_experiment(spec: str) -> Experiment:
@@ -85,12 +85,13 @@ def _train(args) -> None:
       raise SystemExit("lstmx train: --preset runs the file's sweep (into --out); "
                        "--workdir and FILE:VARIANT train one config; expected one of them")
     from lstmx.lab import command
+    from lstmx.lab.usage import fail
     try:
       options = command.sweep_options(args)
     except ValueError as e:
-      raise SystemExit(f"lstmx: {e}") from None
+      fail("lstmx", str(e))
     command.run_and_print(load_experiment(args.experiment), args.preset, args.out, args.sets,
-                         force=args.force, prog="lstmx", **options)
+                          options, prog="lstmx")
     return
   given = [f"--{k.replace('_', '-')}" for k in SWEEP_OPTIONS if getattr(args, k) is not None]
   if given:

@@ -19,6 +19,10 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_FILE = ".lock"
 
 
+class Held(ValueError):
+  """The output directory is held by another runner (a conflict, not a usage error)."""
+
+
 def holder(out_dir: str) -> str:
   """The pid written in `out_dir`'s lock file ("unknown" where unreadable)."""
   try:
@@ -43,7 +47,7 @@ def hold(out_dir: str):
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      raise ValueError(
+      raise Held(
           f"--out {out_dir!r}: another runner (pid {holder(out_dir)}) is running a sweep "
           "there; expected one runner per output directory: wait for it to finish, or use "
           "another --out") from None
