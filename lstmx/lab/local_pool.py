@@ -129,12 +129,12 @@ def thread_env(threads: int, xla_flags: str = "") -> dict[str, str]:
 
 
 def cpu_slots(workers: int, cores_per_trial: int = 1, cores: list[int] | None = None,
-              xla_flags: str | None = None) -> list[Slot]:
+              xla_flags: str | None = None, first: int = 0) -> list[Slot]:
   """`workers` slots over `cores` (default: this process's), each pinned to
-  `cores_per_trial` of them (consecutive; with more workers than the cores hold, slots
-  share cores round robin: slower, the same numbers) with as many BLAS/OpenMP threads;
-  `xla_flags` (default: ``$XLA_FLAGS``) gets the one-thread flag appended where a slot
-  has one core.
+  `cores_per_trial` of them (consecutive from the `first`-th, wrapping around; with more
+  workers than the cores hold, slots share cores round robin: slower, the same numbers)
+  with as many BLAS/OpenMP threads; `xla_flags` (default: ``$XLA_FLAGS``) gets the
+  one-thread flag appended where a slot has one core.
 
   Raises:
     ValueError: `cores_per_trial` above the number of `cores`.
@@ -146,7 +146,7 @@ def cpu_slots(workers: int, cores_per_trial: int = 1, cores: list[int] | None = 
   xla_flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
   slots = []
   for i in range(workers):
-    start = (i * cores_per_trial) % len(cores)
+    start = (first + i * cores_per_trial) % len(cores)
     own = tuple((cores + cores)[start:start + cores_per_trial])
     slots.append(Slot(own, thread_env(len(own), xla_flags)))
   return slots
@@ -242,6 +242,7 @@ def _failed(spec, error: str, trace: str | None = None) -> dict:
 class _Worker:
   def __init__(self, slot: Slot, ctx):
     self.slot = slot
+    self.used = False
     self.conn, child = ctx.Pipe()
     pdeathsig = threading.current_thread() is threading.main_thread()
     self.proc = ctx.Process(target=_serve, args=(child, os.getpid(), pdeathsig), daemon=True,
@@ -268,13 +269,12 @@ class LocalPool:
     self.workers = len(self.slots)
     self.running = 0
     self._ctx = mp.get_context("spawn")
-    self._pool: list[_Worker] = []
+    # Started now: each imports JAX while the runner prepares the sweep.
+    self._pool: list[_Worker] = [_Worker(slot, self._ctx) for slot in self.slots]
     self._busy: dict[_Worker, object] = {}
 
   def run(self, specs: Iterable) -> Iterator[tuple[object, dict]]:
     queue = collections.deque(specs)
-    while len(self._pool) < min(self.workers, len(queue)):
-      self._pool.append(_Worker(self.slots[len(self._pool)], self._ctx))
     for worker in self._pool:
       self._give(worker, queue)
     while self._busy:
@@ -296,6 +296,7 @@ class LocalPool:
   def _give(self, worker: _Worker, queue: collections.deque) -> None:
     if queue:
       spec = queue.popleft()
+      worker.used = True
       worker.conn.send(spec)
       self._busy[worker] = spec
     self.running = len(self._busy)
@@ -314,7 +315,7 @@ class LocalPool:
     """Stops the workers: idle ones finish, busy ones (an interrupted sweep) are killed
     (their trials resume from their last checkpoint on a rerun)."""
     for worker in self._pool:
-      if worker in self._busy:
+      if worker in self._busy or not worker.used:  # never used: may still be importing
         worker.proc.kill()
       else:
         with contextlib.suppress(OSError, ValueError):

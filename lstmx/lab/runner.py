@@ -212,7 +212,10 @@ def make_pool(exp: Experiment, options: SweepOptions, pending: int) -> Pool:
   if n * per > len(cores):
     warn(f"workers={n} x cores_per_trial={per}: more than the {len(cores)} cores; workers "
          "share cores (slower; the same numbers)")
-  return local_pool.LocalPool(local_pool.cpu_slots(n, per, cores))
+  # Sweeps that leave cores free start at a core of their own (by pid): two sweeps side by
+  # side (say a test run's) spread over the cores; which core changes no number.
+  first = os.getpid() % len(cores) if n * per < len(cores) else 0
+  return local_pool.LocalPool(local_pool.cpu_slots(n, per, cores, first=first))
 
 
 def provenance(exp: Experiment, options: SweepOptions) -> dict:
@@ -325,20 +328,26 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
                           force=tid in changed, compile_cache=cache)
             for tid, _ in seed_major(trials)
             if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
-    preflight([configs[spec.trial] for spec in todo])
     if options.trials_per_device > 1:
       todo = group_specs(todo, options.trials_per_device)
-    if pool is None and todo:
+    own = pool is None and bool(todo)
+    if own:  # the workers start (and import JAX) while this process goes on
       pool = make_pool(exp, options, len(todo))
-    os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
-    write_json(os.path.join(out_dir, "experiment.json"), {
-        "experiment": exp.path, "name": exp.name, "preset": preset,
-        "sets": list(sets), "seeds": seeds, "base": to_dict(base),
-        "sweep": provenance(exp, options),
-        "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
-    rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
-                  else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
-    write_results(out_dir, list(rows.values()))
+    try:
+      preflight([configs[spec.trial] for item in todo for spec in specs_of(item)])
+      os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
+      write_json(os.path.join(out_dir, "experiment.json"), {
+          "experiment": exp.path, "name": exp.name, "preset": preset,
+          "sets": list(sets), "seeds": seeds, "base": to_dict(base),
+          "sweep": provenance(exp, options),
+          "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
+      rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
+                    else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
+      write_results(out_dir, list(rows.values()))
+    except BaseException:
+      if own:
+        pool.close()
+      raise
     results = _run_todo(exp, preset, out_dir, pool, todo, rows, dict(trials),
                         options.progress)
     if options.report:
