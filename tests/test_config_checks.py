@@ -68,6 +68,21 @@ def test_bad_override_is_refused_naming_the_key(assignment, message):
   assert str(e.value).startswith(message), str(e.value)
 
 
+@pytest.mark.parametrize("assignment,hint", [
+    ("trian.steps=3", "train"), ("optimizer.nme=sgd", "name"),
+    ("model.hiden_size=3", "hidden_size"), ("model.kind=lstn", "lstm"),
+    ("optimizer.name=adm", "adam"), ("task.name=cpy", "copy"),
+    ("train.monitor_mode=mx", "max"), ("sharding.preset=data_paralel", "data_parallel"),
+])
+def test_a_near_miss_key_or_name_says_did_you_mean(assignment, hint):
+  with pytest.raises(ValueError) as e:
+    override(Config(), [assignment])
+  assert str(e.value).endswith(f" (did you mean {hint!r}?)"), str(e.value)
+  with pytest.raises(ValueError) as e:  # nothing close: no guess
+    override(Config(), ["optimizer.zzzz=1"])
+  assert "did you mean" not in str(e.value)
+
+
 def test_direct_construction_is_checked_too():
   with pytest.raises(ValueError, match=r"model.hidden_size: expected an int >= 1; got True"):
     ModelConfig(hidden_size=True)
