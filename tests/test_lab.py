@@ -168,6 +168,21 @@ def test_usage_errors_exit_2_with_a_guess_and_version_prints(capsys):
   assert re.fullmatch(r"lstmx \d+\.\d+\.\d+\S* \(jax \S+\)\n", capsys.readouterr().out)
 
 
+def test_lstmx_train_prints_validations_then_a_table_of_final_metrics(tmp_path, capsys):
+  assert cli.main(["train", SMOKE, "--workdir", str(tmp_path), "--set", "train.steps=4",
+                   "--set", "train.eval_every=2", "--set", "train.log_every=2"]) == 0
+  out = capsys.readouterr().out.splitlines()
+  assert [line.split(" loss=")[0].split(" accuracy=")[0] for line in out
+          if line.startswith("validation step")] == ["validation step 2/4",
+                                                     "validation step 4/4"]
+  end = out.index("completed after 4 steps (reached 4 steps)")
+  assert out[end + 1].split()[0] == "split" and "loss" in out[end + 1].split()
+  assert [line.split()[0] for line in out[end + 2:end + 5]] == ["train", "validation", "test"]
+  assert out[-1].startswith(f"run directory: {tmp_path}")
+  assert "examples" not in "\n".join(out)  # a count: in summary.json, not on screen
+  assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+
+
 def test_every_option_has_help_with_an_example():
   ap = cli.parser()
   subs = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
