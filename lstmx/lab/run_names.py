@@ -9,12 +9,13 @@ then its seed: ``adding-T50-lstm_chrono-s0``. `link_tensorboard` puts a link
 
 lists the trials by name (each run holds its scalars and its hparams).
 
-The values come from the sweep's ``meta.*`` labels where the experiment gives them, with
-the fewest other keys that tell the trials apart (all keys without labels); keys with
-one value over the whole sweep are left out. A string is shown as it is, a number after a short name of its key
-(``T`` for a length, ``H`` for a hidden size, ``B`` for a batch; else the key's last
-part: ``strength0.2``), a boolean as the key's last part or ``no_`` and it. Names keep
-to ``[A-Za-z0-9._=+-]``; names that would still coincide get the trial id's start.
+The values come from the sweep's ``meta.*`` labels where the experiment gives them, plus
+(in the sweep's order) each other key that tells trials apart which the labels leave
+alike (all keys without labels); keys with one value over the whole sweep are left out.
+A string is shown as it is, a number after a short name of its key (``T`` for a length,
+``H`` for a hidden size, ``B`` for a batch; else the key's last part: ``strength0.2``),
+a boolean as the key's last part or ``no_`` and it. Names keep to ``[A-Za-z0-9._=+-]``;
+names that would still coincide get the trial id's start.
 
     >>> run_names([("a1", {"meta.model": "lstm", "meta.length": 50, "train.seed": 0}),
     ...            ("b2", {"meta.model": "gru", "meta.length": 50, "train.seed": 1})])
