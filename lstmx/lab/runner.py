@@ -37,7 +37,7 @@ import types
 import pandas as pd
 
 from lstmx.config import Config, override, to_dict
-from lstmx.lab import local_pool, lock, report
+from lstmx.lab import local_pool, lock, report, run_names
 from lstmx.lab.compile_cache import sweep_cache
 from lstmx.lab.options import ALL_CORES, SweepOptions
 from lstmx.lab import sweep as sweeps
@@ -341,6 +341,7 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
           "sets": list(sets), "seeds": seeds, "base": to_dict(base),
           "sweep": provenance(exp, options),
           "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
+      run_names.link_tensorboard(out_dir, trials)  # readable runs while the sweep runs
       rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
                     else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
       write_results(out_dir, list(rows.values()))
