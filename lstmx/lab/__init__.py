@@ -9,6 +9,11 @@
   one runner per output directory, the sweep's progress line;
 * `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
   mean, std, 95 % Student t interval) and seed counts for findings;
+* `lstmx.lab.stats`, `across_tasks`: statistics that fit each quantity, as records
+  (exact rate intervals, Fisher contrasts, bounded bootstrap intervals, censored
+  medians, sign tests, ratios; IQM and probability of improvement across tasks);
+  `lstmx.lab.findings`: findings and controls as records, ``render`` (their English),
+  ``withhold``, ``pick``, ``to_json``;
 * `lstmx.lab.report`: ``report.md``, ``report.json``, ``summary.csv`` and figures from
   a results table; `lstmx.lab.overview`: the cross-experiment page "Where LSTMs stop
   working" from several output directories;
