@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from typing import Callable, Sequence
 
 import numpy as np
