@@ -2,8 +2,9 @@
 
 * `lstmx.lab.experiment`: the experiment protocol (`Experiment`, `Preset`, `load`);
 * `lstmx.lab.sweep`: sweeps as data (`product`, `zip_`, `chain`, `seeds`, `apply`);
-* `lstmx.lab.runner`: the sweep runner (`run`); `lstmx.lab.command`: its command line
-  (`main`: an experiment file's; the sweep options);
+* `lstmx.lab.options`: how a sweep runs (`SweepOptions`: workers, cores per trial,
+  seeds, Ray, ...), checked once; `lstmx.lab.runner`: the sweep runner (`run`);
+  `lstmx.lab.command`: its command line (`main`: an experiment file's);
 * `lstmx.lab.pool`, `trial`, `local_pool`, `ray_pool`: where trials run (`TrialSpec`,
   `execute`; in this process, in worker processes, as Ray tasks); `lock`, `progress`:
   one runner per output directory, the sweep's progress line;
@@ -25,6 +26,7 @@ An experiment file needs only ``from lstmx.lab import Preset, main``.
 
 from lstmx.lab.experiment import PRESETS, Experiment, Preset, load
 from lstmx.lab.command import main
+from lstmx.lab.options import SweepOptions
 from lstmx.lab.runner import run
 
-__all__ = ["Experiment", "PRESETS", "Preset", "load", "main", "run"]
+__all__ = ["Experiment", "PRESETS", "Preset", "SweepOptions", "load", "main", "run"]
