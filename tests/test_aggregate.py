@@ -300,7 +300,8 @@ def test_a_multi_seed_sweep_runs_through_the_aggregate(tmp_path):
   script = tmp_path / "multi_seed.py"
   script.write_text(MULTI_SEED.format(experiments=os.path.join(ROOT, "experiments")))
   out = tmp_path / "out"
-  results = runner.run(_load(str(script)), "tiny", str(out), progress=False)
+  results = runner.run(_load(str(script)), "tiny", str(out), progress=False,
+                       cores_per_trial="all")  # in this process
   assert len(results) == 4 and (results["status"] == "completed").all()
   summary = pd.read_csv(out / "summary.csv")
   assert list(summary["meta.model"]) == ["lstm", "wide"] and list(summary["n"]) == [2, 2]

@@ -70,7 +70,8 @@ def test_every_preset_expands_and_every_config_builds(path):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_tiny_preset_end_to_end(path, tmp_path):
   module = _load(path)
-  results = runner.run(module, "tiny", str(tmp_path), progress=False)
+  # In this process (every core): the pool and its pinned workers are tests/test_workers.py's.
+  results = runner.run(module, "tiny", str(tmp_path), progress=False, cores_per_trial="all")
   assert len(results) == len(module.presets()["tiny"].sweep)
   assert (results["status"] != "failed").all(), results[["trial", "error"]]
   assert (tmp_path / "results.csv").exists() and (tmp_path / "report.md").exists()

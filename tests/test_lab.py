@@ -250,6 +250,7 @@ def test_a_sweep_whose_every_trial_fails_still_writes_its_report(tmp_path):
   (KeyError: 0) and write no report."""
   from lstmx.lab import runner
   results = runner.run(load(LONG), "tiny", str(tmp_path), ["task.params.bogus=1"],
+                       cores_per_trial="all",
                        progress=False)
   assert (results["status"] == "failed").all() and len(results) > 1
   report = (tmp_path / "report.md").read_text()

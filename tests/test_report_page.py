@@ -63,7 +63,7 @@ def _run(tmp, spec):
   path = tmp / f"{spec['name']}.py"
   path.write_text(FAKE.format(experiments=os.path.join(ROOT, "experiments"), **spec))
   out = tmp / "runs" / spec["name"] / "tiny"
-  runner.run(load(str(path)), "tiny", str(out), progress=False, workers=1)
+  runner.run(load(str(path)), "tiny", str(out), progress=False, cores_per_trial="all")
   return str(out)
 
 

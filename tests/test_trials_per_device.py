@@ -167,9 +167,9 @@ def test_only_trials_that_differ_in_values_group():
 def test_a_sweep_with_trials_per_device_gives_the_rows_of_one_at_a_time(tmp_path):
   exp = load(_write(tmp_path, steps=10))
   one = runner.run(exp, "tiny", str(tmp_path / "one"), progress=False, report=False,
-                   workers=1)
+                   cores_per_trial="all")  # in this process
   two = runner.run(exp, "tiny", str(tmp_path / "two"), progress=False, report=False,
-                   workers=1, trials_per_device=2)
+                   cores_per_trial="all", trials_per_device=2)
   assert list(one.columns) == list(two.columns) and list(one["trial"]) == list(two["trial"])
   assert (two["status"] == "completed").all()
   np.testing.assert_allclose(two[METRICS].to_numpy(float), one[METRICS].to_numpy(float),
