@@ -1,7 +1,7 @@
 """The ``lstmx`` command line (also ``python -m lstmx``): thin, it parses
 arguments and calls library functions.
 
-    lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
+    lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force] [--wait]
     lstmx train FILE --preset tiny|quick|full [--out DIR] [--set key=value ...]
                 [--workers N|auto] [--seeds N] [--trials-per-device K] [--ray [ADDRESS]]
     lstmx report OUT_DIR
@@ -104,7 +104,7 @@ def _train(args) -> None:
   from lstmx.train import train_and_evaluate
   config = resolve_config(args.experiment, args.sets)
   try:
-    summary = train_and_evaluate(config, args.workdir, force=args.force)
+    summary = train_and_evaluate(config, args.workdir, force=args.force, wait=args.wait)
   except ValueError as e:
     raise SystemExit(f"lstmx: {e}") from None
   except OSError as e:  # e.g. a read-only workdir
@@ -154,6 +154,9 @@ def parser() -> argparse.ArgumentParser:
   tr.add_argument("--force", action="store_true",
                   help="with a changed config: retrain from scratch in the same place "
                   "(or extend, where only train.steps grew)")
+  tr.add_argument("--wait", action="store_true",
+                  help="with --workdir: where another run trains there, wait for it to "
+                  "finish (default: refuse)")
   from lstmx.lab.command import add_sweep_options
   add_sweep_options(tr)
   tr.add_argument("--coordinator", help="multi-host: coordinator HOST:PORT")

@@ -82,7 +82,8 @@ def run_steps(advance, state: TrainState, record: RunRecord, hooks: list[Hook], 
   return state, record, step
 
 
-def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> dict:
+def train_and_evaluate(config: Config, workdir: str, *, force: bool = False,
+                       wait: bool = False) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
 
   Returns the summary (also written to ``workdir/summary.json``), with
@@ -95,17 +96,23 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   a constant schedule) extends the run from its checkpoint; any other change
   retrains from scratch in the same place (its checkpoints, metrics and summary
   removed first), so the run directory never labels old results with a new
-  config. With a sharding
+  config. A run directory whose checkpoints or summary have no readable
+  ``config.json`` holds results of unknown settings: refused (a ValueError naming
+  the path), or with `force` retrained from scratch, never reused or relabelled.
+
+  One run writes a run directory at a time: it holds ``workdir/.lock``
+  (`lstmx.train.lock`) while it runs; another run there is refused at once (a
+  ValueError naming the holder's pid), or with `wait` waits for it. With a sharding
   preset, everything runs under its mesh (`jax.set_mesh`), so the model's
   ``backend="auto"`` sees it.
   """
   rules = sharding.preset(config.sharding.preset)
   with contextlib.ExitStack() as cleanup:  # closes checkpoints and event files on errors too
     if rules is None:
-      return _train(config, workdir, force, None, None, cleanup)
+      return _train(config, workdir, force, None, None, cleanup, wait)
     mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
     cleanup.enter_context(jax.set_mesh(mesh))
-    return _train(config, workdir, force, rules, mesh, cleanup)
+    return _train(config, workdir, force, rules, mesh, cleanup, wait)
 
 
 def _advance(config: Config, train_step, task, data_key, sample_step, first, state, start: int,
@@ -161,8 +168,8 @@ def _stacked(out):
 
 
 def _train(config: Config, workdir: str, force: bool, rules, mesh,
-           cleanup: contextlib.ExitStack) -> dict:
-  s = open_session(config, workdir, force, rules, mesh, cleanup)
+           cleanup: contextlib.ExitStack, wait: bool = False) -> dict:
+  s = open_session(config, workdir, force, rules, mesh, cleanup, wait=wait)
   if s.summary is not None:  # finished, its summary readable
     return s.summary
   tc = config.train
