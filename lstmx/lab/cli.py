@@ -101,10 +101,14 @@ def _train(args) -> None:
                      "--preset NAME [--out DIR] (run the file's sweep)")
   from lstmx import distributed
   distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  from lstmx.lab import usage
   from lstmx.train import train_and_evaluate
+  from lstmx.train.resources import OutOfResource
   config = resolve_config(args.experiment, args.sets)
   try:
     summary = train_and_evaluate(config, args.workdir, force=args.force, wait=args.wait)
+  except OutOfResource as e:  # a full disk, no permission, no memory: one line
+    usage.fail_run("lstmx", e)
   except ValueError as e:
     raise SystemExit(f"lstmx: {e}") from None
   except OSError as e:  # e.g. a read-only workdir

@@ -12,8 +12,10 @@ import types
 
 import pandas as pd
 
+from lstmx.lab import usage
 from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
 from lstmx.lab.runner import check_seeds, check_trials_per_device, check_workers, run
+from lstmx.train.resources import OutOfResource
 
 __all__ = ["add_sweep_options", "main", "run_and_print", "sweep_options"]
 
@@ -84,6 +86,8 @@ def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
     seeds = None if seeds is None else check_seeds(seeds, "--seeds")
     results = run(exp, preset, out, list(sets), force=force, workers=workers, seeds=seeds,
                   **pool_options)
+  except OutOfResource as e:  # a full disk, no permission, no memory: the sweep stops
+    usage.fail_run(prog or exp.name, e)
   except ValueError as e:
     raise SystemExit(f"{prog or exp.name}: {e}") from None
   except OSError as e:  # e.g. a read-only output directory

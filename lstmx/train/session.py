@@ -23,7 +23,7 @@ import numpy as np
 from lstmx import optim, sharding, validate
 from lstmx.config import Config
 from lstmx.params import param_count
-from lstmx.train import lock, tbptt
+from lstmx.train import lock, resources, tbptt
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.evaluation import eval_set, evaluate
 from lstmx.train.hooks import (Checkpoint, Diverge, Every, Evaluate, Hook, KeepBest, LogTrain,
@@ -166,6 +166,7 @@ def open_session(config: Config, workdir: str, force: bool, rules, mesh,
   """Opens `workdir` for `config` (see `lstmx.train.loop.train_and_evaluate` for what a
   changed config, `force`, `wait` and a finished run mean); `cleanup` closes its
   checkpoints and event files, then releases the run directory's lock."""
+  resources.quiet_background_failures()  # the writers' threads: the run raises it
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0  # the process that writes the run directory
   if is_main:

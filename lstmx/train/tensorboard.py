@@ -20,12 +20,15 @@ files back without TensorBoard.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import struct
 from typing import Any
+
+from lstmx.train.resources import named
 
 LOGDIR = "tensorboard"
 
@@ -78,13 +81,33 @@ class TensorBoard:
             if _finite(value) is not None:
               metrics[f"{kind}/{split}/{name}"] = _finite(value)
     shutil.rmtree(os.path.join(self.logdir, "hparams"), ignore_errors=True)
-    self.writer.add_hparams(flatten(config), metrics, name="hparams", global_step=int(step))
+    try:
+      self.writer.add_hparams(flatten(config), metrics, name="hparams", global_step=int(step))
+    except OSError as e:
+      raise named(e, os.path.join(self.logdir, "hparams")) from e
 
   def close(self) -> None:
-    """Flushes and closes the event file (again: a no-op)."""
-    if self.writer is not None:
-      self.writer.close()
-      self.writer = None
+    """Flushes and closes the event file (again: a no-op).
+
+    Raises:
+      OSError: the file cannot be written (an `lstmx.train.resources.OutOfResource`
+        naming the directory where the disk is full); the writer is closed all the same.
+    """
+    writer, self.writer = self.writer, None
+    if writer is not None:
+      try:
+        writer.close()
+      except OSError as e:
+        _abandon(writer)
+        raise named(e, self.logdir) from e
+
+
+def _abandon(writer) -> None:
+  """Marks a tensorboardX writer whose close failed as closed, so that its exit handler
+  does not fail again (tensorboardX has no public way to)."""
+  for file_writer in getattr(writer, "all_writers", {}).values():
+    with contextlib.suppress(AttributeError):
+      file_writer.event_writer._closed = True
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
