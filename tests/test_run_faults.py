@@ -14,7 +14,7 @@ import pytest
 from lstmx.config import override
 from lstmx.lab import cli, runner
 from lstmx.lab.experiment import Experiment, Preset
-from lstmx.train import lock, train_and_evaluate
+from lstmx.train import lock, resources, train_and_evaluate
 from lstmx.train.rundir import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,3 +193,197 @@ def test_sweep_trial_of_unknown_settings_refused_then_retrained_with_force(
   assert (forced["final.validation.loss"] != first["final.validation.loss"]).all()
   assert (forced["status"] == "completed").all()
   assert read_json(path)["optimizer"]["lr"] == 0.1
+
+
+# --- a full disk, no permission, no memory: one line ----------------------------------------
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+TENSORSTORE_ENOSPC = ValueError(
+    'RESOURCE_EXHAUSTED: Error writing local file "X/checkpoints/latest/5.orbax-checkpoint-tmp'
+    '/state": Failed to write 6638 bytes to file 20: No space left on device '
+    "[os_error_code='28']")
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+  from lstmx.train import rundir
+  path = str(tmp_path / "summary.json")
+  rundir.write_json(path, {"old": 1})
+
+  def full(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a flush or fsync reports it
+
+  monkeypatch.setattr(rundir.os, "fsync", full)
+  with pytest.raises(resources.OutOfResource) as e:
+    rundir.write_json(path, {"new": 1})
+  assert str(e.value) == f"cannot write {path}: No space left on device"
+  assert read_json(path) == {"old": 1} and os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_metrics_row_on_a_full_disk_names_the_log(tmp_path, monkeypatch):
+  from lstmx.train import rundir
+  log = rundir.MetricsLog(str(tmp_path))
+  monkeypatch.setattr(rundir.os, "fsync", lambda fd: (_ for _ in ()).throw(ENOSPC))
+  with pytest.raises(resources.OutOfResource, match=r"cannot write .*metrics.jsonl: No space"):
+    log.write(5, "train", 0.1, {"loss": 1.0})
+
+
+@pytest.mark.parametrize("error,errno_", [(ENOSPC, errno.ENOSPC),
+                                          (TENSORSTORE_ENOSPC, errno.ENOSPC),
+                                          (PermissionError(errno.EACCES, "Permission denied"),
+                                           errno.EACCES)])
+def test_checkpoint_save_failure_names_the_checkpoint(tmp_path, monkeypatch, error, errno_):
+  import jax.numpy as jnp
+  from lstmx.train.checkpoint import Checkpoints
+  ckpts = Checkpoints(str(tmp_path), keep=2, async_save=False)
+  monkeypatch.setattr(type(ckpts.latest), "save", lambda *a, **k: (_ for _ in ()).throw(error))
+  with pytest.raises(resources.OutOfResource) as e:
+    ckpts.save_latest(5, {"w": jnp.ones(3)}, {})
+  assert e.value.errno == errno_
+  assert e.value.filename == os.path.join(str(tmp_path), "checkpoints", "latest", "5")
+  monkeypatch.undo()
+  ckpts.close()
+
+
+def test_tensorboard_close_on_a_full_disk_names_the_directory_and_closes(tmp_path):
+  from lstmx.train.tensorboard import TensorBoard
+  tb = TensorBoard(str(tmp_path))
+  writer = tb.writer
+  file_writer = next(iter(writer.all_writers.values()))
+  flush = file_writer.flush
+  file_writer.flush = lambda: (_ for _ in ()).throw(ENOSPC)
+  with pytest.raises(resources.OutOfResource, match=r"cannot write .*tensorboard: No space"):
+    tb.close()
+  assert tb.writer is None and file_writer.event_writer._closed  # its exit handler: a no-op
+  file_writer.flush = flush
+  file_writer.event_writer._closed = False
+  writer.close()
+
+
+@pytest.mark.parametrize("error,expected", [
+    (RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0GiB."),
+     "W: the device is out of memory (RESOURCE_EXHAUSTED: Out of memory while trying"),
+    (MemoryError(), "W: out of host memory"),
+    (OSError(errno.EROFS, "Read-only file system", "W/x"), "cannot write W/x: Read-only"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "cannot write W: Disk quota exceeded"),
+])
+def test_resource_errors_recognized(error, expected):
+  found = resources.out_of_resource(error, "W")
+  assert str(found).startswith(expected)
+  assert found.advice
+
+
+@pytest.mark.parametrize("error", [ValueError("RESOURCE_EXHAUSTED: a quota of some API"),
+                                   OSError(errno.ENOENT, "No such file"), KeyError("x")])
+def test_other_errors_are_not_resource_errors(error):
+  assert resources.out_of_resource(error, "W") is None
+
+
+def test_run_on_a_full_disk_raises_one_error_and_resumes_exactly(finished, tmp_path,
+                                                                 monkeypatch):
+  """The disk fills at the checkpoints of step 10 (best, then latest): an OutOfResource
+  naming the one written; the rerun, space freed, resumes from step 5 and ends as an
+  uninterrupted run."""
+  import orbax.checkpoint as ocp
+  src, summary = finished
+  workdir = str(tmp_path / "run")
+  save = ocp.CheckpointManager.save
+
+  def fills_at_10(manager, step, *args, **kwargs):
+    if step == 10:
+      raise ValueError(str(TENSORSTORE_ENOSPC).replace("latest/5", "latest/10"))
+    return save(manager, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", fills_at_10)
+  with pytest.raises(resources.OutOfResource) as e:
+    train_and_evaluate(_tiny(), workdir)
+  assert str(e.value) in [f"cannot write {os.path.join(workdir, 'checkpoints', kind, '10')}: "
+                          "No space left on device" for kind in ("best", "latest")]
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  monkeypatch.undo()
+  again = train_and_evaluate(_tiny(), workdir)
+  assert again["final"] == summary["final"] and _rows(workdir) == _rows(src)
+
+
+def _raising(error):
+  def train(*args, **kwargs):
+    raise error
+  return train
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_command_line_full_disk_is_one_line_traceback_only_verbose(tmp_path, monkeypatch, capsys,
+                                                                   verbose):
+  import lstmx.train
+  error = resources.OutOfResource(errno.ENOSPC, "No space left on device", "W/checkpoints/x")
+  monkeypatch.setattr(lstmx.train, "train_and_evaluate", _raising(error))
+  monkeypatch.setenv("LSTMX_VERBOSE", "1" if verbose else "0")
+  with pytest.raises(SystemExit) as e:
+    cli.main(["train", SMOKE, "--workdir", str(tmp_path / "run")])
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  last = err.strip().splitlines()[-1]
+  assert last == ("lstmx: cannot write W/checkpoints/x: No space left on device; free some "
+                  "space and rerun: the run resumes from its last checkpoint")
+  assert ("Traceback" in err) == verbose and (len(err.strip().splitlines()) == 1) != verbose
+
+
+def test_sweep_on_a_full_disk_stops_with_one_line(tmp_path, monkeypatch, capsys):
+  """A trial that meets a full disk stops the sweep (every trial would fail alike), in one
+  line; the other trials are not marked failed."""
+  from lstmx.lab import command, trial
+  error = resources.OutOfResource(errno.ENOSPC, "No space left on device", "O/trials/t/x")
+  monkeypatch.setattr(trial, "train_and_evaluate", _raising(error))
+  monkeypatch.setenv("LSTMX_VERBOSE", "0")
+  out = str(tmp_path / "out")
+  with pytest.raises(SystemExit) as e:
+    command.run_and_print(_experiment(), "tiny", out, prog="lstmx", workers=1)
+  assert e.value.code == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("lstmx: cannot write O/trials/t/x: No space left on device;")
+  assert not any("Traceback" in line for line in err)
+  import pandas as pd
+  assert set(pd.read_csv(os.path.join(out, "results.csv"))["status"]) == {"pending"}
+
+
+def test_worker_full_disk_stops_the_pool_after_its_running_trials():
+  from lstmx.lab import local_pool
+  summary = {"status": "failed", local_pool.OUT_OF_RESOURCE: [errno.ENOSPC, "No space", "P"]}
+  found = local_pool._out_of_resource(summary)
+  assert isinstance(found, resources.OutOfResource) and str(found) == "cannot write P: No space"
+  assert local_pool._out_of_resource({"status": "failed"}) is None
+
+
+def _unshare_tmpfs_works() -> bool:
+  try:
+    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs "
+                           "/mnt"], capture_output=True, timeout=20).returncode == 0
+  except (OSError, subprocess.SubprocessError):
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _unshare_tmpfs_works(),
+                    reason="needs `unshare -rm` to mount a small tmpfs")
+def test_full_small_filesystem_one_line_then_resumes_exactly(finished, tmp_path):
+  """A real full disk: `lstmx train` on a 200 KiB tmpfs ends in one `lstmx:` line naming
+  the checkpoint; with the space grown, the rerun resumes and logs every step once, as an
+  uninterrupted run."""
+  src, summary = finished
+  mnt = tmp_path / "mnt"
+  mnt.mkdir()
+  sets = " ".join(f"--set {s}" for s in TINY)
+  train = (f"PYTHONPATH={ROOT} {sys.executable} -m lstmx train {SMOKE} {sets} "
+           f"--workdir {mnt}/run")
+  script = (f"mount -t tmpfs -o size=200k tmpfs {mnt} && cd {ROOT} && "
+            f"{train} 2>{tmp_path}/err1; echo $? > {tmp_path}/rc1; "
+            f"mount -o remount,size=8m {mnt}; {train} >{tmp_path}/out2 2>/dev/null; "
+            f"echo $? > {tmp_path}/rc2; cp {mnt}/run/metrics.jsonl {mnt}/run/summary.json "
+            f"{tmp_path}/")
+  env = {k: v for k, v in os.environ.items() if k != "LSTMX_VERBOSE"}
+  subprocess.run(["unshare", "-rm", "sh", "-c", script], env=env, timeout=300, check=True)
+  err = (tmp_path / "err1").read_text().strip()
+  assert (tmp_path / "rc1").read_text().strip() == "1"
+  assert len(err.splitlines()) == 1 and err.startswith(f"lstmx: cannot write {mnt}/run/"), err
+  assert "No space left on device" in err
+  assert (tmp_path / "rc2").read_text().strip() == "0"
+  assert read_json(str(tmp_path / "summary.json"))["final"] == summary["final"]
+  assert _rows(tmp_path) == _rows(src)
