@@ -25,12 +25,26 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lstmx import sharding
-from lstmx.models.base import ModelConfig, config_class, unknown_field_error, with_kind
+from lstmx.models.base import KINDS, ModelConfig, config_class, unknown_field_error, with_kind
 from lstmx.models.checks import as_bool, as_choice, as_float, as_int, as_str, normalize
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 AVERAGING = ("none", "nt", "always")
+
+
+def _did_you_mean(name, choices) -> str:
+  """`lstmx.lab.usage.did_you_mean` (imported here: `lstmx.lab` imports this module)."""
+  from lstmx.lab.usage import did_you_mean
+  return did_you_mean(name, choices)
+
+
+def _choice(name: str, value, choices: Sequence[str]) -> str:
+  """`as_choice`, its error with a "did you mean" for a near miss."""
+  try:
+    return as_choice(name, value, choices)
+  except ValueError as e:
+    raise ValueError(f"{e}{_did_you_mean(value, choices)}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +60,8 @@ class TaskConfig:
     # and `--set task.params.X=...` apply one at a time).
     from lstmx import tasks
     if not isinstance(self.name, str) or self.name not in tasks.TASKS:
-      raise ValueError(f"task.name: expected one of {tasks.names()}; got {self.name!r}")
+      raise ValueError(f"task.name: expected one of {tasks.names()}; got {self.name!r}"
+                       f"{_did_you_mean(self.name, tasks.names())}")
     if not isinstance(self.params, Mapping) or not all(isinstance(k, str) for k in self.params):
       raise ValueError(f"task.params: expected a mapping of parameter names to values; "
                        f"got {self.params!r}")
@@ -92,16 +107,16 @@ class OptimizerConfig:
     if isinstance(decay, str) or not all(isinstance(d, str) for d in decay):
       raise ValueError(f"optimizer.decay_patterns: expected a tuple of str; got {decay!r}")
     normalize(
-        self, name=as_choice("optimizer.name", self.name, OPTIMIZERS),
+        self, name=_choice("optimizer.name", self.name, OPTIMIZERS),
         lr=f("lr", above=0.0, finite=False),  # inf: a test's way to force divergence
         b1=f("b1", low=0.0, high=1.0), b2=f("b2", low=0.0, high=1.0),
         eps=f("eps", low=0.0), momentum=f("momentum", low=0.0, high=1.0),
         weight_decay=f("weight_decay", low=0.0), decay_patterns=tuple(decay),
         clip_norm=f("clip_norm", above=0.0, optional=True),
-        schedule=as_choice("optimizer.schedule", self.schedule, SCHEDULES),
+        schedule=_choice("optimizer.schedule", self.schedule, SCHEDULES),
         warmup_steps=i("warmup_steps", low=0), step_every=i("step_every", low=1),
         step_factor=f("step_factor", above=0.0),
-        averaging=as_choice("optimizer.averaging", self.averaging, AVERAGING),
+        averaging=_choice("optimizer.averaging", self.averaging, AVERAGING),
         nonmono=i("nonmono", low=0))
 
 
@@ -151,7 +166,7 @@ class TrainConfig:
         keep_checkpoints=i("keep_checkpoints", low=1), patience=i("patience", low=0),
         min_delta=as_float("train.min_delta", self.min_delta, low=0.0),
         monitor=as_str("train.monitor", self.monitor),
-        monitor_mode=as_choice("train.monitor_mode", self.monitor_mode, ("min", "max")),
+        monitor_mode=_choice("train.monitor_mode", self.monitor_mode, ("min", "max")),
         progress=as_bool("train.progress", self.progress),
         diverge_factor=as_float("train.diverge_factor", self.diverge_factor, above=1.0,
                                 optional=True),
@@ -174,7 +189,7 @@ class ShardingConfig:
   model_axis: int = 0
 
   def __post_init__(self):
-    normalize(self, preset=as_choice("sharding.preset", self.preset, sharding.PRESETS),
+    normalize(self, preset=_choice("sharding.preset", self.preset, sharding.PRESETS),
               model_axis=as_int("sharding.model_axis", self.model_axis, low=0))
 
 
@@ -292,9 +307,10 @@ def _replace(obj, path: Sequence[str], value, src: _Source):
     raise ValueError(f"{src.where}: {type(obj).__name__} has no field {head!r}")
   names = [f.name for f in dataclasses.fields(obj)]
   if head not in names:
+    hint = _did_you_mean(head, names)
     if isinstance(obj, ModelConfig):  # a key of another model kind
-      raise unknown_field_error(type(obj), head, src.where)
-    raise ValueError(f"{src.where}: unknown {src.word} {head!r}; expected one of {names}")
+      raise ValueError(f"{unknown_field_error(type(obj), head, src.where)}{hint}")
+    raise ValueError(f"{src.where}: unknown {src.word} {head!r}; expected one of {names}{hint}")
   if rest:
     return dataclasses.replace(obj, **{head: _replace(getattr(obj, head), rest, value, src)})
   new = src.convert(value, typing.get_type_hints(type(obj))[head])
@@ -302,7 +318,7 @@ def _replace(obj, path: Sequence[str], value, src: _Source):
     try:
       return with_kind(obj, new)  # the new kind's dataclass, shared fields carried over
     except ValueError as e:
-      raise ValueError(f"{src.where}: {e}") from None
+      raise ValueError(f"{src.where}: {e}{_did_you_mean(new, KINDS.names())}") from None
   return dataclasses.replace(obj, **{head: new})
 
 

@@ -74,3 +74,18 @@ def layer_value_and_grads(layer, p, xs, h0, c0, w):
 
   with jax.default_matmul_precision("highest"):
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(p, xs, h0, c0)
+
+
+def cli_error(capsys, argv, code=2) -> str:
+  """The one stderr line of ``lstmx ARGV``, which must exit with `code` (2: a usage
+  error; 1: a failed run) and print nothing else on stderr."""
+  import pytest
+
+  from lstmx.lab import cli
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
+    cli.main(argv)
+  assert e.value.code == code, e.value
+  err = capsys.readouterr().err
+  assert err.endswith("\n") and err.count("\n") == 1, err
+  return err.strip()

@@ -124,7 +124,7 @@ def main(out: str) -> None:
 
   def run(name, pool=None, preset="tiny"):
     results = runner.run(exp, preset, os.path.join(out, name), progress=False,
-                         make_report=False, pool=pool)
+                         report=False, pool=pool)
     report[name] = _table(results)
     report["times"][name] = time.time() - t0
 

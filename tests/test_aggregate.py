@@ -144,9 +144,41 @@ def test_report_writes_summary_csv_and_table(tmp_path):
   assert len(summary) == 2 and list(summary["n"]) == [4, 3]
   text = (tmp_path / "report.md").read_text()
   assert "## Summary over seeds" in text and "95 % Student t interval" in text
-  assert "| optimizer.lr | meta.model | n | n_diverged | n_failed | n_pending |" in text
+  # meta.model (one value) and task.name (one value: an implied key) in a line, not columns
+  assert "| optimizer.lr | n | n_diverged | n_failed | n_pending |" in text
+  assert "The same in every row: meta.model = lstm." in text
   assert "3 [3, 3]" in text  # lr 0.2's loss, mean [interval]
-  assert "train.seed" in text.split("## Results")[1]  # the per-seed table keeps seeds
+  results_part = text.split("## Results")[1]
+  assert "train.seed" in results_part  # the per-seed table keeps seeds
+  assert "nan" not in text and "| task.name |" not in results_part
+
+
+def test_report_tables_leave_out_blank_constant_and_implied_columns():
+  rows = [{"trial": f"t{i}{s}", "meta.model": m, "meta.length": t, "task.params.length": t,
+           "model.kind": "lstm", "model.init": init, "model.chrono_max_length": cml,
+           "model.num_layers": None, "train.seed": s, "status": "completed", "steps": 100,
+           "final.validation.loss": 0.1 * i + 0.01 * s, "final.validation.examples": 512.0}
+          for i, (m, t, init, cml) in enumerate([("lstm", 50, "forget_bias", None),
+                                                  ("lstm_chrono", 50, "chrono", 49.0),
+                                                  ("lstm", 100, "forget_bias", None)])
+          for s in range(2)]
+  results = pd.DataFrame(rows)
+  keys = aggregate.config_keys(results)
+  assert report.implied_keys(results, keys) == ["task.params.length", "model.kind",
+                                                "model.init", "model.chrono_max_length",
+                                                "model.num_layers"]
+  assert report.implied_keys(results, ["model.kind"]) == []  # no labels: none implied
+  table, line = report.tidy(results, keep=("trial",))
+  assert "model.num_layers" not in table and "model.kind" not in table and "steps" not in table
+  assert line == ("The same in every row: model.kind = lstm, status = completed, steps = 100, "
+                  "final.validation.examples = 512.")
+  summary = aggregate.summarize(results)
+  shown = report.summary_table(summary, ["final.validation.loss"])
+  assert list(shown.columns) == ["meta.model", "meta.length", "n", "final.validation.loss"]
+  assert shown["final.validation.loss"].iloc[1] == aggregate.mean_ci_text(
+      summary.iloc[1], "final.validation.loss", ".4g")
+  assert " [" in shown["final.validation.loss"].iloc[1]  # mean [lo, hi]
+  assert report.markdown_table(pd.DataFrame({"x": [float("nan"), 1.5]})).endswith("|  |\n| 1.5 |")
 
 
 def test_plot_mean_draws_bands_and_bars_and_skips_missing():

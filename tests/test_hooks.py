@@ -8,6 +8,7 @@ import pytest
 
 from lstmx.train.hooks import Checkpoint, Every, Evaluate, KeepBest, LogTrain, NTAveraging
 from lstmx.train.loop import run_steps
+from lstmx.train.progress import Progress, final_table
 from lstmx.train.record import RunRecord
 
 
@@ -112,6 +113,33 @@ def test_evaluate_passes_the_monitored_value_to_its_followers_in_order():
     hook(step, FakeState(), RunRecord(), {})
   assert seen == [("a", 2, 0.5), ("b", 2, 0.5), ("a", 3, 0.5), ("b", 3, 0.5)]
   assert [(s, split) for s, split, _ in log.rows] == [(2, "validation"), (3, "validation")]
+
+
+def test_evaluate_prints_each_validation_as_a_line(capsys):
+  progress = Progress(total=3, enabled=True)  # not a terminal here: plain lines
+  hook = Evaluate(Every(2, 3), lambda params: {"loss": 0.25, "examples": 64.0}, FakeLog(),
+                  lambda: 0.0, "loss", progress=progress)
+  for step in (1, 2, 3):
+    hook(step, FakeState(), RunRecord(), {})
+  assert capsys.readouterr().out.splitlines() == [
+      "validation step 2/3 loss=0.25", "validation step 3/3 loss=0.25"]  # no count
+  Progress(total=3, enabled=False).validation(3, {"loss": 1.0})
+  assert capsys.readouterr().out == ""
+
+
+def test_final_table_is_a_row_per_split_and_a_column_per_metric():
+  summary = {"status": "completed", "steps": 200, "stop_reason": "steps",
+             "final": {"train": {"loss": 0.12345, "accuracy": 0.95, "examples": 64.0},
+                       "validation": {"loss": 0.25, "accuracy": 0.875, "examples": 64.0},
+                       "test": {"loss": 0.5}}}
+  assert final_table(summary).splitlines() == [
+      "completed after 200 steps (steps)",
+      "split       loss    accuracy",
+      "train       0.1235  0.95",
+      "validation  0.25    0.875",
+      "test        0.5"]
+  assert final_table({"status": "diverged", "steps": 3, "final": None}) == \
+      "diverged after 3 steps"
 
 
 def test_checkpoint_hook_saves_the_record_with_its_wall_time():

@@ -2,9 +2,11 @@
 per-model configs (kind switching, round trips), the experiment protocol and
 ``lstmx train`` on an experiment file."""
 
+import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +17,8 @@ from lstmx import models
 from lstmx.config import Config, ModelConfig, from_dict, override, set_path, to_dict
 from lstmx.lab import cli, sweep
 from lstmx.lab.experiment import Experiment, Preset, load
+
+from helpers import cli_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "experiments", "smoke.py")
@@ -129,19 +133,67 @@ def test_experiment_protocol_defaults():
   assert exp.config("tiny") == Config()
 
 
-def test_train_variant_errors_list_the_choices():
-  with pytest.raises(SystemExit, match=r"variant: expected one of \('base', 'chrono'\).*"
-                                       r"got 'nope'"):
-    cli.resolve_config(f"{SMOKE}:nope", [])
-  with pytest.raises(SystemExit, match=r"preset: expected one of \('tiny', 'quick', 'full'\)"):
-    cli.resolve_config(f"{LONG}:nope", [])
-  with pytest.raises(SystemExit, match="does not exist"):
-    cli.resolve_config("no/such/file.py", [])
-  with pytest.raises(SystemExit, match=r"expected --workdir DIR .* or --preset NAME"):
-    cli.main(["train", LONG])
-  with pytest.raises(SystemExit, match="expected one of them"):
-    cli.main(["train", f"{LONG}:tiny", "--preset", "tiny"])
+def test_train_variant_errors_list_the_choices(capsys):
+  assert re.match(r"lstmx: variant: expected one of \('base', 'chrono'\).*got 'nope'$",
+                  cli_error(capsys, ["train", f"{SMOKE}:nope", "--workdir", "w"]))
+  assert cli_error(capsys, ["train", f"{SMOKE}:chrno", "--workdir", "w"]).endswith(
+      "got 'chrno' (did you mean 'chrono'?)")
+  assert re.match(r"lstmx: preset: expected one of \('tiny', 'quick', 'full'\)",
+                  cli_error(capsys, ["train", f"{LONG}:nope", "--workdir", "w"]))
+  assert "does not exist" in cli_error(capsys, ["train", "no/such/file.py", "--workdir", "w"])
+  assert re.match(r"lstmx train: expected --workdir DIR .* or --preset NAME",
+                  cli_error(capsys, ["train", LONG]))
+  assert "expected one of them" in cli_error(capsys, ["train", f"{LONG}:tiny", "--preset",
+                                                      "tiny"])
   assert cli.resolve_config(f"{LONG}:tiny", ["train.steps=3"]).train.steps == 3
+
+
+def test_usage_errors_exit_2_with_a_guess_and_version_prints(capsys):
+  assert cli_error(capsys, ["trian", SMOKE]) == (
+      "lstmx: unknown command 'trian'; expected one of train, report, info, bench "
+      "(did you mean 'train'?)")
+  assert "--wrkdir w (did you mean '--workdir'?)" in cli_error(
+      capsys, ["train", SMOKE, "--wrkdir", "w"])
+  assert "(did you mean 'hidden_size'?)" in cli_error(
+      capsys, ["train", SMOKE, "--workdir", "w", "--set", "model.hiden_size=3"])
+  assert "--out: expected only with --preset" in cli_error(
+      capsys, ["train", SMOKE, "--workdir", "w", "--out", "o"])
+  with pytest.raises(SystemExit) as e:  # argparse's own error, with the guess
+    cli.main(["train", LONG, "--preset", "quik"])
+  assert e.value.code == 2
+  assert "got 'quik' (did you mean 'quick'?)" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    cli.main(["--version"])
+  assert e.value.code == 0
+  assert re.fullmatch(r"lstmx \d+\.\d+\.\d+\S* \(jax \S+\)\n", capsys.readouterr().out)
+
+
+def test_lstmx_train_prints_validations_then_a_table_of_final_metrics(tmp_path, capsys):
+  assert cli.main(["train", SMOKE, "--workdir", str(tmp_path), "--set", "train.steps=4",
+                   "--set", "train.eval_every=2", "--set", "train.log_every=2"]) == 0
+  out = capsys.readouterr().out.splitlines()
+  assert [line.split(" loss=")[0].split(" accuracy=")[0] for line in out
+          if line.startswith("validation step")] == ["validation step 2/4",
+                                                     "validation step 4/4"]
+  end = out.index("completed after 4 steps (reached 4 steps)")
+  assert out[end + 1].split()[0] == "split" and "loss" in out[end + 1].split()
+  assert [line.split()[0] for line in out[end + 2:end + 5]] == ["train", "validation", "test"]
+  assert out[-1].startswith(f"run directory: {tmp_path}")
+  assert "examples" not in "\n".join(out)  # a count: in summary.json, not on screen
+  assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+
+
+def test_every_option_has_help_with_an_example():
+  ap = cli.parser()
+  subs = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+  own = {"train": ("--workdir", "--preset", "--out", "--set", "--force", "--coordinator",
+                   "--num-processes", "--process-id"),
+         "report": ("--out",), "info": ("--json",)}
+  for name, options in own.items():
+    for action in subs.choices[name]._actions:
+      if set(action.option_strings) & set(options) or (not action.option_strings
+                                                       and action.dest != "help"):
+        assert action.help and "e.g." in action.help, (name, action.dest)
 
 
 def test_bench_runs_benchmarks_bench_or_says_how(tmp_path, capsys, monkeypatch):
@@ -157,19 +209,39 @@ def test_bench_runs_benchmarks_bench_or_says_how(tmp_path, capsys, monkeypatch):
   assert "python benchmarks/bench.py" in capsys.readouterr().err
 
 
+TWO_TRIALS = """
+import sys
+sys.path.insert(0, {experiments!r})
+import smoke
+from lstmx.config import override
+from lstmx.lab import Preset
+NAME = "two_trials"
+def presets():
+  base = override(smoke.base(), ["train.steps=4", "train.eval_every=4", "train.log_every=2",
+                                 "train.checkpoint_every=4", "train.eval_batches=1",
+                                 "train.batch_size=4", "model.hidden_size=4"])
+  return {{"tiny": Preset(base, [{{"optimizer.lr": 1e-2}}, {{"optimizer.lr": 1e-3}}])}}
+"""
+
+
 def test_lstmx_train_runs_an_experiment_files_sweep(tmp_path):
+  """The command line of a sweep, in a process of its own, with its default workers (the
+  experiments' tiny presets run end to end in tests/test_experiment.py)."""
   out = tmp_path / "out"
+  script = tmp_path / "two_trials.py"
+  script.write_text(TWO_TRIALS.format(experiments=os.path.join(ROOT, "experiments")))
   env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=ROOT)
-  cmd = [sys.executable, "-m", "lstmx", "train", LONG, "--preset", "tiny", "--out", str(out)]
+  cmd = [sys.executable, "-m", "lstmx", "train", str(script), "--preset", "tiny", "--out",
+         str(out)]
   done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "results:" in done.stdout and "report:" in done.stdout
   results = pd.read_csv(out / "results.csv")
-  tiny = load(LONG).presets()["tiny"]
-  assert len(results) == len(tiny.sweep) and (results["status"] != "failed").all()
+  assert len(results) == 2 and (results["status"] == "completed").all()
   meta = json.loads((out / "experiment.json").read_text())
-  assert meta["name"] == "long_dependency" and meta["preset"] == "tiny"
-  assert meta["experiment"] == os.path.abspath(LONG)
+  assert meta["name"] == "two_trials" and meta["preset"] == "tiny"
+  assert meta["experiment"] == str(script)
+  assert meta["sweep"]["cores_per_trial"] == 1 and meta["sweep"]["workers"] == "auto"
   assert (out / "report.md").exists()
 
 
@@ -193,7 +265,6 @@ def test_an_output_directory_that_cannot_be_written_is_one_line(tmp_path, capsys
   blocked = tmp_path / "a_file"
   blocked.write_text("")
   spec = SMOKE if args[0] == "--workdir" else LONG
-  with pytest.raises(SystemExit) as e:
-    cli.main(["train", spec] + [a.format(blocked=blocked) for a in args])
-  message = str(e.value)
+  argv = ["train", spec] + [a.format(blocked=blocked) for a in args]
+  message = cli_error(capsys, argv, code=1)  # a failed run (or sweep): exit 1
   assert message.startswith("lstmx: ") and "cannot write" in message and "\n" not in message

@@ -127,34 +127,35 @@ def test_at_best_after_early_stopping_is_the_final_and_none_without_evaluation(t
 
 
 def test_tensorboard_event_files_hold_the_logged_rows_and_hparams(tmp_path):
-  """Every metrics.jsonl row is a scalar at its step; a resumed run's new file starts
-  with a purge marker after its checkpoint; hparams hold the config and final metrics."""
-  from lstmx.train.tensorboard import read_events, read_scalars
+  """Every metrics.jsonl row is a scalar at its step (counts are not); a resumed run's
+  new file starts with a purge marker after its checkpoint; hparams, in the same run,
+  hold the config and the final metrics, the extended run's replacing the first's."""
+  from lstmx.train.tensorboard import COUNTS, read_events, read_scalars
   cfg = _cfg("train.steps=40", "train.checkpoint_every=10")
   train_and_evaluate(override(cfg, ["train.steps=20"]), str(tmp_path))  # stops at 20
   summary = train_and_evaluate(cfg, str(tmp_path), force=True)  # extended to 40
   logdir = tmp_path / "tensorboard"
+  assert sorted(p.name for p in logdir.iterdir() if p.is_dir()) == []  # no sub-runs
   files = sorted(p for p in os.listdir(logdir) if p.startswith("events.out.tfevents"))
   assert len(files) == 2
-  purges = [e.step for f in files for e in read_events(str(logdir / f))
-            if e.HasField("session_log")]
-  assert purges == [1, 21]
+  events = [e for f in files for e in read_events(str(logdir / f))]
+  assert [e.step for e in events if e.HasField("session_log")] == [1, 21]
   scalars = read_scalars(str(logdir))
   rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   for row in rows:
     for name, value in row.items():
-      if name not in ("step", "split", "wall_time"):
+      if name not in ("step", "split", "wall_time", *COUNTS):
         assert (row["step"], pytest.approx(value, rel=1e-6)) in scalars[f"{row['split']}/{name}"]
+  assert "validation/examples" not in scalars and "examples" in rows[-1]
   assert [s for s, _ in scalars["train/loss"]] == [10, 20, 30, 40]
   assert [s for s, _ in scalars["validation/loss"]] == [20, 40]
-  hp = read_scalars(str(logdir / "hparams"))
-  assert hp["final/validation/loss"] == [(40, pytest.approx(
-      summary["final"]["validation"]["loss"], rel=1e-6))]
-  assert "at_best/test/loss" in hp
-  config = [v.metadata.plugin_data.content for f in os.listdir(logdir / "hparams")
-            for e in read_events(str(logdir / "hparams" / f)) for v in e.summary.value
-            if v.metadata.plugin_data.plugin_name == "hparams"]
-  assert any(b"train.steps" in c and b"model.hidden_size" in c for c in config)
+  assert scalars["final/validation/loss"] == [(40, pytest.approx(
+      summary["final"]["validation"]["loss"], rel=1e-6))]  # the first session's is gone
+  assert "at_best/test/loss" in scalars and "final/validation/examples" not in scalars
+  hparams = [v.metadata.plugin_data.content for e in events for v in e.summary.value
+             if v.metadata.plugin_data.plugin_name == "hparams"]
+  assert len(hparams) == 3  # experiment, session start and end: the second session's only
+  assert any(b"train.steps" in c and b"model.hidden_size" in c for c in hparams)
 
 
 def test_an_error_mid_run_leaves_finished_checkpoints_and_the_rerun_resumes(tmp_path,

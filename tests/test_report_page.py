@@ -12,6 +12,8 @@ import pytest
 from lstmx.lab import cli, overview, runner
 from lstmx.lab.experiment import Experiment, load
 
+from helpers import cli_error
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Two small experiments over the smoke config (2 steps a trial): the first names its
@@ -128,13 +130,12 @@ def test_bad_directories_name_the_argument(runs, tmp_path, capsys):
   for bad, why in ((tmp_path / "empty", "has no experiment.json or results.csv"),
                    (tmp_path / "missing", "is not a directory"),
                    (tmp_path / "file.txt", "is not a directory")):
-    with pytest.raises(SystemExit) as e:
-      cli.main(["report", plain, str(bad)])
-    assert str(e.value).startswith("lstmx report: DIR: expected an experiment's output "
-                                   "directory"), e.value
-    assert repr(str(bad)) in str(e.value) and why in str(e.value)
-  with pytest.raises(SystemExit, match="DIR: expected an experiment's output directory"):
-    cli.main(["report", str(tmp_path / "empty")])  # the one-directory report too
+    error = cli_error(capsys, ["report", plain, str(bad)])
+    assert error.startswith("lstmx report: DIR: expected an experiment's output "
+                            "directory"), error
+    assert repr(str(bad)) in error and why in error
+  assert "DIR: expected an experiment's output directory" in cli_error(
+      capsys, ["report", str(tmp_path / "empty")])  # the one-directory report too
   (tmp_path / "empty" / "experiment.json").write_text("{not json")
   (tmp_path / "empty" / "results.csv").write_text("trial\n")
   with pytest.raises(ValueError, match="DIR: expected .* unreadable JSON"):

@@ -161,14 +161,14 @@ def test_force_with_fewer_steps_retrains(tmp_path):
 def test_sweep_rerun_with_other_sets_is_refused_or_retrained(tmp_path):
   """Before: the old results were reused while experiment.json recorded the new --set."""
   exp, out = _experiment(), str(tmp_path)
-  first = runner.run(exp, "tiny", out, progress=False, make_report=False)
+  first = runner.run(exp, "tiny", out, progress=False, report=False)
   meta = read_json(os.path.join(out, "experiment.json"))
   with pytest.raises(ValueError, match=r"optimizer\.lr") as e:
-    runner.run(exp, "tiny", out, ["optimizer.lr=0.5"], progress=False, make_report=False)
+    runner.run(exp, "tiny", out, ["optimizer.lr=0.5"], progress=False, report=False)
   assert "base differs at ['optimizer.lr']" in str(e.value)
   assert read_json(os.path.join(out, "experiment.json")) == meta  # untouched
   forced = runner.run(exp, "tiny", out, ["optimizer.lr=0.5"], progress=False,
-                      make_report=False, force=True)
+                      report=False, force=True)
   assert read_json(os.path.join(out, "experiment.json"))["sets"] == ["optimizer.lr=0.5"]
   assert list(forced["trial"]) == list(first["trial"])
   assert (forced["final.validation.loss"] != first["final.validation.loss"]).all()

@@ -166,9 +166,9 @@ def test_only_trials_that_differ_in_values_group():
 
 def test_a_sweep_with_trials_per_device_gives_the_rows_of_one_at_a_time(tmp_path):
   exp = load(_write(tmp_path, steps=10))
-  one = runner.run(exp, "tiny", str(tmp_path / "one"), progress=False, make_report=False,
+  one = runner.run(exp, "tiny", str(tmp_path / "one"), progress=False, report=False,
                    workers=1)
-  two = runner.run(exp, "tiny", str(tmp_path / "two"), progress=False, make_report=False,
+  two = runner.run(exp, "tiny", str(tmp_path / "two"), progress=False, report=False,
                    workers=1, trials_per_device=2)
   assert list(one.columns) == list(two.columns) and list(one["trial"]) == list(two["trial"])
   assert (two["status"] == "completed").all()
@@ -186,11 +186,12 @@ def test_a_sweep_with_trials_per_device_gives_the_rows_of_one_at_a_time(tmp_path
     (["--trials-per-device", "2", "--ray"],
      "--trials-per-device: expected 1 with --ray (a Ray task trains one trial); got 2"),
 ])
-def test_bad_trials_per_device_is_one_line_naming_the_option(tmp_path, args, message):
+def test_bad_trials_per_device_is_one_line_naming_the_option(tmp_path, capsys, args, message):
   script = _write(tmp_path)
   with pytest.raises(SystemExit) as e:
     command.main(load(script), ["--preset", "tiny", "--out", str(tmp_path / "o")] + args)
-  assert message in str(e.value)
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and message in err and err.count("\n") == 1, err
   with pytest.raises(ValueError, match=r"trials_per_device: expected a positive integer"):
     runner.run(load(script), "tiny", str(tmp_path / "p"), trials_per_device=0)
 

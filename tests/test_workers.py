@@ -24,6 +24,8 @@ from lstmx.lab.experiment import Experiment, Preset, load
 from lstmx.lab.pool import SerialPool
 from lstmx.lab.progress import SweepProgress, duration
 
+from helpers import cli_error
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 EXPERIMENT = textwrap.dedent('''
@@ -64,22 +66,24 @@ def _env():
 
 def test_workers_give_the_same_results_as_one_process(tmp_path):
   exp = load(_write(tmp_path))
-  serial = runner.run(exp, "tiny", str(tmp_path / "one"), progress=False, make_report=False,
+  serial = runner.run(exp, "tiny", str(tmp_path / "one"), progress=False, report=False,
                       workers=1)
-  parallel = runner.run(exp, "tiny", str(tmp_path / "two"), progress=False, make_report=False,
+  parallel = runner.run(exp, "tiny", str(tmp_path / "two"), progress=False, report=False,
                         workers=2)
   assert len(serial) == 4 and (serial["status"] == "completed").all()
   assert list(serial["trial"]) == list(parallel["trial"])  # the sweep's order
   assert sorted(serial["train.seed"]) == [0, 0, 1, 1]
-  # The same configs and seeds; the metrics agree to float32 rounding (bit for bit where
-  # a worker owns as many threads as this process: XLA's matmuls block sums by threads).
+  # The same configs and seeds, and the same bits: every trial ran in a worker pinned to
+  # one core (cores_per_trial=1), the one-worker sweep's included.
   pd.testing.assert_frame_equal(serial[["trial", "status", "steps"] + METRICS],
                                 parallel[["trial", "status", "steps"] + METRICS],
-                                check_exact=False, rtol=1e-5)
+                                check_exact=True)
   assert sorted(os.listdir(tmp_path / "one" / "trials")) == sorted(
       os.listdir(tmp_path / "two" / "trials"))
   meta = json.loads((tmp_path / "two" / "experiment.json").read_text())
   assert meta["seeds"] == 2 and len(meta["trials"]) == 4
+  assert meta["sweep"]["cores_per_trial"] == 1 and meta["sweep"]["workers"] == 2
+  assert meta["sweep"]["jaxlib"] and "processor" in meta["sweep"]
 
 
 def test_local_pool_fails_the_trial_of_a_worker_that_dies(tmp_path):
@@ -114,19 +118,22 @@ def test_local_pool_fails_the_trial_of_a_worker_that_dies(tmp_path):
 
 # --- threads and cores --------------------------------------------------------------------
 
-def test_cpu_slots_split_the_cores_and_keep_the_users_xla_flags():
-  slots = local_pool.cpu_slots(2, cores=[0, 1, 2, 3], xla_flags="--xla_dump_to=/x")
+def test_cpu_slots_pin_each_worker_to_its_cores_and_keep_the_users_xla_flags():
+  slots = local_pool.cpu_slots(2, 2, cores=[0, 1, 2, 3], xla_flags="--xla_dump_to=/x")
   assert [s.cores for s in slots] == [(0, 1), (2, 3)]
   assert slots[0].env["OMP_NUM_THREADS"] == "2" and "XLA_FLAGS" not in slots[0].env
-  one = local_pool.cpu_slots(4, cores=[0, 1, 2, 3], xla_flags="--xla_dump_to=/x")
+  one = local_pool.cpu_slots(4, 1, cores=[0, 1, 2, 3], xla_flags="--xla_dump_to=/x")
   assert [s.cores for s in one] == [(0,), (1,), (2,), (3,)]
   assert one[3].env["XLA_FLAGS"] == "--xla_dump_to=/x --xla_cpu_multi_thread_eigen=false"
   assert one[0].env["OPENBLAS_NUM_THREADS"] == one[0].env["MKL_NUM_THREADS"] == "1"
-  over = local_pool.cpu_slots(3, cores=[5, 7], xla_flags="")
+  over = local_pool.cpu_slots(3, 1, cores=[5, 7], xla_flags="")  # more workers: shared
   assert [s.cores for s in over] == [(5,), (7,), (5,)]
   assert over[0].env["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"
-  three = local_pool.cpu_slots(2, cores=[0, 1, 2])  # cores // workers each
-  assert [s.cores for s in three] == [(0,), (1,)]
+  assert [s.cores for s in local_pool.cpu_slots(1, 1, cores=[0, 1])] == [(0,)]  # serial too
+  assert [s.cores for s in local_pool.cpu_slots(2, 2, cores=[0, 1, 2])] == [(0, 1), (2, 0)]
+  assert [s.cores for s in local_pool.cpu_slots(1, 1, cores=[0, 1], first=1)] == [(1,)]
+  with pytest.raises(ValueError, match=r"cores_per_trial: expected at most 2 .*got 3"):
+    local_pool.cpu_slots(1, 3, cores=[0, 1])
 
 
 def test_gpu_slots_and_worker_count():
@@ -139,6 +146,8 @@ def test_gpu_slots_and_worker_count():
   assert local_pool.worker_count("auto", 10, cores=16, gpus=2) == 2  # one per GPU
   assert local_pool.worker_count(8, 5, cores=2, gpus=0) == 5
   assert local_pool.worker_count(2, 0) == 1
+  assert local_pool.worker_count("auto", 10, 2, cores=4, gpus=0) == 2  # 2 cores per trial
+  assert local_pool.worker_count("auto", 10, 4, cores=2, gpus=0) == 1
 
 
 def test_gpu_devices_follow_cuda_visible_devices(monkeypatch):
@@ -194,9 +203,9 @@ def test_seeds_cross_the_sweep_and_override_the_preset(tmp_path):
   assert trials[1][0] == sweep.trial_id({"optimizer.lr": 0.01, "train.seed": 8})
   assert len({t for t, _ in trials}) == 6
   exp = Experiment(name="seeds", presets=lambda: {"tiny": preset})
-  results = runner.run(exp, "tiny", str(tmp_path / "a"), progress=False, make_report=False)
+  results = runner.run(exp, "tiny", str(tmp_path / "a"), progress=False, report=False)
   assert list(results["train.seed"]) == [7, 8, 7, 8]  # the preset's 2 seeds
-  more = runner.run(exp, "tiny", str(tmp_path / "a"), progress=False, make_report=False,
+  more = runner.run(exp, "tiny", str(tmp_path / "a"), progress=False, report=False,
                     seeds=3)
   assert list(more["train.seed"]) == [7, 8, 9, 7, 8, 9]
   assert set(results["trial"]) < set(more["trial"])  # the first two seeds kept their ids
@@ -233,19 +242,19 @@ def test_seeds_start_seed_by_seed_and_share_the_sweeps_compiled_programs(tmp_pat
 
   out = str(tmp_path / "a")
   cache = os.path.join(out, ".cache", "jax")
-  runner.run(exp, "tiny", out, progress=False, make_report=False, pool=Spy(exp))
+  runner.run(exp, "tiny", out, progress=False, report=False, pool=Spy(exp))
   programs = lambda: {f.split("-")[0] for f in os.listdir(cache)}  # noqa: E731
   first = set(os.listdir(cache))
   assert {"jit_call", "jit_eval_step"} <= programs()  # the training chunk, the evaluation
   order.clear()
-  runner.run(exp, "tiny", out, progress=False, make_report=False, pool=Spy(exp), seeds=3)
+  runner.run(exp, "tiny", out, progress=False, report=False, pool=Spy(exp), seeds=3)
   assert [(lr, seed) for lr, seed, _ in order] == [(0.01, 1), (0.001, 1), (0.01, 2),
                                                    (0.001, 2)]
   assert {c for _, _, c in order} == {cache}
   assert set(os.listdir(cache)) == first  # the new seeds compiled nothing new
   assert jax.config.jax_compilation_cache_dir is None
   order.clear()
-  runner.run(exp, "tiny", str(tmp_path / "b"), progress=False, make_report=False,
+  runner.run(exp, "tiny", str(tmp_path / "b"), progress=False, report=False,
              pool=Spy(exp), compile_cache=False)
   assert {c for _, _, c in order} == {None} and not os.path.exists(tmp_path / "b" / ".cache")
 
@@ -411,7 +420,7 @@ def test_second_runner_command_line_is_one_line(tmp_path):
                           env=_env(), capture_output=True, text=True)
   finally:
     os.close(fd)
-  assert done.returncode == 1
+  assert done.returncode == 1  # a conflict, not a usage error
   assert done.stderr.strip().splitlines() == [
       f"tinyw: --out {str(out)!r}: another runner (pid 777) is running a sweep there; expected "
       "one runner per output directory: wait for it to finish, or use another --out"]
@@ -428,16 +437,19 @@ def test_second_runner_command_line_is_one_line(tmp_path):
     (["--seeds", "-3"], "--seeds: expected a positive integer; got '-3'"),
     (["--cpus-per-trial", "2"], "--cpus-per-trial: expected only with --ray"),
     (["--ray", "--workers", "2"], "--workers and --ray: expected one of them"),
+    (["--cores-per-trial", "0"], "--cores-per-trial: expected a positive integer or 'all'; "
+                                 "got '0'"),
+    (["--cores-per-trial", "3"], "--cores-per-trial: expected at most 2 "),
+    (["--trials-per-device", "2", "--ray"], "--trials-per-device: expected 1 with --ray"),
 ])
-def test_bad_sweep_options_are_one_line_naming_the_option(tmp_path, args, message):
+def test_bad_sweep_options_are_one_line_naming_the_option(tmp_path, capsys, args, message):
   script = _write(tmp_path)
   out = tmp_path / "out"
-  with pytest.raises(SystemExit) as e:
-    cli.main(["train", script, "--preset", "tiny", "--out", str(out)] + args)
-  assert str(e.value).startswith(f"lstmx: {message}") and "\n" not in str(e.value)
+  error = cli_error(capsys, ["train", script, "--preset", "tiny", "--out", str(out)] + args)
+  assert error.startswith(f"lstmx: {message}"), error
   with pytest.raises(SystemExit) as e:  # an experiment file's own command line
     command.main(load(script), ["--preset", "tiny", "--out", str(out)] + args)
-  assert str(e.value).startswith(f"tinyw: {message}")
+  assert e.value.code == 2 and capsys.readouterr().err.startswith(f"tinyw: {message}")
   assert not out.exists()  # nothing written
 
 
@@ -454,10 +466,10 @@ def test_bad_workers_and_seeds_in_run(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
-def test_options_of_one_config_are_refused(tmp_path):
-  with pytest.raises(SystemExit, match=r"--workers, --seeds: expected only with --preset"):
-    cli.main(["train", os.path.join(ROOT, "experiments", "smoke.py"), "--workdir",
-              str(tmp_path / "w"), "--workers", "2", "--seeds", "2"])
+def test_options_of_one_config_are_refused(tmp_path, capsys):
+  assert "--workers, --seeds: expected only with --preset" in cli_error(
+      capsys, ["train", os.path.join(ROOT, "experiments", "smoke.py"), "--workdir",
+               str(tmp_path / "w"), "--workers", "2", "--seeds", "2"])
 
 
 def test_an_output_directory_of_another_experiment_is_refused(tmp_path):
@@ -469,7 +481,7 @@ def test_an_output_directory_of_another_experiment_is_refused(tmp_path):
                                  "train.batch_size=4", "model.hidden_size=4"])
   presets = lambda: {"tiny": Preset(base, [{}]), "quick": Preset(base, [{}])}  # noqa: E731
   runner.run(Experiment(name="first", presets=presets), "tiny", str(tmp_path), progress=False,
-             make_report=False)
+             report=False)
   before = {p: open(p, "rb").read() for p in glob.glob(str(tmp_path / "**"), recursive=True)
             if os.path.isfile(p)}
   with pytest.raises(ValueError, match=r"--out '.*' holds the trials of experiment 'first' "
@@ -484,7 +496,7 @@ def test_an_output_directory_of_another_experiment_is_refused(tmp_path):
   assert before == after
 
 
-def test_ray_errors_are_one_line(tmp_path, monkeypatch):
+def test_ray_errors_are_one_line(tmp_path, monkeypatch, capsys):
   import types
   fake = types.ModuleType("lstmx.lab.ray_pool")
 
@@ -495,35 +507,45 @@ def test_ray_errors_are_one_line(tmp_path, monkeypatch):
   fake.RayPool = RayPool
   monkeypatch.setitem(sys.modules, "lstmx.lab.ray_pool", fake)
   script = _write(tmp_path)
-  with pytest.raises(SystemExit, match=r"^lstmx: --ray: cannot reach a Ray cluster at "
-                                       r"'10.0.0.1:6379'$"):
+  with pytest.raises(SystemExit) as e:
     cli.main(["train", script, "--preset", "tiny", "--out", str(tmp_path / "o"), "--ray",
               "10.0.0.1:6379"])
+  assert e.value.code == 2 and capsys.readouterr().err == (
+      "lstmx: --ray: cannot reach a Ray cluster at '10.0.0.1:6379'\n")
 
 
 def test_make_pool(tmp_path, monkeypatch):
-  inline = Experiment(name="inline")
-  assert isinstance(runner.make_pool(inline, "auto", 5), SerialPool)
-  assert isinstance(runner.make_pool(inline, 1, 5), SerialPool)
-  seen = []
-  monkeypatch.setattr(runner, "warn", seen.append)
-  assert isinstance(runner.make_pool(inline, 2, 5), SerialPool) and "no file" in seen[0]
-  exp = load(_write(tmp_path))
-  assert isinstance(runner.make_pool(exp, 3, 1), SerialPool)  # one pending trial
-  pool = runner.make_pool(exp, 2, 5)
-  assert isinstance(pool, local_pool.LocalPool) and pool.workers == 2
-  pool.close()
-  # A timed experiment: auto is one worker on a CPU host, an explicit count is kept.
+  """Every CPU trial runs in a worker pinned to its cores, the one-worker sweep's too; this
+  process only where it has exactly a worker's cores, or the experiment has no file."""
   monkeypatch.setattr(local_pool, "gpu_devices", lambda: [])
   monkeypatch.setattr(local_pool, "cpu_cores", lambda: [0, 1])
+  opts = runner.SweepOptions
+  inline = Experiment(name="inline")
+  seen = []
+  monkeypatch.setattr(runner, "warn", seen.append)
+  assert isinstance(runner.make_pool(inline, opts(workers="auto"), 5), SerialPool)
+  assert "no file" in seen[0] and "on its 2 cores" in seen[0]
+  exp = load(_write(tmp_path))
+
+  def cores(pool):
+    assert isinstance(pool, local_pool.LocalPool)
+    pool.close()
+    return [s.cores for s in pool.slots]
+
+  assert cores(runner.make_pool(exp, opts(workers=1), 5)) in ([(0,)], [(1,)])  # serial too
+  assert len(cores(runner.make_pool(exp, opts(workers=3), 1))) == 1  # one pending trial
+  assert cores(runner.make_pool(exp, opts(workers="auto"), 5)) == [(0,), (1,)]
+  assert cores(runner.make_pool(exp, opts(workers=2), 5)) == [(0,), (1,)]
+  assert isinstance(runner.make_pool(exp, opts(cores_per_trial="all"), 5), SerialPool)
+  assert isinstance(runner.make_pool(exp, opts(workers="auto", cores_per_trial=2), 5),
+                    SerialPool)  # one worker with every core: this process computes the same
+  with pytest.raises(ValueError, match=r"cores_per_trial: expected at most 2 .*got 4"):
+    runner.make_pool(exp, opts(cores_per_trial=4), 5)
+  # A timed experiment: every core, auto is one trial at a time, an explicit count is kept.
   timed = dataclasses.replace(exp, timed=True)
-  assert isinstance(runner.make_pool(timed, "auto", 5), SerialPool)
-  pool = runner.make_pool(exp, "auto", 5)
-  assert isinstance(pool, local_pool.LocalPool) and pool.workers == 2
-  pool.close()
-  pool = runner.make_pool(timed, 2, 5)
-  assert isinstance(pool, local_pool.LocalPool) and pool.workers == 2
-  pool.close()
+  assert isinstance(runner.make_pool(timed, opts(workers="auto"), 5), SerialPool)
+  assert cores(runner.make_pool(timed, opts(workers=2), 5)) == [(0, 1), (0, 1)]
+  assert len(cores(runner.make_pool(timed, opts(workers="auto", cores_per_trial=1), 5))) == 1
   import types
   module = types.ModuleType("m")
   module.presets, module.TIMED = dict, True
@@ -531,9 +553,11 @@ def test_make_pool(tmp_path, monkeypatch):
   fake = types.ModuleType("lstmx.lab.ray_pool")
   fake.RayPool = lambda **kw: kw
   monkeypatch.setitem(sys.modules, "lstmx.lab.ray_pool", fake)
-  assert runner.make_pool(exp, 1, 5, ray=True, cpus_per_trial=2) == {
+  assert runner.make_pool(exp, opts(ray=True, cpus_per_trial=2), 5) == {
       "address": None, "cpus_per_trial": 2}
-  assert runner.make_pool(exp, 1, 5, ray="h:1") == {"address": "h:1"}
+  assert runner.make_pool(exp, opts(ray="h:1"), 5) == {"address": "h:1"}
+  assert runner.make_pool(exp, opts(ray="h:1", cores_per_trial=4), 5) == {
+      "address": "h:1", "cpus_per_trial": 4}
 
 
 def test_a_rows_columns_do_not_depend_on_where_its_summary_came_from():
@@ -541,3 +565,68 @@ def test_a_rows_columns_do_not_depend_on_where_its_summary_came_from():
            "best": {"value": 1.0, "metric": "loss"}, "analysis": {"z": 1, "a": 2}}
   on_disk = json.loads(json.dumps(fresh, sort_keys=True))
   assert list(runner.result_row("t", {}, fresh)) == list(runner.result_row("t", {}, on_disk))
+
+
+# --- loud failures -------------------------------------------------------------------------
+
+def _failing(tmp_path, name="loud"):
+  """An experiment file whose second configuration fails in training (an unknown task
+  parameter), beside one that trains."""
+  path = tmp_path / f"{name}.py"
+  path.write_text(open(_write(tmp_path, name=f"{name}_base", steps=4)).read().replace(
+      'sweep = [{"optimizer.lr": lr} for lr in (1e-2, 3e-3)]',
+      'sweep = [{"optimizer.lr": 1e-2}, {"task.params.bogus": 1}]').replace(
+      f"NAME = '{name}_base'", f"NAME = '{name}'"))
+  return str(path)
+
+
+def test_a_failed_trial_is_printed_as_it_happens_and_the_sweep_exits_1(tmp_path, capsys):
+  script = _failing(tmp_path)
+  args = ["--preset", "quick", "--out", str(tmp_path / "o"), "--cores-per-trial", "all"]
+  with pytest.raises(SystemExit) as e:
+    command.main(load(script), args)
+  err = capsys.readouterr().err
+  assert e.value.code == 1
+  failed = [line for line in err.splitlines() if "failed: " in line and "trial " in line]
+  assert len(failed) == 1 and "unknown parameter(s) ['bogus']" in failed[0]
+  assert "failure.json" in failed[0]
+  assert err.strip().splitlines()[-1].startswith("loud: 1 of 2 trials failed")
+  results = pd.read_csv(tmp_path / "o" / "results.csv")  # the results are written first
+  assert sorted(results["status"]) == ["completed", "failed"]
+  command.main(load(script), args + ["--allow-failures"])  # exits 0: no SystemExit
+  assert "1 of 2 trials failed" not in capsys.readouterr().err
+
+
+NEEDS_DATA = textwrap.dedent('''
+    """Classifies the digits (the [data] extra's scikit-learn)."""
+    from lstmx.config import Config, TaskConfig, TrainConfig
+    from lstmx.lab import Preset
+    NAME = "needsdata"
+    def presets():
+      base = Config(task=TaskConfig(name="classify", params={"dataset": "digits"}),
+                    train=TrainConfig(steps=2))
+      return {"quick": Preset(base, [{"optimizer.lr": 1e-2}, {"optimizer.lr": 1e-3}])}
+    ''')
+
+
+def test_a_missing_package_stops_the_sweep_before_any_trial(tmp_path, capsys, monkeypatch):
+  from lstmx.data import registry
+  from lstmx.data.dataset import MissingDependencyError
+
+  def missing(*args, **kwargs):
+    raise MissingDependencyError("dataset 'digits' needs the optional package "
+                                 "'scikit-learn==1.9.1', which is not installed; install it "
+                                 "with `pip install -e '.[data]'`")
+
+  entries = registry.DATASETS._entries  # noqa: SLF001
+  monkeypatch.setitem(entries, "digits", dataclasses.replace(entries["digits"], loader=missing))
+  script = tmp_path / "needsdata.py"
+  script.write_text(NEEDS_DATA)
+  out = tmp_path / "o"
+  with pytest.raises(SystemExit) as e:
+    command.main(load(str(script)), ["--out", str(out), "--cores-per-trial", "all"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert e.value.code == 1 and len(err) == 1, err
+  assert err[0].startswith("needsdata: task 'classify' (needsdata/")
+  assert "pip install -e '.[data]'" in err[0] and "no trial was started" in err[0]
+  assert not (out / "trials").exists()

@@ -2,13 +2,19 @@
 
 * `lstmx.lab.experiment`: the experiment protocol (`Experiment`, `Preset`, `load`);
 * `lstmx.lab.sweep`: sweeps as data (`product`, `zip_`, `chain`, `seeds`, `apply`);
-* `lstmx.lab.runner`: the sweep runner (`run`); `lstmx.lab.command`: its command line
-  (`main`: an experiment file's; the sweep options);
+* `lstmx.lab.options`: how a sweep runs (`SweepOptions`: workers, cores per trial,
+  seeds, Ray, ...), checked once; `lstmx.lab.runner`: the sweep runner (`run`);
+  `lstmx.lab.command`: its command line (`main`: an experiment file's);
 * `lstmx.lab.pool`, `trial`, `local_pool`, `ray_pool`: where trials run (`TrialSpec`,
   `execute`; in this process, in worker processes, as Ray tasks); `lock`, `progress`:
   one runner per output directory, the sweep's progress line;
 * `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
   mean, std, 95 % Student t interval) and seed counts for findings;
+* `lstmx.lab.stats`, `across_tasks`: statistics that fit each quantity, as records
+  (exact rate intervals, Fisher contrasts, bounded bootstrap intervals, censored
+  medians, sign tests, ratios; IQM and probability of improvement across tasks);
+  `lstmx.lab.findings`: findings and controls as records, ``render`` (their English),
+  ``withhold``, ``pick``, ``to_json``;
 * `lstmx.lab.report`: ``report.md``, ``report.json``, ``summary.csv`` and figures from
   a results table; `lstmx.lab.overview`: the cross-experiment page "Where LSTMs stop
   working" from several output directories;
@@ -20,6 +26,7 @@ An experiment file needs only ``from lstmx.lab import Preset, main``.
 
 from lstmx.lab.experiment import PRESETS, Experiment, Preset, load
 from lstmx.lab.command import main
+from lstmx.lab.options import SweepOptions
 from lstmx.lab.runner import run
 
-__all__ = ["Experiment", "PRESETS", "Preset", "load", "main", "run"]
+__all__ = ["Experiment", "PRESETS", "Preset", "SweepOptions", "load", "main", "run"]

@@ -1,6 +1,13 @@
 """A sweep's command line: the options of ``python experiments/NAME.py`` and ``lstmx
-train FILE --preset`` (`add_sweep_options`, `sweep_options`), `run_and_print` and `main`
-(an experiment file's command line) around `lstmx.lab.runner.run`."""
+train FILE --preset`` (`add_sweep_options`, read back as one `SweepOptions` by
+`sweep_options`), `run_and_print` and `main` (an experiment file's command line) around
+`lstmx.lab.runner.run`.
+
+Exit codes: 0 when every trial finished (completed, stopped early or diverged); 1 when a
+trial failed (each failure's first line was printed on stderr as it happened;
+``--allow-failures`` exits 0), a package or dataset is missing (before any trial ran), another
+runner holds the output directory or the output cannot be written; 2 for a usage error (a bad option or value).
+"""
 
 from __future__ import annotations
 
@@ -14,108 +21,89 @@ import pandas as pd
 
 from lstmx.lab import usage
 from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
-from lstmx.lab.runner import check_seeds, check_trials_per_device, check_workers, run
+from lstmx.lab.lock import Held
+from lstmx.lab.options import SweepOptions, add_arguments, as_flags
+from lstmx.lab.runner import MissingData, run
+from lstmx.lab.usage import FAILURE, fail, fail_run
 from lstmx.train.resources import OutOfResource
 
 __all__ = ["add_sweep_options", "main", "run_and_print", "sweep_options"]
 
-
-def add_sweep_options(ap: argparse.ArgumentParser) -> None:
-  """The options of a sweep's command line (an experiment file's and ``lstmx train
-  FILE --preset``): how many workers, seeds, trials per device, Ray."""
-  ap.add_argument("--workers", metavar="N|auto",
-                  help="trials run at once, each in its own process with its share of the "
-                  "cores (or one GPU); default auto: one per core (per GPU), at most one per "
-                  "pending trial; 1: one after another in this process")
-  ap.add_argument("--seeds", metavar="N",
-                  help="seeds per configuration (train.seed = base + 0..N-1); default: the "
-                  "preset's")
-  ap.add_argument("--trials-per-device", metavar="K",
-                  help="train up to K trials that differ only in seed, learning rate or "
-                  "initializer together, as one program vmapped over the trials (for a GPU "
-                  "or TPU that one small trial leaves idle; on a CPU it is slower); each "
-                  "keeps its own run directory; default 1: one trial at a time")
-  ap.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                  help="run the trials as Ray tasks: on the cluster at ADDRESS, or without "
-                  "one on a local Ray instance (needs the [ray] extra)")
-  ap.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
-                  help="compile every trial's programs afresh (default: the seeds of a "
-                  "configuration share them through OUT/.cache/jax; never with --ray)")
-  ap.add_argument("--cpus-per-trial", type=float, metavar="N", help="with --ray: CPUs per trial")
-  ap.add_argument("--gpus-per-trial", type=float, metavar="N", help="with --ray: GPUs per trial")
+add_sweep_options = add_arguments
 
 
-def sweep_options(args: argparse.Namespace) -> dict:
-  """`run_and_print`'s keyword arguments from `add_sweep_options`' options.
+def sweep_options(args: argparse.Namespace) -> SweepOptions:
+  """The `SweepOptions` of `add_sweep_options`' options (and ``--force``).
 
   Raises:
     ValueError: a bad value or combination, naming the option.
   """
-  if args.ray is not None and args.workers is not None:
-    raise ValueError(f"--workers and --ray: expected one of them; got --workers "
-                     f"{args.workers} and --ray")
-  per_device = (1 if args.trials_per_device is None
-                else check_trials_per_device(args.trials_per_device, "--trials-per-device"))
-  if args.ray is not None and per_device > 1:
-    raise ValueError(f"--trials-per-device: expected 1 with --ray (a Ray task trains one "
-                     f"trial); got {per_device}")
-  for name in ("cpus_per_trial", "gpus_per_trial"):
-    if getattr(args, name) is not None and args.ray is None:
-      raise ValueError(f"--{name.replace('_', '-')}: expected only with --ray")
-  return {"workers": check_workers("auto" if args.workers is None else args.workers,
-                                   "--workers"),
-          "seeds": None if args.seeds is None else check_seeds(args.seeds, "--seeds"),
-          "ray": args.ray, "compile_cache": args.compile_cache,
-          "trials_per_device": per_device,
-          "cpus_per_trial": args.cpus_per_trial,
-          "gpus_per_trial": args.gpus_per_trial}
+  return SweepOptions.from_args(args)
 
 
 def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
-                  out: str | None = None, sets: list[str] = (), *,
-                  force: bool = False, prog: str | None = None, workers: int | str = "auto",
-                  seeds: int | None = None, **pool_options) -> pd.DataFrame:
-  """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), trials on
-  `workers` (default auto), a bad setting or an output directory it cannot write as one
-  line (a SystemExit starting with `prog`, by default the experiment's name), and where
-  the results and report are."""
+                  out: str | None = None, sets: list[str] = (),
+                  options: SweepOptions | None = None, *,
+                  prog: str | None = None) -> pd.DataFrame:
+  """`run` for a command line: output in `out` (default ``runs/NAME/PRESET``), with
+  `options` (default: ``auto`` workers); prints where the results and report are.
+
+  Exits (SystemExit, one line on stderr starting with `prog`, by default the
+  experiment's name): 2 on a bad setting; 1 on a missing package or dataset, an output
+  directory it cannot write, or, after the results are written, any failed trial
+  (unless ``options.allow_failures``)."""
   exp = as_experiment(experiment)
+  prog = prog or exp.name
+  options = SweepOptions(workers="auto") if options is None else options
   out = out or os.path.join("runs", exp.name, preset)
   try:
-    workers = check_workers(workers, "--workers")
-    seeds = None if seeds is None else check_seeds(seeds, "--seeds")
-    results = run(exp, preset, out, list(sets), force=force, workers=workers, seeds=seeds,
-                  **pool_options)
+    results = run(exp, preset, out, list(sets), options)
   except OutOfResource as e:  # a full disk, no permission, no memory: the sweep stops
-    usage.fail_run(prog or exp.name, e)
+    fail_run(prog, e)
+  except (MissingData, Held) as e:  # not the command line's fault: exit 1
+    fail(prog, str(e), FAILURE)
   except ValueError as e:
-    raise SystemExit(f"{prog or exp.name}: {e}") from None
+    fail(prog, as_flags(str(e)))
   except OSError as e:  # e.g. a read-only output directory
-    raise SystemExit(f"{prog or exp.name}: --out: cannot write {e.filename!r}: "
-                     f"{e.strerror}") from None
+    fail(prog, f"--out: cannot write {e.filename!r}: {e.strerror}", FAILURE)
   counts = results["status"].value_counts().to_dict()
   print(f"{len(results)} trials: {json.dumps(counts)}")
   print(f"results: {os.path.abspath(os.path.join(out, 'results.csv'))}")
   print(f"report:  {os.path.abspath(os.path.join(out, 'report.md'))}")
   sys.stdout.flush()
+  failed = int(counts.get("failed", 0))
+  if failed and not options.allow_failures:
+    fail(prog, f"{failed} of {len(results)} trials failed (their errors above and in "
+         f"{os.path.join(out, 'results.csv')}); rerun to retry them, or pass "
+         "--allow-failures to exit 0", FAILURE)
   return results
+
+
+def parser(exp: Experiment) -> argparse.ArgumentParser:
+  """The command line of an experiment file."""
+  ap = argparse.ArgumentParser(
+      description=exp.description,
+      epilog=f"example: python {exp.path or 'experiments/NAME.py'} --preset tiny --workers 2")
+  ap.add_argument("--preset", default="quick", choices=PRESETS,
+                  help="which preset's sweep to run (default quick). Example: --preset tiny")
+  ap.add_argument("--out", help="output directory (default runs/NAME/PRESET); rerunning "
+                  "resumes there. Example: --out /tmp/ld")
+  ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                  help="override a dotted key of every trial's base config (repeatable). "
+                  "Example: --set train.steps=200 --set optimizer.lr=1e-3")
+  ap.add_argument("--force", action="store_true",
+                  help="retrain trials whose results came from different settings")
+  add_sweep_options(ap)
+  return ap
 
 
 def main(module: Experiment | types.ModuleType, argv: list[str] | None = None) -> None:
   """The command line of an experiment file: ``python experiments/NAME.py --preset ...``
   (the same as ``lstmx train experiments/NAME.py --preset ...``)."""
   exp = as_experiment(module)
-  ap = argparse.ArgumentParser(description=exp.description)
-  ap.add_argument("--preset", default="quick", choices=PRESETS)
-  ap.add_argument("--out", help="output directory (default runs/NAME/PRESET)")
-  ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                  help="override the base config of every trial")
-  ap.add_argument("--force", action="store_true",
-                  help="retrain trials whose results came from different settings")
-  add_sweep_options(ap)
-  args = ap.parse_args(argv)
+  args = parser(exp).parse_args(argv)
   try:
     options = sweep_options(args)
   except ValueError as e:
-    raise SystemExit(f"{exp.name}: {e}") from None
-  run_and_print(exp, args.preset, args.out, args.sets, force=args.force, **options)
+    fail(exp.name, str(e))
+  run_and_print(exp, args.preset, args.out, args.sets, options)

@@ -71,10 +71,27 @@ def auto_backends() -> dict[str, str]:
   return out
 
 
+def sweeps() -> dict:
+  """How a sweep's trials run here by default (`lstmx.lab.options`): ``workers`` (auto),
+  ``cores_per_trial`` (None on a GPU host: one GPU per worker) and this process's cores."""
+  from lstmx.lab import local_pool
+  from lstmx.lab.options import SweepOptions
+  from lstmx.lab.runner import cores_for
+  from lstmx.lab.experiment import Experiment
+  cores = local_pool.cpu_cores()
+  gpus = local_pool.gpu_devices()
+  options = SweepOptions(workers="auto")
+  per = None if gpus else cores_for(Experiment(name=""), options, len(cores))
+  return {"cores": len(cores), "gpus": len(gpus), "cores_per_trial": per,
+          "workers": local_pool.worker_count("auto", 10**6, per or 1, cores=len(cores),
+                                             gpus=len(gpus))}
+
+
 def environment() -> dict:
-  """``{"versions", "devices", "auto_backend", "executable"}``, see the functions above."""
+  """``{"versions", "devices", "auto_backend", "sweeps", "executable"}``, see the
+  functions above."""
   return {"versions": versions(), "devices": devices(), "auto_backend": auto_backends(),
-          "executable": sys.executable}
+          "sweeps": sweeps(), "executable": sys.executable}
 
 
 def format_text(env: dict) -> str:
@@ -90,5 +107,12 @@ def format_text(env: dict) -> str:
                             for name, v in env["versions"].items()]
   lines += ['backend="auto" picks:'] + [f"  {what:<28} {name}"
                                         for what, name in env["auto_backend"].items()]
+  sw = env.get("sweeps")
+  if sw:
+    per = ("one GPU per trial" if sw["cores_per_trial"] is None else
+           f"{sw['cores_per_trial']} core{'s' if sw['cores_per_trial'] != 1 else ''} per trial "
+           f"(of {sw['cores']}; --cores-per-trial)")
+    lines.append(f"sweeps:   {sw['workers']} worker{'s' if sw['workers'] != 1 else ''} at "
+                 f"--workers auto, {per}")
   lines.append(f"python:   {env['executable']}")
   return "\n".join(lines)

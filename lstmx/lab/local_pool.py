@@ -4,22 +4,27 @@ finishes the last.
 
 Workers are started with the ``spawn`` method (JAX is not fork-safe) and are
 persistent: each pays JAX's start-up once, then trains trial after trial through
-`lstmx.lab.pool.execute`. A worker's threads are set before it imports anything,
+`lstmx.lab.pool.execute`. A worker's cores are set before it imports anything,
 by the environment and CPU affinity it inherits (see `cpu_slots`):
 
-* its share of the cores sets its thread counts; it is pinned to them
-  (``os.sched_setaffinity``, which XLA's CPU thread pool and OpenBLAS size
-  themselves by) only with ``pin=True``: unpinned workers give bit-for-bit the
-  results of a one-worker run (`PIN_CPU`);
+* it is pinned to its slot's cores (``os.sched_setaffinity``): XLA's CPU client sizes
+  its thread pool, and splits its reductions, by the cores a process may use when it
+  starts, so a trial's numbers are those of its core count (`lstmx.lab.options`);
 * ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` = its cores;
 * with one core, ``XLA_FLAGS`` gets ``--xla_cpu_multi_thread_eigen=false`` (appended
-  to the user's flags). jaxlib 0.10 has no XLA flag for a thread count (TensorFlow's
-  ``intra_op_parallelism_threads`` is refused as an unknown flag), so only affinity
-  would bound it.
+  to the user's flags).
 
 Workers die with the runner, whenever it dies (``PR_SET_PDEATHSIG`` on Linux, and a
 watchdog thread that polls the parent's pid everywhere), so a rerun never finds an
-orphan of the last run still writing a trial.
+orphan of the last run still writing a trial. A worker that dies mid-trial fails that
+trial only and is replaced.
+
+Why not `concurrent.futures.ProcessPoolExecutor` (measured against its guarantees,
+Python 3.11): a worker that dies marks the whole executor broken
+(``BrokenProcessPool``), failing every queued trial, not one; its workers all share one
+``initializer``, so giving each its own cores takes a queue of slots claimed at start
+(and a replacement cannot reclaim the dead worker's); and its workers outlive a runner
+killed with SIGKILL (nothing sets ``PR_SET_PDEATHSIG``). This pool keeps those three.
 """
 
 from __future__ import annotations
@@ -51,23 +56,13 @@ class Slot:
   """What one worker owns.
 
   Attributes:
-    cores: its share of the cores (its thread counts are their number).
+    cores: the cores it is pinned to (its thread counts are their number); empty: not
+      pinned (a GPU worker).
     env: environment variables set for it (on top of the runner's).
-    pin: whether its CPU affinity is `cores` (see `PIN_CPU`).
   """
 
   cores: tuple[int, ...] = ()
   env: dict[str, str] = dataclasses.field(default_factory=dict)
-  pin: bool = True
-
-
-# CPU workers are not pinned to their cores by default: XLA:CPU splits its work by the
-# cores a process may use, so a pinned one-core worker sums matrix products in another
-# order than a one-worker run does, and a trial's results drift from the serial run's
-# (measured: six 600-step copy trials, final metrics up to a relative 2.7 apart); an
-# unpinned worker with the Eigen pool off computes bit for bit what the serial run
-# computes, at the same speed here (benchmarks/workers.py). Pass pin=True to pin.
-PIN_CPU = False
 
 
 def cpu_cores() -> list[int]:
@@ -100,14 +95,15 @@ def gpu_devices() -> list[str]:
       ln for ln in listing.stdout.splitlines() if ln.startswith("GPU "))]
 
 
-def worker_count(workers: int | str, pending: int, cores: int | None = None,
-                 gpus: int | None = None) -> int:
+def worker_count(workers: int | str, pending: int, cores_per_trial: int = 1,
+                 cores: int | None = None, gpus: int | None = None) -> int:
   """How many workers `workers` (a positive int or ``"auto"``) means for `pending`
-  trials: ``auto`` is one per GPU on a GPU host, else one per core; never more than
-  `pending` (at least 1)."""
+  trials: ``auto`` is one per GPU on a GPU host, else as many as `cores` (default: this
+  process's) hold at `cores_per_trial` each; never more than `pending` (at least 1)."""
   if workers == "auto":
     gpus = len(gpu_devices()) if gpus is None else gpus
-    workers = gpus or (len(cpu_cores()) if cores is None else cores)
+    cores = len(cpu_cores()) if cores is None else cores
+    workers = gpus or max(1, cores // cores_per_trial)
   return max(1, min(int(workers), pending))
 
 
@@ -132,20 +128,27 @@ def thread_env(threads: int, xla_flags: str = "") -> dict[str, str]:
   return env
 
 
-def cpu_slots(workers: int, cores: list[int] | None = None,
-              xla_flags: str | None = None, pin: bool = PIN_CPU) -> list[Slot]:
-  """`workers` slots over `cores` (default: this process's): each owns
-  ``len(cores) // workers`` of them (one each, shared round robin, with more workers
-  than cores) and as many BLAS/OpenMP threads; `xla_flags` (default: ``$XLA_FLAGS``)
-  gets the one-thread flag appended where a slot has one core."""
+def cpu_slots(workers: int, cores_per_trial: int = 1, cores: list[int] | None = None,
+              xla_flags: str | None = None, first: int = 0) -> list[Slot]:
+  """`workers` slots over `cores` (default: this process's), each pinned to
+  `cores_per_trial` of them (consecutive from the `first`-th, wrapping around; with more
+  workers than the cores hold, slots share cores round robin: slower, the same numbers)
+  with as many BLAS/OpenMP threads; `xla_flags` (default: ``$XLA_FLAGS``) gets the
+  one-thread flag appended where a slot has one core.
+
+  Raises:
+    ValueError: `cores_per_trial` above the number of `cores`.
+  """
   cores = cpu_cores() if cores is None else list(cores)
+  if cores_per_trial > len(cores):
+    raise ValueError(f"cores_per_trial: expected at most {len(cores)} (the cores this "
+                     f"process may use: {cores}); got {cores_per_trial}")
   xla_flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
-  per = max(1, len(cores) // workers)
   slots = []
   for i in range(workers):
-    own = cores[i * per:(i + 1) * per] if workers <= len(cores) else [cores[i % len(cores)]]
-    env = thread_env(len(own), xla_flags)
-    slots.append(Slot(tuple(own), env, pin))
+    start = (first + i * cores_per_trial) % len(cores)
+    own = tuple((cores + cores)[start:start + cores_per_trial])
+    slots.append(Slot(own, thread_env(len(own), xla_flags)))
   return slots
 
 
@@ -162,10 +165,10 @@ def gpu_slots(workers: int, devices: list[str]) -> list[Slot]:
   return slots
 
 
-def slots_for(workers: int) -> list[Slot]:
-  """One slot per worker: a GPU each on a GPU host, else a share of the cores."""
+def slots_for(workers: int, cores_per_trial: int = 1) -> list[Slot]:
+  """One slot per worker: a GPU each on a GPU host, else `cores_per_trial` cores each."""
   devices = gpu_devices()
-  return gpu_slots(workers, devices) if devices else cpu_slots(workers)
+  return gpu_slots(workers, devices) if devices else cpu_slots(workers, cores_per_trial)
 
 
 @contextlib.contextmanager
@@ -173,7 +176,7 @@ def _inherited(slot: Slot):
   """Sets `slot`'s environment and affinity on this thread while a child is started
   (a spawned child inherits both from the thread that starts it), then restores them."""
   saved_env = {k: os.environ.get(k) for k in slot.env}
-  pin = slot.pin and bool(slot.cores) and hasattr(os, "sched_setaffinity")
+  pin = bool(slot.cores) and hasattr(os, "sched_setaffinity")
   saved_cores = os.sched_getaffinity(0) if pin else None
   try:
     os.environ.update(slot.env)
@@ -247,23 +250,14 @@ def _out_of_resource(summary: dict):
 
 
 def _failed(spec, error: str, trace: str | None = None) -> dict:
-  """A failed trial's summary, also written to its ``failure.json`` (as `run_trial`
-  does)."""
-  from lstmx.train.rundir import write_json
-  summary = {"status": "failed", "error": error}
-  if trace:
-    summary["traceback"] = trace
-  try:
-    os.makedirs(spec.workdir, exist_ok=True)
-    write_json(os.path.join(spec.workdir, "failure.json"), summary)
-  except OSError:
-    pass
-  return summary
+  from lstmx.lab.trial import record_failure
+  return record_failure(spec.workdir, error, trace)
 
 
 class _Worker:
   def __init__(self, slot: Slot, ctx):
     self.slot = slot
+    self.used = False
     self.conn, child = ctx.Pipe()
     pdeathsig = threading.current_thread() is threading.main_thread()
     self.proc = ctx.Process(target=_serve, args=(child, os.getpid(), pdeathsig), daemon=True,
@@ -290,13 +284,12 @@ class LocalPool:
     self.workers = len(self.slots)
     self.running = 0
     self._ctx = mp.get_context("spawn")
-    self._pool: list[_Worker] = []
+    # Started now: each imports JAX while the runner prepares the sweep.
+    self._pool: list[_Worker] = [_Worker(slot, self._ctx) for slot in self.slots]
     self._busy: dict[_Worker, object] = {}
 
   def run(self, specs: Iterable) -> Iterator[tuple[object, dict]]:
     queue = collections.deque(specs)
-    while len(self._pool) < min(self.workers, len(queue)):
-      self._pool.append(_Worker(self.slots[len(self._pool)], self._ctx))
     for worker in self._pool:
       self._give(worker, queue)
     fatal = None  # a full disk (`OutOfResource`) met by a worker
@@ -325,6 +318,7 @@ class LocalPool:
   def _give(self, worker: _Worker, queue: collections.deque) -> None:
     if queue:
       spec = queue.popleft()
+      worker.used = True
       worker.conn.send(spec)
       self._busy[worker] = spec
     self.running = len(self._busy)
@@ -343,7 +337,7 @@ class LocalPool:
     """Stops the workers: idle ones finish, busy ones (an interrupted sweep) are killed
     (their trials resume from their last checkpoint on a rerun)."""
     for worker in self._pool:
-      if worker in self._busy:
+      if worker in self._busy or not worker.used:  # never used: may still be importing
         worker.proc.kill()
       else:
         with contextlib.suppress(OSError, ValueError):

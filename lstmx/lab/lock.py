@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from lstmx.train import lock
-from lstmx.train.lock import LOCK_FILE, holder  # noqa: F401 - re-exported
+from lstmx.train.lock import LOCK_FILE, Held, holder  # noqa: F401 - re-exported
 
 
 @contextlib.contextmanager

@@ -116,7 +116,8 @@ def execute(spec: TrialSpec | TrialGroup, experiment: Experiment | None = None):
   (once per process), or, with no path, the trial runs without an ``analyze``.
   """
   if experiment is None:
-    experiment = _experiment(spec.experiment) if spec.experiment else Experiment(name="")
+    path = specs_of(spec)[0].experiment
+    experiment = _experiment(path) if path else Experiment(name="")
   if isinstance(spec, TrialGroup):
     with compile_cache.scope(spec.specs[0].compile_cache):
       return run_group(experiment, [from_dict(Config, s.config) for s in spec.specs],

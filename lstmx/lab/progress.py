@@ -85,6 +85,14 @@ class SweepProgress:
     else:
       print(f"{self.desc}: {self.text()}", file=self.stream, flush=True)
 
+  def write(self, line: str) -> None:
+    """Prints `line` on the stream (above the bar on a terminal), shown or not: a
+    failure is never silent."""
+    if self.bar is not None:
+      self.bar.write(line, file=self.stream)
+    else:
+      print(line, file=self.stream, flush=True)
+
   def close(self) -> None:
     if self.bar is not None:
       self.bar.close()

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator
 
 from lstmx.lab.local_pool import thread_env
 from lstmx.lab.pool import TrialSpec, execute
-from lstmx.train.rundir import write_json
+from lstmx.lab.trial import record_failure
 
 INSTALL = "pip install 'lstmx[ray]'"
 
@@ -79,16 +79,6 @@ def _resolve(ray, address: str | None, timeout: float) -> str | None:
     raise ValueError(f"--ray {named}: cannot reach a Ray cluster at {resolved} ({e}); "
                      "is `ray start --head` running there, and the port open?") from None
   return resolved
-
-
-def _failed(spec: TrialSpec, error: str) -> dict:
-  """The summary of a trial whose task Ray gave up on (recorded like `run_trial`'s)."""
-  summary = {"status": "failed", "error": error}
-  try:
-    write_json(os.path.join(spec.workdir, "failure.json"), summary)
-  except OSError:
-    pass
-  return summary
 
 
 class RayPool:
@@ -152,7 +142,7 @@ class RayPool:
           try:
             summary = ray.get(ref)
           except ray.exceptions.RayError as e:
-            summary = _failed(spec, f"{type(e).__name__}: {e}")
+            summary = record_failure(spec.workdir, f"{type(e).__name__}: {e}")
           yield spec, summary
     finally:
       self._cancel()

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import types
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from lstmx.lab import aggregate
+from lstmx.lab import aggregate, run_names
 from lstmx.lab.experiment import Experiment, as_experiment
-from lstmx.train.rundir import atomic_write, write_json
+from lstmx.train.rundir import atomic_write, read_json, warn, write_json
 
 COST_COLUMNS = ("status", "steps", "wall_time", "compile_time", "param_count")
 REPORT_JSON = "report.json"  # what report.md shows, for the cross-experiment page
@@ -132,9 +133,10 @@ def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw)
 
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
+  """`df` as a markdown table: floats to 4 significant digits, missing values blank."""
   def fmt(v):
     if isinstance(v, float):
-      return f"{v:.4g}"
+      return "" if np.isnan(v) else f"{v:.4g}"
     return "" if v is None else str(v)
   head = "| " + " | ".join(map(str, df.columns)) + " |"
   sep = "|" + "---|" * len(df.columns)
@@ -144,6 +146,59 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
 
 
 FINISHED = aggregate.COUNTED
+COUNTS = ("examples",)  # metrics that are the size of an evaluation set: in the CSVs only
+
+
+def _blank(v) -> bool:
+  return v is None or v == "" or (isinstance(v, float) and np.isnan(v))
+
+
+def uninformative(table: pd.DataFrame, keep: Sequence[str] = ()) -> dict[str, Any]:
+  """``{column: its one value}`` for the columns of `table` (not in `keep`) that tell its
+  rows apart nowhere: blank in every row, or (over two rows or more) one value in every
+  row; a blank column's value is None."""
+  out = {}
+  for c in table.columns:
+    if c in keep:
+      continue
+    values = [None if _blank(v) else repr(v) for v in table[c]]
+    if all(v is None for v in values):
+      out[c] = None
+    elif len(table) > 1 and len(set(values)) == 1:
+      out[c] = table[c].iloc[0]
+  return out
+
+
+def implied_keys(table: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+  """The `keys` that the experiment's ``meta.*`` labels among them fix (one value for each
+  combination of labels, e.g. ``task.params.length`` beside ``meta.length``): left out of
+  the report's tables, kept in the CSVs. None where `keys` has no labels."""
+  labels = [k for k in keys if k.startswith("meta.")]
+  if not labels or not len(table):
+    return []
+  label_of = [repr(tuple(r)) for r in table[labels].itertuples(index=False)]
+  implied = []
+  for k in keys:
+    seen: dict[str, str] = {}
+    if k not in labels and all(seen.setdefault(label, repr(v)) == repr(v)
+                               for label, v in zip(label_of, table[k])):
+      implied.append(k)
+  return implied
+
+
+def tidy(table: pd.DataFrame, keep: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
+  """`table` for ``report.md`` without its `uninformative` columns, and a line naming
+  those with one value (empty where none)."""
+  drop = uninformative(table, keep)
+  same = [f"{c} = {_text(v)}" for c, v in drop.items() if v is not None]
+  line = f"The same in every row: {', '.join(same)}." if same else ""
+  return table.drop(columns=list(drop)), line
+
+
+def _text(v) -> str:
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return str(v)
 
 
 def write_summary(out_dir: str, results: pd.DataFrame) -> pd.DataFrame:
@@ -156,30 +211,65 @@ def write_summary(out_dir: str, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-  """The summary for ``report.md``: configuration keys, seed counts (failed and
-  diverged where any), and each metric as ``mean [ci_low, ci_high]``."""
+  """The summary for ``report.md``: configuration keys (less those its ``meta.*`` labels
+  imply: `implied_keys`), seed counts (failed and diverged where any), and each metric
+  as ``mean [ci_low, ci_high]`` (the mean alone for one seed; blank for none)."""
   keys = aggregate.summary_keys(summary)
+  keys = [k for k in keys if k not in implied_keys(summary, keys)]
   counts = ["n"] + [c for c in ("n_diverged", "n_failed", "n_pending")
                     if c in summary and summary[c].any()]
   table = summary[keys + counts].copy()
   for m in metrics:
     if f"{m}.mean" in summary:
-      table[m] = [aggregate.mean_ci_text(r, m, ".4g") for _, r in summary.iterrows()]
+      table[m] = ["" if _blank(r[f"{m}.mean"]) else aggregate.mean_ci_text(r, m, ".4g")
+                  for _, r in summary.iterrows()]
   return table
+
+
+def _is_count(metric: str) -> bool:
+  return metric.rsplit(".", 1)[-1] in COUNTS
+
+
+def sweep_trials(out_dir: str, results: pd.DataFrame) -> list[tuple[str, dict]]:
+  """The sweep's ``(trial id, overrides)``: ``experiment.json``'s list (keys in the
+  results table's order, the sweep's), else the results table's trial ids with their
+  configuration keys and seed."""
+  order = {c: i for i, c in enumerate(results.columns)}
+  try:
+    meta = read_json(os.path.join(out_dir, "experiment.json"))
+    return [(t["trial"], dict(sorted(t["overrides"].items(),
+                                     key=lambda kv: order.get(kv[0], len(order)))))
+            for t in meta["trials"]]
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    pass
+  if "trial" not in results:
+    return []
+  keys = [*aggregate.config_keys(results), aggregate.SEED_KEY]
+  return [(str(r["trial"]), {k: r[k] for k in keys if k in r and not _blank(r[k])})
+          for _, r in results.iterrows()]
 
 
 def write(experiment: Experiment | types.ModuleType, out_dir: str,
           results: pd.DataFrame) -> str:
   """Writes ``out_dir/summary.csv``, ``out_dir/report.md``, ``out_dir/report.json``
-  and figures; returns the report's path."""
+  and figures, and links the trials' TensorBoard runs under readable names in
+  ``out_dir/tensorboard`` (`lstmx.lab.run_names`); returns the report's path."""
   import matplotlib
   matplotlib.use("Agg")
   exp = as_experiment(experiment)
+  board = None
+  try:
+    board = run_names.link_tensorboard(out_dir, sweep_trials(out_dir, results))
+  except OSError as e:  # e.g. a filesystem without symbolic links
+    warn(f"{out_dir}: no readable TensorBoard names ({e})")
   fig_dir = os.path.join(out_dir, "figures")
   summary = write_summary(out_dir, results)
   counts = results["status"].value_counts().to_dict() if "status" in results else {}
   lines = [f"# {exp.name}", "", exp.description, "",
            f"{len(results)} trials: " + ", ".join(f"{v} {k}" for k, v in counts.items()), ""]
+  if board is not None:
+    lines += [f"Curves: `tensorboard --logdir {board}` (one run per trial, by its values "
+              "and seed).", ""]
   figures, findings, headline = [], [], None
   if not any(counts.get(s, 0) for s in FINISHED):
     lines += ["No trial finished, so there are no figures or findings; see the failed "
@@ -204,18 +294,24 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]
   for title, stem in figures:
     lines += [f"## {title}", "", f"![{title}](figures/{stem}.png)", ""]
-  shown = [m for m in aggregate.metric_columns(results) if m.startswith(
-      ("final.validation.", "at_best.test.")) or m == "task.solved"]
+  shown = [m for m in aggregate.metric_columns(results) if (m.startswith(
+      ("final.validation.", "at_best.test.")) or m == "task.solved") and not _is_count(m)]
+  table, same = tidy(summary_table(summary, shown))
   lines += ["## Summary over seeds", "",
             f"Per configuration: n seeds and each metric's {INTERVAL_NOTE} "
-            "(`summary.csv` has them all; docs/statistics.md).", "",
-            markdown_table(summary_table(summary, shown)), ""]
-  keys = [*aggregate.config_keys(results)]
+            "(`summary.csv` has them all, with every configuration key; "
+            "docs/statistics.md).", "", *([same, ""] if same else []),
+            markdown_table(table), ""]
+  keys = aggregate.config_keys(results)
+  keys = [k for k in keys if k not in implied_keys(results, keys)]
   if aggregate.SEED_KEY in results:
     keys.append(aggregate.SEED_KEY)
-  shown = ["trial", *keys, *[c for c in results.columns if c.startswith("final.validation.")],
+  shown = ["trial", *keys, *[c for c in results.columns if c.startswith("final.validation.")
+                             and not _is_count(c)],
            *[c for c in COST_COLUMNS if c in results.columns]]
-  lines += ["## Results", "", markdown_table(results[[c for c in shown if c in results]]), ""]
+  table, same = tidy(results[[c for c in shown if c in results]], keep=("trial",))
+  lines += ["## Results", "", "One row per trial and seed (`results.csv` has every column).",
+            "", *([same, ""] if same else []), markdown_table(table), ""]
   failed = results[results["status"] == "failed"] if "status" in results else results[:0]
   if len(failed):
     lines += ["## Failed trials", ""] + [f"- {r.trial}: {r.error}" for r in failed.itertuples()]

@@ -37,13 +37,15 @@ import types
 import pandas as pd
 
 from lstmx.config import Config, override, to_dict
-from lstmx.lab import local_pool, lock, report
+from lstmx.lab import local_pool, lock, report, run_names
 from lstmx.lab.compile_cache import sweep_cache
+from lstmx.lab.options import ALL_CORES, SweepOptions
 from lstmx.lab import sweep as sweeps
 from lstmx.lab.experiment import Experiment, Preset, as_experiment
 from lstmx.lab.pool import Pool, SerialPool, TrialSpec, group_specs, specs_of
 from lstmx.lab.pool import results as item_results
 from lstmx.lab.progress import SweepProgress
+from lstmx.lab.usage import did_you_mean
 from lstmx.lab.trial import needs_analysis, run_trial  # noqa: F401 - run_trial re-exported
 from lstmx.train.rundir import (CorruptRecord, atomic_write, config_diff, config_dict,
                                 read_config, read_json, read_summary, warn, write_json)
@@ -121,56 +123,6 @@ def _changed(out_dir: str, meta: dict | None, base: Config,
   return changed
 
 
-def check_workers(value, option: str = "workers") -> int | str:
-  """`value` as a worker count: a positive int, or ``"auto"``.
-
-  Raises:
-    ValueError: naming `option`, what it expects and what it got.
-  """
-  if value == "auto":
-    return "auto"
-  n = _positive_int(value)
-  if n is None:
-    raise ValueError(f"{option}: expected a positive integer or 'auto'; got {value!r}")
-  return n
-
-
-def _positive_int(value) -> int | None:
-  """`value` (an int, or a string of one) as an int >= 1; None where it is not one."""
-  try:
-    n = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-  except ValueError:
-    n = None
-  if n is None or n < 1 or (isinstance(value, str) and value.strip() != str(n)):
-    return None
-  return n
-
-
-def check_trials_per_device(value, option: str = "trials_per_device") -> int:
-  """`value` as a number of trials trained together per device, a positive int.
-
-  Raises:
-    ValueError: naming `option`, what it expects and what it got.
-  """
-  n = _positive_int(value)
-  if n is None:
-    raise ValueError(f"{option}: expected a positive integer (1: one trial at a time); "
-                     f"got {value!r}")
-  return n
-
-
-def check_seeds(value, option: str = "seeds") -> int:
-  """`value` as a number of seeds, a positive int.
-
-  Raises:
-    ValueError: naming `option`, what it expects and what it got.
-  """
-  n = _positive_int(value)
-  if n is None:
-    raise ValueError(f"{option}: expected a positive integer; got {value!r}")
-  return n
-
-
 def expand(preset: Preset, base: Config, seeds: int) -> list[tuple[str, dict]]:
   """The trials as ``(id, overrides)``: each of the preset's sweep with ``train.seed`` set
   to ``base.train.seed + i`` for i < `seeds`, the seed last (readable rows). An id hashes
@@ -214,78 +166,145 @@ def _check_same_experiment(out_dir: str, meta: dict | None, name: str, preset: s
         "(or a new one): use another --out")
 
 
-def make_pool(exp: Experiment, workers: int | str, pending: int, *,
-              ray: str | bool | None = None, cpus_per_trial: float | None = None,
-              gpus_per_trial: float | None = None) -> Pool:
-  """The pool that runs `pending` trials: Ray's (`ray`: an address, or True for a local
-  instance), else `workers` processes on this machine (`lstmx.lab.local_pool`), else,
-  for one worker or an experiment without a file, this process (`SerialPool`).
-  ``auto`` for a timed experiment (``TIMED``) on a CPU host is one worker."""
-  if ray not in (None, False):
-    kwargs = {k: v for k, v in (("cpus_per_trial", cpus_per_trial),
-                                ("gpus_per_trial", gpus_per_trial)) if v is not None}
+def cores_for(exp: Experiment, options: SweepOptions, cores: int | None = None) -> int:
+  """The cores each trial's process may use on a CPU host: ``options.cores_per_trial``
+  (``"all"``: `cores`, default this process's); unset, 1, or all for a timed experiment
+  (``TIMED``)."""
+  cores = len(local_pool.cpu_cores()) if cores is None else cores
+  per = options.cores_per_trial
+  if per is None:
+    per = ALL_CORES if exp.timed else 1
+  return cores if per == ALL_CORES else per
+
+
+def make_pool(exp: Experiment, options: SweepOptions, pending: int) -> Pool:
+  """The pool that runs `pending` trials: Ray's (``options.ray``: an address, or True for
+  a local instance); else worker processes on this machine (`lstmx.lab.local_pool`), one
+  GPU each on a GPU host, else each pinned to `cores_for` cores, even for one worker (a
+  trial's numbers are those of its core count); else this process (`SerialPool`), where
+  that changes no number (one worker with every core) or the experiment has no file.
+  ``auto`` workers for a timed experiment (``TIMED``) on a CPU host is one.
+
+  Raises:
+    ValueError: ``cores_per_trial`` above this process's cores, Ray missing or unreachable.
+  """
+  if options.ray is not None:
+    kwargs = {k: v for k, v in (("cpus_per_trial", options.cpus_per_trial),
+                                ("gpus_per_trial", options.gpus_per_trial)) if v is not None}
     try:
       from lstmx.lab.ray_pool import RayPool
-      return RayPool(address=None if ray is True else ray, **kwargs)
+      return RayPool(address=None if options.ray is True else options.ray, **kwargs)
     except (ImportError, ValueError) as e:
       raise ValueError(f"--ray: {e}") from None
-  # A timed experiment's trials would share the cores they time: one CPU worker for auto.
-  n = local_pool.worker_count(workers, pending, cores=1 if exp.timed else None)
-  if n <= 1:
-    return SerialPool(exp)
+  if local_pool.gpu_devices():
+    n = local_pool.worker_count(options.workers, pending)
+    return local_pool.LocalPool(local_pool.slots_for(n)) if exp.path else SerialPool(exp)
+  cores = local_pool.cpu_cores()
+  per = cores_for(exp, options, len(cores))
+  if per > len(cores):
+    raise ValueError(f"cores_per_trial: expected at most {len(cores)} (the cores this "
+                     f"process may use); got {per}")  # also checked by `run` up front
+  auto_cores = per if exp.timed else None  # a timed experiment: one trial at a time
+  n = local_pool.worker_count(options.workers, pending, per, cores=auto_cores)
+  if n == 1 and per == len(cores):
+    return SerialPool(exp)  # this process has exactly the worker's cores
   if not exp.path:
-    if workers != "auto":
-      warn(f"workers={workers}: experiment {exp.name!r} has no file (defined in code), "
-           "so its trials run one after another in this process")
+    warn(f"workers={options.workers}, cores_per_trial={per}: experiment {exp.name!r} has no "
+         f"file (defined in code), so its trials run one after another in this process, "
+         f"on its {len(cores)} cores")
     return SerialPool(exp)
-  return local_pool.LocalPool(local_pool.slots_for(n))
+  if n * per > len(cores):
+    warn(f"workers={n} x cores_per_trial={per}: more than the {len(cores)} cores; workers "
+         "share cores (slower; the same numbers)")
+  # Sweeps that leave cores free start at a core of their own (by pid): two sweeps side by
+  # side (say a test run's) spread over the cores; which core changes no number.
+  first = os.getpid() % len(cores) if n * per < len(cores) else 0
+  return local_pool.LocalPool(local_pool.cpu_slots(n, per, cores, first=first))
+
+
+def provenance(exp: Experiment, options: SweepOptions) -> dict:
+  """What ``experiment.json`` records of how the trials ran: the options, the cores each
+  trial had (None on a GPU host or with Ray), jaxlib's version and the CPU."""
+  import platform
+
+  import jaxlib
+  cpu = None if options.ray is not None or local_pool.gpu_devices() else cores_for(exp, options)
+  return {**options.record(), "cores_per_trial": cpu, "jaxlib": jaxlib.__version__,
+          "machine": platform.machine(), "processor": _cpu_model()}
+
+
+def _cpu_model() -> str:
+  """The CPU's model name (``/proc/cpuinfo``), else `platform.processor()`."""
+  import platform
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
 
 
 def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
-        sets: list[str] = (), *, progress: bool = True, make_report: bool = True,
-        force: bool = False, pool: Pool | None = None, workers: int | str = 1,
-        seeds: int | None = None, ray: str | bool | None = None,
-        cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-        compile_cache: bool = True, trials_per_device: int = 1) -> pd.DataFrame:
+        sets: list[str] = (), options: SweepOptions | None = None, *,
+        pool: Pool | None = None, **fields) -> pd.DataFrame:
   """Runs (or resumes) every trial of `preset` in `out_dir`; returns the results table.
 
-  The trials are the preset's sweep crossed with `seeds` seeds (default: the preset's
-  ``seeds``; ``train.seed`` = the base's + 0, 1, ...). They go to `pool`, else to
-  `make_pool`'s: `workers` processes (a positive int or ``"auto"``; 1: this process)
-  or Ray (`ray`); the table is rewritten as each finishes. One runner at a time holds
-  `out_dir` (`lstmx.lab.lock`). Trials start seed by seed (every configuration's first
-  seed, then every second seed, ...), so parallel workers compile different programs and
-  later seeds load theirs from the sweep's persistent compilation cache
-  (``OUT/.cache/jax``; `compile_cache` False: none; never with Ray:
-  `lstmx.lab.compile_cache`). With `trials_per_device` K > 1, pending trials that differ
-  only in seed, learning rate or initializer train K at a time as one program on one
-  device (`lstmx.train.batched`; meant for a GPU or TPU, slower on a CPU); each keeps
-  its run directory and its row (not for a timed experiment, ``TIMED``: noted on stderr).
+  The trials are the preset's sweep crossed with ``options.seeds`` seeds (default: the
+  preset's ``seeds``; ``train.seed`` = the base's + 0, 1, ...). They go to `pool`, else
+  to `make_pool`'s: worker processes (each pinned to ``options.cores_per_trial`` cores on
+  a CPU host) or Ray; the table is rewritten as each finishes, and each failed trial's
+  first error line is printed on stderr as it happens. One runner at a time holds
+  `out_dir` (`lstmx.lab.lock`). Before any trial starts, the optional packages and
+  fetched datasets the trials need are checked (`preflight`). Trials start seed by seed
+  (every configuration's first seed, then every second seed, ...), so parallel workers
+  compile different programs and later seeds load theirs from the sweep's persistent
+  compilation cache (``OUT/.cache/jax``; ``options.compile_cache`` False: none; never
+  with Ray: `lstmx.lab.compile_cache`). With ``options.trials_per_device`` K > 1,
+  pending trials that differ only in seed, learning rate or initializer train K at a
+  time as one program on one device (`lstmx.train.batched`; not for a timed experiment,
+  ``TIMED``: noted on stderr).
+
+  Args:
+    experiment: the experiment (its module or `Experiment`).
+    preset: one of its presets.
+    out_dir: the output directory.
+    sets: ``key=value`` overrides of the base config.
+    options: how the sweep runs (`SweepOptions`); or its fields as keywords
+      (``run(exp, "quick", out, workers=2)``).
+    pool: run the trials there instead (options about pools are then unused).
 
   Raises:
-    ValueError: a bad `workers`, `seeds` or `trials_per_device` (K > 1 with Ray);
-      `out_dir` holds another experiment's or preset's trials, or is held by another
-      runner; `out_dir` holds results of different settings (naming the differing
-      keys), unless `force`: then the trials that differ are retrained from scratch (or
-      extended, where only ``train.steps`` grew).
+    ValueError: a bad option (naming it); `out_dir` holds another experiment's or
+      preset's trials, or is held by another runner; `out_dir` holds results of different
+      settings (naming the differing keys), unless ``options.force``: then the trials that
+      differ are retrained from scratch (or extended, where only ``train.steps`` grew).
+    MissingData: a package or dataset the trials need is missing (naming the command
+      that installs or fetches it); no trial ran.
   """
-  workers = check_workers(workers)
-  trials_per_device = check_trials_per_device(trials_per_device)
-  if trials_per_device > 1 and ray not in (None, False):
-    raise ValueError(f"trials_per_device: expected 1 with ray (a Ray task trains one "
-                     f"trial); got {trials_per_device}")
+  if options is None:
+    options = SweepOptions(**fields)
+  elif fields:
+    options = options.replace(**fields)
   exp = as_experiment(experiment)
-  if trials_per_device > 1 and exp.timed:
-    warn(f"trials_per_device={trials_per_device}: experiment {exp.name!r} times its "
-         "trials (TIMED), so they train one at a time")
-    trials_per_device = 1
+  if pool is None and options.ray is None and not local_pool.gpu_devices():
+    cores = local_pool.cpu_cores()
+    if cores_for(exp, options, len(cores)) > len(cores):
+      raise ValueError(f"cores_per_trial: expected at most {len(cores)} (the cores this "
+                       f"process may use); got {options.cores_per_trial}")
+  if options.trials_per_device > 1 and exp.timed:
+    warn(f"trials_per_device={options.trials_per_device}: experiment {exp.name!r} times "
+         "its trials (TIMED), so they train one at a time")
+    options = options.replace(trials_per_device=1)
   presets = exp.presets()
   if preset not in presets:
-    raise ValueError(f"preset: expected one of {sorted(presets)}; got {preset!r}")
+    raise ValueError(f"preset: expected one of {sorted(presets)}; got {preset!r}"
+                     + did_you_mean(preset, presets))
   p = presets[preset]
+  seeds = options.seeds
   if seeds is None:
-    seeds = check_seeds(p.seeds, f"{exp.name}.{preset}: Preset.seeds")
-  seeds = check_seeds(seeds)
+    seeds = _preset_seeds(exp.name, preset, p.seeds)
   base = override(p.base, list(sets))
   trials = expand(p, base, seeds)
   ids = [t for t, _ in trials]
@@ -301,41 +320,99 @@ def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
     meta = _read_meta(out_dir)
     _check_same_experiment(out_dir, meta, exp.name, preset)
     changed = _changed(out_dir, meta, base, configs)
-    if changed and not force:
+    if changed and not options.force:
       what = "; ".join(f"{k} differs at {v}" for k, v in changed.items())
       raise ValueError(f"out_dir {out_dir!r} holds results of different settings ({what}); "
                        "use another output directory, or force=True (--force) to retrain them")
     summaries = {tid: _trial_summary(tid, os.path.join(out_dir, "trials", tid))
                  for tid, _ in trials}
-    local = ray in (None, False) and (pool is None or getattr(pool, "local", False))
-    cache = sweep_cache(out_dir) if compile_cache and local else None
+    local = options.ray is None and (pool is None or getattr(pool, "local", False))
+    cache = sweep_cache(out_dir) if options.compile_cache and local else None
     todo = [TrialSpec.make(tid, exp, configs[tid], os.path.join(out_dir, "trials", tid),
                           force=tid in changed, compile_cache=cache)
             for tid, _ in seed_major(trials)
             if summaries[tid] is None or needs_analysis(exp, summaries[tid]) or tid in changed]
-    if trials_per_device > 1:
-      todo = group_specs(todo, trials_per_device)
-    if pool is None and todo:
-      pool = make_pool(exp, workers, len(todo), ray=ray, cpus_per_trial=cpus_per_trial,
-                       gpus_per_trial=gpus_per_trial)
-    os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
-    write_json(os.path.join(out_dir, "experiment.json"), {
-        "experiment": exp.path, "name": exp.name, "preset": preset,
-        "sets": list(sets), "seeds": seeds, "base": to_dict(base),
-        "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
-    rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
-                  else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
-    write_results(out_dir, list(rows.values()))
-    results = _run_todo(exp, preset, out_dir, pool, todo, rows, dict(trials), progress)
-    if make_report:
+    if options.trials_per_device > 1:
+      todo = group_specs(todo, options.trials_per_device)
+    own = pool is None and bool(todo)
+    if own:  # the workers start (and import JAX) while this process goes on
+      pool = make_pool(exp, options, len(todo))
+    try:
+      preflight([configs[spec.trial] for item in todo for spec in specs_of(item)])
+      os.makedirs(os.path.join(out_dir, "trials"), exist_ok=True)
+      write_json(os.path.join(out_dir, "experiment.json"), {
+          "experiment": exp.path, "name": exp.name, "preset": preset,
+          "sets": list(sets), "seeds": seeds, "base": to_dict(base),
+          "sweep": provenance(exp, options),
+          "trials": [{"trial": t, "overrides": ov} for t, ov in trials]})
+      run_names.link_tensorboard(out_dir, trials)  # readable runs while the sweep runs
+      rows = {tid: (result_row(tid, ov, summaries[tid]) if summaries[tid] is not None
+                    else {"trial": tid, **ov, "status": "pending"}) for tid, ov in trials}
+      write_results(out_dir, list(rows.values()))
+    except BaseException:
+      if own:
+        pool.close()
+      raise
+    results = _run_todo(exp, preset, out_dir, pool, todo, rows, dict(trials),
+                        options.progress)
+    if options.report:
       report.write(exp, out_dir, results)
   return results
+
+
+def _preset_seeds(name: str, preset: str, seeds) -> int:
+  try:
+    return SweepOptions(seeds=seeds).seeds
+  except ValueError:
+    raise ValueError(f"{name}.{preset}: Preset.seeds: expected a positive integer; got "
+                     f"{seeds!r}") from None
+
+
+class MissingData(ValueError):
+  """A package or dataset that a sweep's trials need is missing (found before any trial
+  ran; the message names the command that installs or fetches it)."""
+
+
+def preflight(configs: list[Config]) -> None:
+  """Checks that the optional packages and fetched datasets `configs`' tasks read are
+  there, loading each distinct dataset task's data once here, before any trial starts.
+
+  Raises:
+    MissingData: naming the trials' task and the install or fetch command.
+  """
+  from lstmx import tasks
+  from lstmx.data.dataset import DataNotFoundError, MissingDependencyError
+  from lstmx.tasks.datasets import resolve_params
+  seen = set()
+  for config in configs:
+    params = resolve_params(config.task.params, config.train.seed)
+    key = (config.task.name, repr(sorted(params.items())))
+    if key in seen:
+      continue
+    seen.add(key)
+    try:
+      task = tasks.make(config.task.name, **params)
+      if getattr(task, "dataset", None) is not None:
+        loss = task.baseline_loss  # reads the training split (a property in some tasks)
+        if callable(loss):
+          loss()
+    except (MissingDependencyError, DataNotFoundError) as e:
+      raise MissingData(f"task {config.task.name!r} ({config.name}): {e}; no trial was "
+                        "started") from None
+    except Exception:  # noqa: BLE001 - any other problem is the trial's to report
+      continue
+
+
+def first_line(error) -> str:
+  """The first line of a failed trial's error (``?`` where it has none)."""
+  return (str(error or "?").strip().splitlines() or ["?"])[0]
 
 
 def _run_todo(exp: Experiment, preset: str, out_dir: str, pool: Pool | None,
               todo: list, rows: dict, overrides: dict, progress: bool) -> pd.DataFrame:
   """Runs `todo` (trials and groups of trials) on `pool`, rewriting the table (`rows`)
-  and the progress as each trial finishes; returns the table."""
+  and the progress as each trial finishes, and printing each failure's first line on
+  stderr as it comes; returns the table."""
   waiting = {spec.trial for item in todo for spec in specs_of(item)}
   bar = SweepProgress(total=len(rows), enabled=progress, desc=f"{exp.name}/{preset} trials",
                       finished=[r["status"] for t, r in rows.items() if t not in waiting])
@@ -349,6 +426,10 @@ def _run_todo(exp: Experiment, preset: str, out_dir: str, pool: Pool | None,
         for spec, summary in item_results(item, result):
           rows[spec.trial] = result_row(spec.trial, overrides[spec.trial], summary)
           write_results(out_dir, list(rows.values()))
+          if summary.get("status", "failed") == "failed":
+            bar.write(f"{exp.name}: trial {spec.trial} failed: "
+                      f"{first_line(summary.get('error'))} "
+                      f"({os.path.join(spec.workdir, 'failure.json')})")
           running = getattr(pool, "running", None)
           bar.update(summary.get("status", "failed"),
                      min(workers, len(todo) - left) if running is None else running)

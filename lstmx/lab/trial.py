@@ -68,10 +68,22 @@ def _analyzed(experiment: Experiment, config: Config, workdir: str, summary: dic
 
 
 def _failure(workdir: str, e: Exception) -> dict:
-  """The summary of a failed trial, also written to its ``failure.json``."""
-  summary = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-             "traceback": traceback.format_exc()}
-  write_json(os.path.join(workdir, "failure.json"), summary)
+  """The summary of a trial that raised `e` (`record_failure`)."""
+  return record_failure(workdir, f"{type(e).__name__}: {e}", traceback.format_exc())
+
+
+def record_failure(workdir: str, error: str, trace: str | None = None) -> dict:
+  """A failed trial's summary (``status`` failed, its `error` and `trace`), also written
+  to its ``failure.json`` where the run directory can be written: the one writer of
+  failure records, whether the trial raised, its worker died or Ray gave up on it."""
+  summary = {"status": "failed", "error": error}
+  if trace:
+    summary["traceback"] = trace
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "failure.json"), summary)
+  except OSError:
+    pass
   return summary
 
 

@@ -9,7 +9,7 @@ k, 2k, ... and (unless told otherwise) at the last step, like clu's
   - `LogTrain`: mean train loss and gradient norm since its last row, and tokens/s.
   - `Diverge`: ends the run as ``diverged`` when the mean train loss of a number of
     consecutive log windows exceeds a multiple of the initial loss (`divergence_rule`).
-  - `Evaluate`: validation metrics of the parameters to keep, then its
+  - `Evaluate`: validation metrics of the parameters to keep (a line on the screen), then its
     `OnValidation` hooks with the monitored value: `NTAveraging` (NT-ASGD's
     trigger) and `KeepBest` (best checkpoint and early stopping).
   - `Checkpoint`: the latest checkpoint (the loop saves the last step's itself).
@@ -170,18 +170,22 @@ class Diverge(Periodic):
 
 
 class Evaluate(Periodic):
-  """A ``validation`` row for the parameters to keep (the average once averaging), then
-  each of `then` with the row's `monitor` value, in order."""
+  """A ``validation`` row for the parameters to keep (the average once averaging), shown
+  by `progress` (where given) as a line, then each of `then` with the row's `monitor`
+  value, in order."""
 
   def __init__(self, when: Every, validate: Callable[[Any], dict[str, float]], log: MetricsLog,
-               clock: Clock, monitor: str, then: Sequence[OnValidation] = ()):
+               clock: Clock, monitor: str, then: Sequence[OnValidation] = (),
+               progress: Progress | None = None):
     super().__init__(when)
     self.validate, self.log, self.clock = validate, log, clock
-    self.monitor, self.then = monitor, tuple(then)
+    self.monitor, self.then, self.progress = monitor, tuple(then), progress
 
   def fire(self, step, state, record):
     metrics = self.validate(optim.eval_params(state.params, state.opt_state))
     self.log.write(step, "validation", self.clock(), metrics)
+    if self.progress is not None:
+      self.progress.validation(step, metrics)
     for hook in self.then:
       state, record = hook(step, metrics[self.monitor], state, record)
     return state, record

@@ -122,7 +122,7 @@ class Session:
         *diverge,
         Evaluate(Every(tc.eval_every, tc.steps),
                  lambda params: self.run_eval(params, "validation"), self.log, self.clock,
-                 tc.monitor, then=on_validation),
+                 tc.monitor, then=on_validation, progress=progress),
         Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), self.ckpts,
                    self.clock),
     ]
