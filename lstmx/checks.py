@@ -1,26 +1,57 @@
-"""Scalar checks shared by the public API: numpy scalars count as Python numbers.
+"""Scalar checks shared by the public API: NumPy and JAX scalars count as Python numbers.
 
-``np.int64(8)`` is an int and ``np.float32(0.1)`` a float wherever lstmx takes a
-Python number; bools (Python or numpy) are neither. Every failed check raises
-one line naming the argument, with what was expected and what was got.
+``np.int64(8)`` is an int and ``np.float32(0.1)`` or ``jnp.float32(0.1)`` (a 0-d
+array) a float wherever lstmx takes a Python number; bools (Python, NumPy or
+JAX) are neither, and neither is a traced value (its number is unknown). Every
+failed check raises one line naming the argument, with what was expected and
+what was got.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 _BOOLS = (bool, np.bool_)
 
 
+def _zero_d(value) -> np.generic | None:
+  """A 0-d NumPy or concrete JAX array's value as a NumPy scalar; None otherwise."""
+  if isinstance(value, np.ndarray) and value.ndim == 0:
+    return value[()]
+  if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer) and value.ndim == 0:
+    return np.asarray(value)[()]
+  return None
+
+
+def scalar(value):
+  """`value`, a 0-d NumPy or JAX array as its NumPy scalar (other values unchanged)."""
+  zero_d = _zero_d(value)
+  return value if zero_d is None else zero_d
+
+
+def as_real(value) -> float:
+  """A number `is_real` accepts as a Python float; a NumPy float as the number it
+  prints as (``np.float32(0.1)`` -> 0.1, not 0.10000000149011612)."""
+  value = scalar(value)
+  floating = isinstance(value, np.generic) and not isinstance(value, np.integer)
+  return float(str(value)) if floating else float(value)
+
+
 def is_int(value) -> bool:
-  """A Python or numpy integer, not a bool."""
+  """A Python, NumPy or JAX (0-d) integer, not a bool."""
+  value = scalar(value)
   return isinstance(value, (int, np.integer)) and not isinstance(value, _BOOLS)
 
 
 def is_real(value) -> bool:
-  """A Python or numpy int or float, not a bool."""
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, _BOOLS)
+  """A Python, NumPy or JAX (0-d) int or float (bfloat16 included), not a bool."""
+  value = scalar(value)
+  if isinstance(value, _BOOLS):
+    return False
+  return isinstance(value, (int, float, np.integer, np.floating)) or (
+      isinstance(value, np.generic) and jnp.issubdtype(value.dtype, jnp.floating))
 
 
 def check_bool(name: str, value, *, allow_none: bool = False) -> bool | None:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmx.params import GATES, LSTMParams, StackedParams, as_stacked, gate_slice
+from lstmx.validate import check_params
 
 _TORCH_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
 
@@ -113,9 +114,16 @@ def to_torch(params, *, as_tensors: bool = True) -> dict[str, Any]:
   with ``module.load_state_dict(lstmx.to_torch(params))`` into an ``nn.LSTM``
   of the same input size, hidden size, num_layers and bidirectional.
   With ``as_tensors=False`` the values are numpy arrays and torch is not needed.
+  bfloat16 parameters give bfloat16 tensors (ml_dtypes' bfloat16 arrays without torch).
+
+  Raises:
+    ValueError, TypeError: `params` is not a ``params[layer][direction]`` stack of
+      `LSTMParams` (e.g. ``()``); the message names what is wrong.
   """
+  params = as_stacked(params)
+  check_params(params)  # a ValueError or TypeError naming what is wrong, e.g. no layers
   out: dict[str, Any] = {}
-  for l, layer in enumerate(as_stacked(params)):
+  for l, layer in enumerate(params):
     for d, p in enumerate(layer):
       sfx = f"_l{l}" + ("_reverse" if d == 1 else "")
       b = np.asarray(p.b)
@@ -124,9 +132,17 @@ def to_torch(params, *, as_tensors: bool = True) -> dict[str, Any]:
       out["bias_ih" + sfx] = b.copy()
       out["bias_hh" + sfx] = np.zeros_like(b)
   if as_tensors:
-    import torch
-    out = {k: torch.from_numpy(v) for k, v in out.items()}
+    out = {k: _to_tensor(v) for k, v in out.items()}
   return out
+
+
+def _to_tensor(value: np.ndarray):
+  """A torch tensor of `value`'s dtype; bfloat16 (which numpy lacks: ml_dtypes') goes
+  through float32, exactly."""
+  import torch
+  if value.dtype == jnp.bfloat16:
+    return torch.from_numpy(value.astype(np.float32)).to(torch.bfloat16)
+  return torch.from_numpy(value)
 
 
 def from_flax_nnx(cell) -> LSTMParams:

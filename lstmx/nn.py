@@ -12,11 +12,36 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstmx import validate
-from lstmx.checks import check_bool, check_float_dtype
-from lstmx.kernels import KernelOptions, LayerMasks, lstm_step, select
+from lstmx.checks import check_bool, check_float_dtype, is_int
+from lstmx.kernels import (Backend, KernelBackend, KernelOptions, LayerMasks, lstm_step, names,
+                           select)
 from lstmx.lstm import DEFAULT_UNROLL, lstm
 from lstmx.params import LSTMParams, StackedParams, as_stacked, init_layer, init_lstm
 from lstmx.regularization import Regularization
+
+
+def _check_rngs(rngs) -> nnx.Rngs:
+  """`rngs` unchanged if it is an ``nnx.Rngs``, or a TypeError naming it."""
+  if not isinstance(rngs, nnx.Rngs):
+    raise TypeError(f"rngs: expected an nnx.Rngs (e.g. nnx.Rngs(0), or nnx.Rngs(key)); got "
+                    f"{type(rngs).__name__}")
+  return rngs
+
+
+def _check_backend(backend) -> None:
+  """Refuses a backend name the dispatcher does not know, when the module is built (whether
+  a known one runs a call is the dispatcher's to say, at the call)."""
+  if isinstance(backend, (KernelBackend, Backend)) and not isinstance(backend, str):
+    return  # a Backend, or a configured backend object
+  if not isinstance(backend, str) or backend not in names():
+    raise ValueError(f"backend: expected one of {names()}; got {backend!r}")
+
+
+def _check_shape(name: str, value, want: tuple, what: str) -> None:
+  """Raises a ValueError naming `name` unless `value` has shape `want` (None: any size)."""
+  shape = tuple(getattr(value, "shape", ()))
+  if len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape)):
+    raise ValueError(f"{name}: expected shape {what}; got {shape}")
 
 
 def _suffix(layer: int, direction: int) -> str:
@@ -48,14 +73,19 @@ class LSTM(nnx.Module):
                param_dtype=jnp.float32,
                regularization: Regularization | None = None,
                deterministic: bool | None = None, rngs: nnx.Rngs):
+    _check_rngs(rngs)
     self.in_features = in_features
     self.hidden_size = hidden_size
     self.num_layers = num_layers
     self.num_directions = 2 if check_bool("bidirectional", bidirectional) else 1
+    _check_backend(backend)
+    if not is_int(unroll) or unroll < 1:
+      raise ValueError(f"unroll: expected a positive int; got {unroll!r}")
     self.backend = backend
-    self.unroll = unroll
-    self.remat_every = remat_every
+    self.unroll = int(unroll)
     self.compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
+    self.remat_every = KernelOptions(unroll=self.unroll, compute_dtype=self.compute_dtype,
+                                     remat_every=remat_every).remat_every
     check_float_dtype("param_dtype", param_dtype, allow_none=False)
     if regularization is not None and not isinstance(regularization, Regularization):
       raise TypeError(f"regularization: expected lstmx.Regularization or None; got "
@@ -186,12 +216,12 @@ class LSTMCell(nnx.Module):
   def __init__(self, in_features: int, hidden_size: int, *, init: str = "forget_bias",
                chrono_max_length: int | None = None, compute_dtype=None,
                param_dtype=jnp.float32, rngs: nnx.Rngs):
-    self.in_features = in_features
-    self.hidden_size = hidden_size
+    _check_rngs(rngs)
     self.compute_dtype = check_float_dtype("compute_dtype", compute_dtype)
     check_float_dtype("param_dtype", param_dtype, allow_none=False)
     p = init_layer(rngs.params(), in_features, hidden_size, init=init,
                    chrono_max_length=chrono_max_length, dtype=param_dtype)
+    self.in_features, self.hidden_size = int(in_features), int(hidden_size)
     self.w_ih, self.w_hh, self.b = nnx.Param(p.w_ih), nnx.Param(p.w_hh), nnx.Param(p.b)
 
   @property
@@ -204,4 +234,18 @@ class LSTMCell(nnx.Module):
     return zeros, zeros
 
   def __call__(self, carry: tuple[jax.Array, jax.Array], x_t: jax.Array):
-    return lstm_step(self.params, carry, x_t, compute_dtype=self.compute_dtype)
+    """(h [B, H], c [B, H]), x_t [B, D] -> ((h', c'), h').
+
+    Raises:
+      ValueError: `x_t` is not [B, in_features], or `carry` not a pair (h, c) of
+        [B, hidden_size] (the message names which, with both shapes).
+    """
+    D, H = self.in_features, self.hidden_size
+    _check_shape("x_t", x_t, (None, D), f"[B, {D}] (B, in_features)")
+    B = x_t.shape[0]
+    if not isinstance(carry, (tuple, list)) or len(carry) != 2:
+      raise ValueError(f"carry: expected a pair (h, c) of [B, {H}] arrays; got "
+                       f"{type(carry).__name__}")
+    for name, value in zip(("carry h", "carry c"), carry):
+      _check_shape(name, value, (B, H), f"({B}, {H}) (x_t's batch, hidden_size)")
+    return lstm_step(self.params, tuple(carry), x_t, compute_dtype=self.compute_dtype)

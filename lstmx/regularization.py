@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmx.checks import check_bool, is_real
+from lstmx.checks import as_real, check_bool, is_real
 from lstmx.kernels.contract import LayerMasks  # re-exported: lstmx.LayerMasks
 from lstmx.params import StackedParams
 
@@ -43,14 +43,15 @@ _WEIGHTS = ("ar", "tar")
 def check_rate(owner: str, value, *, closed: bool = False) -> float:
   """`value` as a float in [0, 1) ([0, 1] if `closed`), or a clear ValueError.
 
-  Numpy floats and ints (``np.float32(0.1)``) count as numbers; bools do not.
+  NumPy and JAX scalars (``np.float32(0.1)``, ``jnp.float32(0.1)``) count as numbers;
+  bools do not.
   """
   interval = "[0, 1]" if closed else "[0, 1)"
-  ok = (is_real(value)
-        and 0.0 <= value and (value <= 1.0 if closed else value < 1.0))
+  ok = is_real(value) and 0.0 <= as_real(value) and (
+      as_real(value) <= 1.0 if closed else as_real(value) < 1.0)
   if not ok:
     raise ValueError(f"{owner}: expected a rate in {interval}; got {value!r}")
-  return float(value)
+  return as_real(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +122,9 @@ class Regularization:
                                                 closed=name in _ZONEOUT))
     for name in _WEIGHTS:
       value = getattr(self, name)
-      if not is_real(value) or not math.isfinite(value) or value < 0:
+      if not is_real(value) or not math.isfinite(as_real(value)) or as_real(value) < 0:
         raise ValueError(f"Regularization.{name}: expected a finite weight >= 0; got {value!r}")
-      object.__setattr__(self, name, float(value))
+      object.__setattr__(self, name, as_real(value))
     if not isinstance(self.variational, (bool, np.bool_)):
       raise TypeError(f"Regularization.variational: expected a bool; got {self.variational!r}")
     object.__setattr__(self, "variational", bool(self.variational))

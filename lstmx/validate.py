@@ -12,8 +12,9 @@ from lstmx.params import LSTMParams, StackedParams
 def check_params(params: StackedParams) -> tuple[int, int, int, int]:
   """Returns (input_size D, hidden_size H, num_layers L, num_directions)."""
   if not params or not all(layer for layer in params):
-    raise ValueError("params must be a non-empty tuple of layers, each a tuple of "
-                     "1 or 2 LSTMParams; got an empty one")
+    got = "no layers" if not params else f"layer {[bool(x) for x in params].index(False)} empty"
+    raise ValueError("params: expected a non-empty tuple of layers, each a tuple of "
+                     f"1 or 2 LSTMParams; got {got}")
   num_dirs = len(params[0])
   if num_dirs not in (1, 2):
     raise ValueError(f"params: each layer must hold 1 or 2 directions; got {num_dirs}")

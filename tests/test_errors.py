@@ -286,3 +286,138 @@ def test_nn_param_dtype_named():
     lstmx.nn.LSTM(3, 4, param_dtype=jnp.int32, rngs=nnx.Rngs(0))
   with pytest.raises(TypeError, match=r"^param_dtype: expected a floating dtype"):
     lstmx.nn.LSTMCell(3, 4, param_dtype=jnp.int32, rngs=nnx.Rngs(0))
+
+
+# --- issue 30: the last errors that named nothing ------------------------------------------
+
+def _digits_task(**params):
+  from lstmx import tasks
+  return tasks.make("classify", dataset="digits", **params)
+
+
+def _adding_sample(batch_size):
+  from lstmx import tasks
+  return tasks.make("adding", length=10).sample(jax.random.key(0), batch_size)
+
+
+def _cell_call(carry, x_t):
+  cell = lstmx.nn.LSTMCell(3, 4, rngs=nnx.Rngs(0))
+  return cell(carry, x_t)
+
+
+def _load_digits(**kwargs):
+  from lstmx import data
+  return data.load("digits", **kwargs)
+
+
+def _forecast(**params):
+  from lstmx import tasks
+  return tasks.make("forecast", **params)
+
+
+H0 = (jnp.zeros((2, 4)), jnp.zeros((2, 4)))
+BF16 = lstmx.init_lstm(jax.random.key(0), 3, 4, dtype=jnp.bfloat16)
+
+ISSUE_30_CASES = {
+    "to_torch_empty": (lambda: lstmx.to_torch(()), ValueError,
+                       r"params: expected a non-empty tuple of layers.*; got no layers"),
+    "lstm_rngs_key": (lambda: lstmx.nn.LSTM(3, 4, rngs=jax.random.key(0)), TypeError,
+                      r"rngs: expected an nnx.Rngs .*; got PRNGKeyArray"),
+    "lstm_rngs_none": (lambda: lstmx.nn.LSTM(3, 4, rngs=None), TypeError,
+                       r"rngs: expected an nnx.Rngs .*; got NoneType"),
+    "cell_rngs_key": (lambda: lstmx.nn.LSTMCell(3, 4, rngs=jax.random.key(0)), TypeError,
+                      r"rngs: expected an nnx.Rngs .*; got PRNGKeyArray"),
+    "cell_input_width": (lambda: _cell_call(H0, jnp.ones((2, 5))), ValueError,
+                         r"x_t: expected shape \[B, 3\] \(B, in_features\); got \(2, 5\)"),
+    "cell_carry_size": (lambda: _cell_call((jnp.zeros((2, 5)), jnp.zeros((2, 5))),
+                                           jnp.ones((2, 3))), ValueError,
+                        r"carry h: expected shape \(2, 4\) .*; got \(2, 5\)"),
+    "cell_carry_batch": (lambda: _cell_call((jnp.zeros((2, 4)), jnp.zeros((3, 4))),
+                                            jnp.ones((2, 3))), ValueError,
+                         r"carry c: expected shape \(2, 4\) .*; got \(3, 4\)"),
+    "cell_carry_not_pair": (lambda: _cell_call(jnp.zeros((2, 4)), jnp.ones((2, 3))),
+                            ValueError, r"carry: expected a pair \(h, c\) of \[B, 4\] arrays"),
+    "cell_rank3_input": (lambda: _cell_call(H0, jnp.ones((2, 7, 3))), ValueError,
+                         r"x_t: expected shape \[B, 3\] .*; got \(2, 7, 3\)"),
+    "label_noise_str": (lambda: _digits_task(label_noise="0.1"), ValueError,
+                        r"classify.label_noise: expected a fraction in \[0, 1\); got '0.1'"),
+    "train_size_zero": (lambda: _digits_task(train_size=0), ValueError,
+                        r"classify.train_size: expected an int >= 1; got 0"),
+    "train_size_too_big": (lambda: _digits_task(train_size=10**6).sample(jax.random.key(0), 2),
+                           ValueError, r"classify.train_size: expected an int in \[1, \d+\] "
+                           r"\(the 'digits' training split's size\); got 1000000"),
+    "forecast_non_series": (lambda: _forecast(dataset="digits"), ValueError,
+                            r"forecast.dataset: expected a forecasting dataset, one of "
+                            r"\(.*'sunspots'.*\); got 'digits' \(a classification dataset\)"),
+    "sample_negative": (lambda: _adding_sample(-1), ValueError,
+                        r"batch_size: expected an int >= 1; got -1"),
+    "sample_fraction": (lambda: _adding_sample(2.5), ValueError,
+                        r"batch_size: expected an int >= 1; got 2.5"),
+    "load_negative_seed": (lambda: _load_digits(seed=-1), ValueError,
+                           r"seed: expected an int >= 0; got seed=-1"),
+    "lstm_bogus_backend": (lambda: lstmx.nn.LSTM(3, 4, backend="bogus", rngs=nnx.Rngs(0)),
+                           ValueError, r"backend: expected one of \('auto', 'scan'.*\); "
+                           r"got 'bogus'"),
+    "lstm_unroll_zero": (lambda: lstmx.nn.LSTM(3, 4, unroll=0, rngs=nnx.Rngs(0)), ValueError,
+                         r"unroll: expected a positive int; got 0"),
+    "lstm_remat_zero": (lambda: lstmx.nn.LSTM(3, 4, remat_every=0, rngs=nnx.Rngs(0)),
+                        ValueError, r"remat_every must be None or a positive int; got 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ISSUE_30_CASES))
+def test_error_names_its_argument(case):
+  """Issue 30: each raised an error naming nothing (an AttributeError, a dot_general or
+  broadcasting error, a JAX shape error, a `<=` TypeError, 'n', 'options') or, for
+  `to_torch(())`, returned {}; modules refused bad settings only at their first call."""
+  call, exc, pattern = ISSUE_30_CASES[case]
+  with pytest.raises(exc, match=pattern) as e:
+    call()
+  assert "\n" not in str(e.value)
+
+
+def test_to_torch_of_bfloat16_params_gives_bfloat16_tensors():
+  torch = pytest.importorskip("torch")
+  sd = lstmx.to_torch(BF16)
+  assert all(v.dtype == torch.bfloat16 for v in sd.values())
+  back = lstmx.from_torch(sd)
+  assert back[0][0].w_ih.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(back[0][0].w_ih, np.float32),
+                                np.asarray(BF16[0][0].w_ih, np.float32))
+  assert lstmx.to_torch(BF16, as_tensors=False)["weight_hh_l0"].dtype == jnp.bfloat16
+
+
+SCALARS = [float, np.float32, np.float64, jnp.float32, jnp.bfloat16,
+           lambda v: np.asarray(v, np.float32)]  # the same rate as every kind of scalar
+
+
+@pytest.mark.parametrize("make", SCALARS, ids=["float", "np32", "np64", "jnp32", "jnpbf16",
+                                               "np0d"])
+def test_scalar_rates_accepted_everywhere_alike(make):
+  """Issue 30: `Regularization(input_dropout=jnp.float32(0.1))` was refused while
+  NumPy scalars were accepted. Every kind of scalar gives the same rate, everywhere."""
+  from lstmx.models import checks
+  reg = lstmx.Regularization(input_dropout=make(0.5), zoneout_c=make(1.0), ar=make(2.0))
+  assert (reg.input_dropout, reg.zoneout_c, reg.ar) == (0.5, 1.0, 2.0)
+  assert type(reg.input_dropout) is float
+  assert checks.as_float("rate", make(0.5), low=0.0) == 0.5
+  task = _digits_task(label_noise=make(0.5), train_size=np.int64(50))
+  assert (task.label_noise, task.train_size) == (0.5, 50) and hash(task)
+  with pytest.raises(ValueError, match=r"Regularization.input_dropout: expected a rate"):
+    lstmx.Regularization(input_dropout=make(1.0))
+  with pytest.raises(ValueError, match=r"classify.label_noise: expected a fraction"):
+    _digits_task(label_noise=make(1.0))
+
+
+@pytest.mark.parametrize("value", [jnp.bool_(True), np.bool_(True), True, jnp.ones((1,))])
+def test_bools_and_arrays_are_not_rates(value):
+  with pytest.raises(ValueError, match=r"Regularization.input_dropout: expected a rate"):
+    lstmx.Regularization(input_dropout=value)
+
+
+def test_traced_rate_refused_by_name():
+  """A traced value's number is unknown: refused, naming the argument, not a tracer error."""
+  def build(rate):
+    return lstmx.Regularization(input_dropout=rate).input_dropout
+  with pytest.raises(ValueError, match=r"Regularization.input_dropout: expected a rate"):
+    jax.jit(build)(0.1)

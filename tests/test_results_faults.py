@@ -6,6 +6,7 @@ lie, and a fault-injection sweep (every file truncated, emptied or deleted)."""
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -223,7 +224,7 @@ def _kind(rel):
 def test_fault_injection_every_file_of_a_finished_sweep(finished_sweep, tmp_path):
   """Each file of a finished sweep truncated, emptied or deleted in turn (rotating the
   three, every one on the summaries): the rerun finishes with every trial's row and
-  the same results."""
+  the same results (a trial's damaged config.json: after a refusal, with force)."""
   src, results = finished_sweep
   files = _files(src)
   kinds = {_kind(f) for f in files}
@@ -244,7 +245,13 @@ def test_fault_injection_every_file_of_a_finished_sweep(finished_sweep, tmp_path
       with open(path, "wb") as f:
         f.write(data[:len(data) // 2] if mode == "truncate" else b"")
     try:
-      again = runner.run(_experiment(), "tiny", out, progress=False)
+      if _kind(rel) == "config.json" and "trials" in rel.split(os.sep):
+        # a trial's settings unknown: refused, naming the file; retrained with force
+        with pytest.raises(ValueError, match=re.escape(path)):
+          runner.run(_experiment(), "tiny", out, progress=False)
+        again = runner.run(_experiment(), "tiny", out, progress=False, force=True)
+      else:
+        again = runner.run(_experiment(), "tiny", out, progress=False)
     except Exception as e:
       raise AssertionError(f"{mode} {rel}: {type(e).__name__}: {e}") from e
     table = pd.read_csv(os.path.join(out, "results.csv"))

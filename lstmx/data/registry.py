@@ -104,6 +104,8 @@ def load(name: str, split: str = "train", *, seed: int = 0, **options_) -> Datas
   check_choice("split", split, SPLITS)
   if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
     raise TypeError(f"seed: expected an int; got seed={seed!r}")
+  if seed < 0:  # numpy's generators refuse it, naming no option
+    raise ValueError(f"seed: expected an int >= 0; got seed={seed!r}")
   allowed = options(name)
   unknown = sorted(set(options_) - set(allowed))
   if unknown:

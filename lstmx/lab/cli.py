@@ -1,7 +1,7 @@
 """The ``lstmx`` command line (also ``python -m lstmx``): thin, it parses
 arguments and calls library functions.
 
-    lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force]
+    lstmx train FILE[:VARIANT] --workdir DIR [--set key=value ...] [--force] [--wait]
     lstmx train FILE --preset tiny|quick|full [--out DIR] [--set key=value ...]
                 [--workers N|auto] [--seeds N] [--trials-per-device K] [--ray [ADDRESS]]
     lstmx report OUT_DIR
@@ -130,10 +130,16 @@ def _train(args) -> None:
   from lstmx import distributed
   distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   from lstmx.train import train_and_evaluate
+  from lstmx.train.lock import Held
   from lstmx.train.progress import final_table
+  from lstmx.train.resources import OutOfResource
   config = resolve_config(args.experiment, args.sets)
   try:
-    summary = train_and_evaluate(config, args.workdir, force=args.force)
+    summary = train_and_evaluate(config, args.workdir, force=args.force, wait=args.wait)
+  except OutOfResource as e:  # a full disk, no permission, no memory: one line
+    usage.fail_run("lstmx", e)
+  except Held as e:  # another run trains there: a conflict, exit 1
+    usage.fail("lstmx", str(e), usage.FAILURE)
   except ValueError as e:  # a setting the run refuses (a changed config without --force)
     usage.fail("lstmx", str(e))
   except OSError as e:  # e.g. a read-only workdir
@@ -236,6 +242,9 @@ def parser() -> argparse.ArgumentParser:
                   help="with a changed config: retrain from scratch in the same place "
                   "(or extend, where only train.steps grew), e.g. --set train.steps=2000 "
                   "--force")
+  tr.add_argument("--wait", action="store_true",
+                  help="with --workdir: where another run trains there, wait for it to "
+                  "finish (default: refuse)")
   from lstmx.lab.command import add_sweep_options
   add_sweep_options(tr)
   tr.add_argument("--coordinator", metavar="HOST:PORT",

@@ -19,11 +19,13 @@ import types
 
 import pandas as pd
 
+from lstmx.lab import usage
 from lstmx.lab.experiment import PRESETS, Experiment, as_experiment
 from lstmx.lab.lock import Held
 from lstmx.lab.options import SweepOptions, add_arguments, as_flags
 from lstmx.lab.runner import MissingData, run
-from lstmx.lab.usage import FAILURE, fail
+from lstmx.lab.usage import FAILURE, fail, fail_run
+from lstmx.train.resources import OutOfResource
 
 __all__ = ["add_sweep_options", "main", "run_and_print", "sweep_options"]
 
@@ -56,6 +58,8 @@ def run_and_print(experiment: Experiment | types.ModuleType, preset: str,
   out = out or os.path.join("runs", exp.name, preset)
   try:
     results = run(exp, preset, out, list(sets), options)
+  except OutOfResource as e:  # a full disk, no permission, no memory: the sweep stops
+    fail_run(prog, e)
   except (MissingData, Held) as e:  # not the command line's fault: exit 1
     fail(prog, str(e), FAILURE)
   except ValueError as e:

@@ -220,6 +220,7 @@ def _serve(conn, parent: int, pdeathsig: bool) -> None:
   die_with_parent(parent, pdeathsig)
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
   from lstmx.lab.pool import execute
+  from lstmx.train.resources import OutOfResource
   while True:
     try:
       spec = conn.recv()
@@ -229,9 +230,23 @@ def _serve(conn, parent: int, pdeathsig: bool) -> None:
       return
     try:
       summary = execute(spec)
+    except OutOfResource as e:  # a full disk: sent back, and the runner stops the sweep
+      summary = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                 OUT_OF_RESOURCE: [e.errno, e.strerror, e.filename]}
     except (Exception, SystemExit) as e:  # noqa: BLE001 - e.g. the experiment file fails to load
       summary = _failed(spec, f"{type(e).__name__}: {e}", traceback.format_exc())
     conn.send(summary)
+
+
+OUT_OF_RESOURCE = "out_of_resource"  # key of a worker's summary: (errno, cause, path)
+
+
+def _out_of_resource(summary: dict):
+  """The `OutOfResource` a worker met (a full disk stops the sweep), or None."""
+  if isinstance(summary, dict) and OUT_OF_RESOURCE in summary:
+    from lstmx.train.resources import OutOfResource
+    return OutOfResource(*summary[OUT_OF_RESOURCE])
+  return None
 
 
 def _failed(spec, error: str, trace: str | None = None) -> dict:
@@ -277,6 +292,7 @@ class LocalPool:
     queue = collections.deque(specs)
     for worker in self._pool:
       self._give(worker, queue)
+    fatal = None  # a full disk (`OutOfResource`) met by a worker
     while self._busy:
       ready = set(wait([w.conn for w in self._busy] + [w.proc.sentinel for w in self._busy]))
       for worker in [w for w in self._busy if w.conn in ready or w.proc.sentinel in ready]:
@@ -288,10 +304,16 @@ class LocalPool:
         except (EOFError, OSError):
           summary = self._lost(worker, spec)
           worker = self._replace(worker) if queue else None
+        fatal = fatal or _out_of_resource(summary)
+        if fatal is not None:  # the trials running end (their rows untouched), then it is
+          queue.clear()        # raised: no worker killed, every checkpoint finalized
         if worker is not None:
           self._give(worker, queue)
         self.running = len(self._busy)
-        yield spec, summary
+        if fatal is None:
+          yield spec, summary
+    if fatal is not None:
+      raise fatal
 
   def _give(self, worker: _Worker, queue: collections.deque) -> None:
     if queue:

@@ -99,8 +99,10 @@ def _changed(out_dir: str, meta: dict | None, base: Config,
              configs: dict[str, Config]) -> dict[str, list[str]]:
   """{what: differing keys} between `out_dir`'s records and this run: ``experiment.json``'s
   base config (`meta`; key ``base``) and each trial's ``config.json`` (key: the trial id).
-  Unreadable or missing records are not compared (each trial's config.json is rewritten
-  when it runs)."""
+  An unreadable ``experiment.json`` is not compared; a trial whose checkpoints or summary
+  have no readable ``config.json`` has unknown settings and counts as changed (its
+  results are never reused or relabelled: refused, or retrained with force)."""
+  from lstmx.train.session import holds_results
   changed = {}
   if isinstance(meta, dict) and isinstance(meta.get("base"), dict):
     diff = config_diff(meta["base"], config_dict(base))
@@ -111,9 +113,11 @@ def _changed(out_dir: str, meta: dict | None, base: Config,
     old = read_config(workdir)
     if old is not None:
       diff = config_diff(old, config_dict(config))
-    else:  # unverifiable: counts as changed only where the sweep's base did change
-      has_results = os.path.exists(os.path.join(workdir, "summary.json"))
-      diff = ["config.json (unreadable)"] if "base" in changed and has_results else []
+    elif holds_results(workdir):
+      diff = [f"{os.path.join(workdir, 'config.json')} (missing or unreadable: the "
+              "trial's settings are unknown)"]
+    else:  # nothing trained there yet
+      diff = []
     if diff:
       changed[tid] = diff
   return changed

@@ -12,13 +12,15 @@ from lstmx.lab.experiment import Experiment
 from lstmx.train import train_and_evaluate
 from lstmx.train.batched import NotGroupable, train_group
 from lstmx.train.loop import clear_run
+from lstmx.train.resources import OutOfResource
 from lstmx.train.rundir import CorruptRecord, warn, write_json
 
 
 def run_trial(experiment: Experiment, config: Config, workdir: str, *,
               force: bool = False) -> dict:
   """Trains one trial; a failure is recorded in its summary (and ``failure.json``),
-  never raised. A trial whose files are damaged beyond what the engine recovers
+  never raised, except a full disk, a missing permission or no memory (an
+  `OutOfResource`, which stops the sweep). A trial whose files are damaged beyond what the engine recovers
   (`CorruptRecord`) is reported and retrained from scratch once."""
   try:
     try:
@@ -28,6 +30,8 @@ def run_trial(experiment: Experiment, config: Config, workdir: str, *,
       clear_run(workdir)
       summary = train_and_evaluate(config, workdir, force=force)
     return _analyzed(experiment, config, workdir, summary)
+  except OutOfResource:  # a full disk stops the sweep: every trial would fail the same way
+    raise
   except Exception as e:  # noqa: BLE001 - one failed trial must not stop a sweep
     return _failure(workdir, e)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+import traceback
 from typing import Iterable, NoReturn
 
 USAGE = 2
@@ -27,3 +28,14 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
   where none is close."""
   close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
   return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def fail_run(prog: str, error: BaseException) -> NoReturn:
+  """A run that met a full disk, a missing permission or no memory
+  (`lstmx.train.resources.OutOfResource`): ``PROG: <path and cause>; <advice>`` on
+  stderr, exit 1; its traceback first only with ``LSTMX_VERBOSE=1``."""
+  from lstmx.train.resources import verbose
+  if verbose():
+    traceback.print_exception(error)
+  advice = getattr(error, "advice", "")
+  fail(prog, f"{error}" + (f"; {advice}" if advice else ""), FAILURE)

@@ -16,12 +16,11 @@ returned values back into a frozen dataclass.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Sequence
 
 import numpy as np
 
-from lstmx.checks import is_int
+from lstmx.checks import as_real, is_int, is_real
 
 FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
 
@@ -56,11 +55,9 @@ def as_float(name: str, value, *, low: float | None = None, above: float | None 
       [f"> {above}"] if above is not None else []) + ([f"<= {high}"] if high is not None else [])
   want = ("a finite float" if finite else "a float") + (
       " " + " and ".join(bounds) if bounds else "") + (" or None" if optional else "")
-  if not (isinstance(value, (numbers.Real, np.floating, np.integer))
-          and not isinstance(value, (bool, np.bool_))):
+  if not is_real(value):  # NumPy and JAX scalars count
     raise ValueError(f"{name}: expected {want}; got {_got(value)}")
-  # np.float32(0.1) -> 0.1, the number it prints as, not 0.10000000149011612.
-  value = float(str(value)) if isinstance(value, np.floating) else float(value)
+  value = as_real(value)  # np.float32(0.1) -> 0.1, the number it prints as
   bad = not math.isfinite(value) if finite else math.isnan(value)
   if (bad or (low is not None and value < low)
       or (above is not None and value <= above) or (high is not None and value > high)):

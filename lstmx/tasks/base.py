@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmx.checks import is_int
+
 Batch = dict[str, jax.Array]
 Sums = dict[str, tuple[jax.Array, jax.Array]]
 SPLITS = ("train", "validation", "test")
@@ -97,11 +99,18 @@ class Task:
     `split` matters only for tasks with separate train and test distributions
     (the length-generalization tasks); elsewhere every draw is fresh.
     """
-    self.check_split(split)
+    self.check_sample(batch_size, split)
     return self._draw(key, batch_size)
 
   def _draw(self, key: jax.Array, batch_size: int) -> Batch:
     raise NotImplementedError
+
+  def check_sample(self, batch_size: int, split: str) -> None:
+    """Raises a ValueError naming `batch_size` (an int >= 1, a NumPy or JAX integer
+    too) or `split` unless `sample` can draw them."""
+    if not is_int(batch_size) or batch_size < 1:
+      raise ValueError(f"batch_size: expected an int >= 1; got {batch_size!r}")
+    self.check_split(split)
 
   @staticmethod
   def check_split(split: str) -> None:
@@ -197,10 +206,9 @@ class Task:
 
 
 def check_int(task: str, name: str, value, low: int) -> None:
-  """Raises a ValueError naming ``task.name`` unless `value` is an int (a numpy int
-  too) >= `low`."""
-  if (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))
-      or value < low):
+  """Raises a ValueError naming ``task.name`` unless `value` is an int (a NumPy or JAX
+  integer too) >= `low`."""
+  if not is_int(value) or value < low:
     raise ValueError(f"{task}.{name}: expected an int >= {low}; got {value!r}")
 
 

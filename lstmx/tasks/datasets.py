@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmx.checks import as_real, is_real
 from lstmx.tasks.base import Batch, Task, check_int, last_step_mask, one_hot, pad_rows
 
 FOLLOW_TRAIN_SEED = "train.seed"
@@ -41,6 +42,25 @@ def resolve_params(params, train_seed: int) -> dict:
   if params.get("data_seed") == FOLLOW_TRAIN_SEED:
     params["data_seed"] = int(train_seed)
   return params
+
+
+def check_dataset(task: str, dataset, kind: str) -> None:
+  """Raises a ValueError naming ``task.dataset`` unless it names a registered dataset of
+  `kind` (`lstmx.data.DatasetSpec.kind`)."""
+  from lstmx import data
+  choices = tuple(n for n in data.names() if data.spec(n).kind == kind)
+  if isinstance(dataset, str) and dataset in choices:
+    return
+  known = isinstance(dataset, str) and dataset in data.names()
+  got = f"{dataset!r} (a {data.spec(dataset).kind} dataset)" if known else repr(dataset)
+  raise ValueError(f"{task}.dataset: expected a {kind} dataset, one of {choices}; got {got}")
+
+
+def _check_train_size(task) -> None:
+  """``task.train_size``: None or an int >= 1 (a NumPy or JAX integer too), kept as an int."""
+  if task.train_size is not None:
+    check_int(task.name, "train_size", task.train_size, 1)
+    object.__setattr__(task, "train_size", int(task.train_size))
 
 
 def _load(name: str, split: str, seed: int, **options):
@@ -69,6 +89,9 @@ def _examples(task: "DatasetClassification", split: str):
     raise ValueError(f"classify.dataset: expected a classification dataset; got "
                      f"{task.dataset!r} of kind {train.kind!r}")
   if task.train_size is not None:
+    if task.train_size > len(train):
+      raise ValueError(f"{task.name}.train_size: expected an int in [1, {len(train)}] (the "
+                       f"{task.dataset!r} training split's size); got {task.train_size}")
     train = data.subsample(train, task.train_size, seed=task.data_seed)
   if task.label_noise:
     train = data.add_label_noise(train, task.label_noise, seed=task.data_seed)
@@ -116,9 +139,12 @@ class DatasetClassification(Task):
                        f"{self.data_seed!r}")
     if self.scale not in ("standardize", "unit"):
       raise ValueError(f"{self.name}.scale: expected 'standardize' or 'unit'; got {self.scale!r}")
-    if not 0.0 <= self.label_noise < 1.0:
+    if not is_real(self.label_noise) or not 0.0 <= as_real(self.label_noise) < 1.0:
       raise ValueError(f"{self.name}.label_noise: expected a fraction in [0, 1); got "
                        f"{self.label_noise!r}")
+    object.__setattr__(self, "label_noise", as_real(self.label_noise))
+    _check_train_size(self)
+    check_dataset(self.name, self.dataset, "classification")
 
   def arrays(self, split: str = "train"):
     return _examples(self, split)
@@ -140,7 +166,7 @@ class DatasetClassification(Task):
     return float(np.bincount(y, minlength=k).max() / len(y))
 
   def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
-    self.check_split(split)
+    self.check_sample(batch_size, split)
     x, y, _ = self.arrays(split)
     idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
     T = x.shape[1]
@@ -220,7 +246,7 @@ class CharLM(Task):
     return float(-np.sum(p_joint[nz] * np.log(p_cond[nz])))
 
   def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
-    self.check_split(split)
+    self.check_sample(batch_size, split)
     tokens, v = _stream(self.dataset, split, self.train_size)
     T = self.seq_len
     start = jax.random.randint(key, (batch_size,), 0, len(tokens) - T)  # start + T < len
@@ -291,13 +317,19 @@ class Forecast(Task):
   output_size = property(lambda self: 1)
   length = property(lambda self: self.window)
 
+  def validate(self):
+    check_dataset(self.name, self.dataset, "forecasting")
+    check_int(self.name, "window", self.window, 2)
+    object.__setattr__(self, "window", int(self.window))
+    _check_train_size(self)
+
   @property
   def baseline_loss(self) -> float:
     x, y = _windows(self.dataset, "train", self.window, self.train_size)
     return float(np.mean((x[:, -1, 0] - y) ** 2))
 
   def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
-    self.check_split(split)
+    self.check_sample(batch_size, split)
     x, y = _windows(self.dataset, split, self.window, self.train_size)
     idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
     T = self.window

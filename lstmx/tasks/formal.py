@@ -48,6 +48,7 @@ class _Regular(Task):
     raise NotImplementedError
 
   def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
+    self.check_sample(batch_size, split)
     lo, hi = self.lengths_range(split)
     k_len, k_sym = jax.random.split(key)
     lengths = jax.random.randint(k_len, (batch_size,), lo, hi + 1)

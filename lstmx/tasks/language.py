@@ -178,6 +178,7 @@ class StreamLM(Task):
     """Windows at uniformly random offsets of `split`'s stream, each from a fresh
     state (``reset`` True): for shape checks and stateless use; training uses
     `train_window`."""
+    self.check_sample(batch_size, split)
     tokens = self.tokens(split)
     T = self.seq_len
     start = jax.random.randint(key, (batch_size,), 0, max(len(tokens) - T, 1))

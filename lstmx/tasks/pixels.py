@@ -33,8 +33,8 @@ class SequentialImages(DatasetClassification):
   scale: str = "unit"
 
   def validate(self):
-    super().validate()
-    if self.dataset not in DATASETS:
+    if self.dataset not in DATASETS:  # before the classification datasets' check
       raise ValueError(f"{self.name}.dataset: expected one of {DATASETS}; got {self.dataset!r}")
+    super().validate()
     if self.layout not in ("pixels", "rows"):
       raise ValueError(f"{self.name}.layout: expected 'pixels' or 'rows'; got {self.layout!r}")

@@ -16,17 +16,26 @@ A checkpoint that cannot be restored (a damaged file) is reported with its path
 and moved aside to ``checkpoints/corrupt/``; the run resumes from the newest one
 that restores (from scratch where none does), so a damaged checkpoint costs
 steps, never the run.
+
+A save that cannot be written (a full disk, no permission) raises an
+`lstmx.train.resources.OutOfResource` naming the checkpoint, at the save or, for an
+asynchronous one, at the next save, wait or close; orbax writes a checkpoint into a
+temporary directory and renames it when complete, so the failed one is never
+listed, and a rerun resumes from the newest complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from lstmx.train.resources import out_of_resource
 from lstmx.train.rundir import CorruptRecord, warn
 
 
@@ -46,13 +55,15 @@ class Checkpoints:
 
   @staticmethod
   def _save(manager, step: int, state, meta: dict, wait: bool) -> None:
-    manager.wait_until_finished()  # the previous save: so that all_steps lists it
-    if step in manager.all_steps():  # a resumed run retaking a step (deterministic): replace it
-      manager.delete(step)
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)), force=True)
-    if wait:
+    with _writing(manager):  # the previous save: so that all_steps lists it
       manager.wait_until_finished()
+    with _writing(manager, step):
+      if step in manager.all_steps():  # a resumed run retaking a step (deterministic)
+        manager.delete(step)
+      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                 meta=ocp.args.JsonSave(meta)), force=True)
+      if wait:
+        manager.wait_until_finished()
 
   def save_latest(self, step: int, state, meta: dict, wait: bool = False) -> None:
     """Saves `state` and `meta` as latest checkpoint `step`; with `wait`, on disk on return."""
@@ -63,8 +74,9 @@ class Checkpoints:
 
   def wait(self) -> None:
     """Waits until every save so far is on disk."""
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    for manager in (self.latest, self.best):
+      with _writing(manager):
+        manager.wait_until_finished()
 
   @staticmethod
   def _restore_step(manager, step: int, target) -> tuple[Any, dict]:
@@ -125,5 +137,40 @@ class Checkpoints:
     if self.closed:
       return
     self.closed = True
-    self.latest.close()
-    self.best.close()
+    try:
+      with _writing(self.latest):
+        self.latest.close()
+    finally:
+      with _writing(self.best):
+        self.best.close()
+
+
+@contextlib.contextmanager
+def _writing(manager, step: int | None = None):
+  """Raises a failed write of `manager`'s (a full disk, no permission; orbax reports
+  the asynchronous ones at the next wait) as an `OutOfResource` naming the checkpoint
+  (its directory where the step is unknown)."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001 - tensorstore's errors are ValueErrors
+    found = out_of_resource(e, _checkpoint_path(manager, step, e))
+    if found is None:
+      raise
+    raise found from e
+
+
+def _checkpoint_path(manager, step: int | None, error: Exception) -> str:
+  """The checkpoint being written: `step`'s, else the one the error (or its causes)
+  names, else `manager`'s directory."""
+  directory = str(manager.directory)
+  if step is not None:
+    return os.path.join(directory, str(step))
+  pattern = re.compile(re.escape(directory) + r"/(\d+)")
+  for _ in range(8):
+    found = pattern.search(str(error)) or pattern.search(getattr(error, "filename", "") or "")
+    if found:
+      return os.path.join(directory, found.group(1))
+    error = error.__cause__ or error.__context__
+    if error is None:
+      break
+  return directory

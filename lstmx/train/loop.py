@@ -28,6 +28,7 @@ from lstmx.train import tbptt
 from lstmx.train.hooks import Hook, evaluate  # noqa: F401 (evaluate: imported from here too)
 from lstmx.train.progress import Progress
 from lstmx.train.record import RunRecord
+from lstmx.train.resources import out_of_resource
 from lstmx.train.session import check_batch_lengths, clear_run, open_session  # noqa: F401
 from lstmx.train.step import TrainState, guard, make_train_chunk, make_train_step
 
@@ -82,7 +83,8 @@ def run_steps(advance, state: TrainState, record: RunRecord, hooks: list[Hook], 
   return state, record, step
 
 
-def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> dict:
+def train_and_evaluate(config: Config, workdir: str, *, force: bool = False,
+                       wait: bool = False) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if any.
 
   Returns the summary (also written to ``workdir/summary.json``), with
@@ -95,17 +97,43 @@ def train_and_evaluate(config: Config, workdir: str, *, force: bool = False) -> 
   a constant schedule) extends the run from its checkpoint; any other change
   retrains from scratch in the same place (its checkpoints, metrics and summary
   removed first), so the run directory never labels old results with a new
-  config. With a sharding
+  config. A run directory whose checkpoints or summary have no readable
+  ``config.json`` holds results of unknown settings: refused (a ValueError naming
+  the path), or with `force` retrained from scratch, never reused or relabelled.
+
+  One run writes a run directory at a time: it holds ``workdir/.lock``
+  (`lstmx.train.lock`) while it runs; another run there is refused at once (a
+  ValueError naming the holder's pid), or with `wait` waits for it. With a sharding
   preset, everything runs under its mesh (`jax.set_mesh`), so the model's
   ``backend="auto"`` sees it.
+
+  Raises:
+    lstmx.train.resources.OutOfResource: (an OSError) the run directory cannot be
+      written (a full disk, no permission) or the device is out of memory; the
+      message names the path and the cause. Nothing is written half: a rerun resumes
+      from the last checkpoint.
   """
   rules = sharding.preset(config.sharding.preset)
-  with contextlib.ExitStack() as cleanup:  # closes checkpoints and event files on errors too
-    if rules is None:
-      return _train(config, workdir, force, None, None, cleanup)
+  with out_of_resources(workdir), contextlib.ExitStack() as cleanup:  # closes checkpoints
+    if rules is None:                                        # and event files on errors too
+      return _train(config, workdir, force, None, None, cleanup, wait)
     mesh = sharding.mesh_for(config.sharding.preset, config.sharding.model_axis)
     cleanup.enter_context(jax.set_mesh(mesh))
-    return _train(config, workdir, force, rules, mesh, cleanup)
+    return _train(config, workdir, force, rules, mesh, cleanup, wait)
+
+
+@contextlib.contextmanager
+def out_of_resources(workdir: str):
+  """Raises a full disk, a missing permission or a device out of memory, whichever
+  writer or computation meets it, as one `OutOfResource` naming the path (the run
+  directory where no file is known) and the cause."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001 - XLA's and tensorstore's errors have no common type
+    found = out_of_resource(e, workdir)
+    if found is None or found is e:
+      raise
+    raise found from e
 
 
 def _advance(config: Config, train_step, task, data_key, sample_step, first, state, start: int,
@@ -161,8 +189,8 @@ def _stacked(out):
 
 
 def _train(config: Config, workdir: str, force: bool, rules, mesh,
-           cleanup: contextlib.ExitStack) -> dict:
-  s = open_session(config, workdir, force, rules, mesh, cleanup)
+           cleanup: contextlib.ExitStack, wait: bool = False) -> dict:
+  s = open_session(config, workdir, force, rules, mesh, cleanup, wait=wait)
   if s.summary is not None:  # finished, its summary readable
     return s.summary
   tc = config.train

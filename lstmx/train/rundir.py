@@ -30,6 +30,7 @@ from typing import Any, Callable, IO
 import jax
 
 from lstmx.config import Config, from_dict, to_dict
+from lstmx.train.resources import named
 
 
 class CorruptRecord(ValueError):
@@ -66,9 +67,11 @@ def atomic_write(path: str, write: Callable[[IO[str]], Any] | str) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(OSError):
       os.unlink(tmp)
+    if isinstance(e, OSError):  # a write or flush names no file: name the target
+      raise named(e, path) from e
     raise
   with contextlib.suppress(OSError):  # the rename itself, on filesystems that allow it
     dfd = os.open(folder, os.O_RDONLY)
@@ -227,13 +230,16 @@ class MetricsLog:
     row = {"step": int(step), "split": split, "wall_time": round(wall_time, 4)}
     row.update({k: _clean(float(v)) for k, v in metrics.items()})
     line = json.dumps(row) + "\n"
-    with open(self.path, "a+b") as f:
-      f.seek(0, os.SEEK_END)
-      if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
-        line = "\n" + line  # after a torn line: start a line of our own
-      f.write(line.encode())
-      f.flush()
-      os.fsync(f.fileno())
+    try:
+      with open(self.path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+          line = "\n" + line  # after a torn line: start a line of our own
+        f.write(line.encode())
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:  # a full disk: a torn last line at worst, dropped on resume
+      raise named(e, self.path) from e
 
 
 def warn(message: str) -> None:

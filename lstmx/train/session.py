@@ -23,7 +23,7 @@ import numpy as np
 from lstmx import optim, sharding, validate
 from lstmx.config import Config
 from lstmx.params import param_count
-from lstmx.train import tbptt
+from lstmx.train import lock, resources, tbptt
 from lstmx.train.checkpoint import Checkpoints
 from lstmx.train.evaluation import eval_set, evaluate
 from lstmx.train.hooks import (Checkpoint, Diverge, Every, Evaluate, Hook, KeepBest, LogTrain,
@@ -162,15 +162,23 @@ class Session:
 
 
 def open_session(config: Config, workdir: str, force: bool, rules, mesh,
-                 cleanup: contextlib.ExitStack) -> Session:
+                 cleanup: contextlib.ExitStack, *, wait: bool = False) -> Session:
   """Opens `workdir` for `config` (see `lstmx.train.loop.train_and_evaluate` for what a
-  changed config, `force` and a finished run mean); `cleanup` closes its checkpoints and
-  event files."""
+  changed config, `force`, `wait` and a finished run mean); `cleanup` closes its
+  checkpoints and event files, then releases the run directory's lock."""
+  resources.quiet_background_failures()  # the writers' threads: the run raises it
   os.makedirs(workdir, exist_ok=True)
-  old = read_config(workdir)
-  changed = check_config(workdir, config, force)  # raises on a change without force
   is_main = jax.process_index() == 0  # the process that writes the run directory
-  if changed and not _extends(old, config, changed):
+  if is_main:
+    cleanup.enter_context(hold_run(workdir, wait))
+  old = read_config(workdir)
+  unknown = old is None and holds_results(workdir)
+  if unknown:
+    check_settings_known(workdir, force)  # raises without force
+  changed = check_config(workdir, config, force)  # raises on a change without force
+  if unknown and is_main:
+    clear_run(workdir)
+  elif changed and not _extends(old, config, changed):
     warn(f"workdir {workdir!r}: the config differs at {changed}; retraining from scratch "
          "(force)")
     if is_main:
@@ -302,6 +310,44 @@ def check_batch_lengths(batch, task) -> None:
     validate.check_seq_lengths(values, values.shape[0], T)
   except (TypeError, ValueError) as e:
     raise ValueError(f"task {task.name!r}: its batch lengths: {e}") from None
+
+
+def hold_run(workdir: str, wait: bool = False):
+  """`workdir`'s lock (`lstmx.train.lock`), held while a run writes there.
+
+  Raises:
+    lstmx.train.lock.Held: (a ValueError) another run holds it, and not `wait`.
+  """
+  return lock.hold(workdir, f"--workdir {workdir!r}: another run (pid {{pid}}) is training "
+                   "there; expected one run per run directory: wait for it to finish "
+                   "(--wait waits for it), or use another --workdir", wait=wait)
+
+
+def holds_results(workdir: str) -> bool:
+  """Whether `workdir` holds a run's results: a ``summary.json`` or a checkpoint."""
+  if os.path.exists(os.path.join(workdir, "summary.json")):
+    return True
+  root = os.path.join(workdir, "checkpoints")
+  return any(os.path.isdir(os.path.join(root, kind)) and os.listdir(os.path.join(root, kind))
+             for kind in ("latest", "best"))
+
+
+def check_settings_known(workdir: str, force: bool) -> None:
+  """Refuses a run directory whose results have no readable ``config.json`` (their
+  settings are unknown, so they can be neither reused nor resumed), unless `force`:
+  then they are reported and retrained from scratch.
+
+  Raises:
+    ValueError: naming the ``config.json`` path and what to do.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not force:
+    raise ValueError(f"{path}: expected the settings of the results in {workdir!r}; got a "
+                     "missing or unreadable file, so they are unknown and cannot be reused "
+                     "or resumed: retrain from scratch with force=True (--force), or use "
+                     "another workdir")
+  warn(f"{path}: missing or unreadable, so the settings of the results in {workdir!r} are "
+       "unknown; retraining from scratch (force)")
 
 
 def _extends(old: dict | None, config: Config, changed: list[str]) -> bool:

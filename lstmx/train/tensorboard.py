@@ -26,12 +26,15 @@ TensorBoard.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import struct
 from typing import Any
+
+from lstmx.train.resources import named
 
 LOGDIR = "tensorboard"
 COUNTS = ("examples",)  # metrics.jsonl values that are counts, not curves
@@ -95,16 +98,36 @@ class TensorBoard:
     for path in self.earlier:
       _drop_values(path, _is_result)
     self.earlier = []
-    for summary in hparams(flatten(config), metrics):  # experiment, session start, end
-      self.writer.file_writer.add_summary(summary, int(step))
-    for tag, value in metrics.items():
-      self.writer.add_scalar(tag, value, int(step))
+    try:
+      for summary in hparams(flatten(config), metrics):  # experiment, session start, end
+        self.writer.file_writer.add_summary(summary, int(step))
+      for tag, value in metrics.items():
+        self.writer.add_scalar(tag, value, int(step))
+    except OSError as e:
+      raise named(e, self.logdir) from e
 
   def close(self) -> None:
-    """Flushes and closes the event file (again: a no-op)."""
-    if self.writer is not None:
-      self.writer.close()
-      self.writer = None
+    """Flushes and closes the event file (again: a no-op).
+
+    Raises:
+      OSError: the file cannot be written (an `lstmx.train.resources.OutOfResource`
+        naming the directory where the disk is full); the writer is closed all the same.
+    """
+    writer, self.writer = self.writer, None
+    if writer is not None:
+      try:
+        writer.close()
+      except OSError as e:
+        _abandon(writer)
+        raise named(e, self.logdir) from e
+
+
+def _abandon(writer) -> None:
+  """Marks a tensorboardX writer whose close failed as closed, so that its exit handler
+  does not fail again (tensorboardX has no public way to)."""
+  for file_writer in getattr(writer, "all_writers", {}).values():
+    with contextlib.suppress(AttributeError):
+      file_writer.event_writer._closed = True
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
