@@ -80,3 +80,11 @@ def check_float_dtype(name: str, dtype, *, allow_none: bool = True):
   if not jnp.issubdtype(dt, jnp.floating):
     raise TypeError(f"{name}: expected {expected} (e.g. jnp.bfloat16); got {dt.name}")
   return dtype
+
+
+def did_you_mean(name, choices) -> str:
+  """`` (did you mean 'x'?)`` for the closest of `choices` to `name` (`difflib`); empty
+  where none is close. Used by every message that names a choice."""
+  import difflib
+  close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+  return f" (did you mean {close[0]!r}?)" if close else ""

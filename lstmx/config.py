@@ -34,8 +34,7 @@ AVERAGING = ("none", "nt", "always")
 
 
 def _did_you_mean(name, choices) -> str:
-  """`lstmx.lab.usage.did_you_mean` (imported here: `lstmx.lab` imports this module)."""
-  from lstmx.lab.usage import did_you_mean
+  from lstmx.checks import did_you_mean
   return did_you_mean(name, choices)
 
 

@@ -7,10 +7,11 @@ exits 1. Both print one line, ``PROG: message``, on stderr.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import traceback
-from typing import Iterable, NoReturn
+from typing import NoReturn
+
+from lstmx.checks import did_you_mean  # noqa: F401 - re-exported
 
 USAGE = 2
 FAILURE = 1
@@ -21,13 +22,6 @@ def fail(prog: str, message: str, code: int = USAGE) -> NoReturn:
   print(f"{prog}: {message}", file=sys.stderr)
   sys.stdout.flush()
   raise SystemExit(code)
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-  """`` (did you mean 'x'?)`` for the closest of `choices` to `name` (`difflib`); empty
-  where none is close."""
-  close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-  return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def fail_run(prog: str, error: BaseException) -> NoReturn:
