@@ -36,6 +36,7 @@ import dataclasses
 import importlib.util
 import multiprocessing as mp
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -70,6 +71,18 @@ def cpu_cores() -> list[int]:
   if hasattr(os, "sched_getaffinity"):
     return sorted(os.sched_getaffinity(0))
   return list(range(os.cpu_count() or 1))
+
+
+def cpu_model() -> str:
+  """The CPU's model name (``/proc/cpuinfo``), else `platform.processor()`."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
 
 
 def gpu_devices() -> list[str]:

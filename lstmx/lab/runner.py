@@ -40,6 +40,7 @@ from lstmx.config import Config, override, to_dict
 from lstmx.lab import local_pool, lock, report, run_names
 from lstmx.lab.compile_cache import sweep_cache
 from lstmx.lab.options import ALL_CORES, SweepOptions
+from lstmx.lab.preflight import MissingData, preflight  # noqa: F401 - MissingData re-exported
 from lstmx.lab import sweep as sweeps
 from lstmx.lab.experiment import Experiment, Preset, as_experiment
 from lstmx.lab.pool import Pool, SerialPool, TrialSpec, group_specs, specs_of
@@ -230,20 +231,7 @@ def provenance(exp: Experiment, options: SweepOptions) -> dict:
   import jaxlib
   cpu = None if options.ray is not None or local_pool.gpu_devices() else cores_for(exp, options)
   return {**options.record(), "cores_per_trial": cpu, "jaxlib": jaxlib.__version__,
-          "machine": platform.machine(), "processor": _cpu_model()}
-
-
-def _cpu_model() -> str:
-  """The CPU's model name (``/proc/cpuinfo``), else `platform.processor()`."""
-  import platform
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
+          "machine": platform.machine(), "processor": local_pool.cpu_model()}
 
 
 def run(experiment: Experiment | types.ModuleType, preset: str, out_dir: str,
@@ -366,41 +354,6 @@ def _preset_seeds(name: str, preset: str, seeds) -> int:
   except ValueError:
     raise ValueError(f"{name}.{preset}: Preset.seeds: expected a positive integer; got "
                      f"{seeds!r}") from None
-
-
-class MissingData(ValueError):
-  """A package or dataset that a sweep's trials need is missing (found before any trial
-  ran; the message names the command that installs or fetches it)."""
-
-
-def preflight(configs: list[Config]) -> None:
-  """Checks that the optional packages and fetched datasets `configs`' tasks read are
-  there, loading each distinct dataset task's data once here, before any trial starts.
-
-  Raises:
-    MissingData: naming the trials' task and the install or fetch command.
-  """
-  from lstmx import tasks
-  from lstmx.data.dataset import DataNotFoundError, MissingDependencyError
-  from lstmx.tasks.datasets import resolve_params
-  seen = set()
-  for config in configs:
-    params = resolve_params(config.task.params, config.train.seed)
-    key = (config.task.name, repr(sorted(params.items())))
-    if key in seen:
-      continue
-    seen.add(key)
-    try:
-      task = tasks.make(config.task.name, **params)
-      if getattr(task, "dataset", None) is not None:
-        loss = task.baseline_loss  # reads the training split (a property in some tasks)
-        if callable(loss):
-          loss()
-    except (MissingDependencyError, DataNotFoundError) as e:
-      raise MissingData(f"task {config.task.name!r} ({config.name}): {e}; no trial was "
-                        "started") from None
-    except Exception:  # noqa: BLE001 - any other problem is the trial's to report
-      continue
 
 
 def first_line(error) -> str:
