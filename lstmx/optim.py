@@ -90,19 +90,23 @@ def nt_triggered(history: list[float], nonmono: int, mode: str = "min") -> bool:
   return newest > min(earlier) if mode == "min" else newest < max(earlier)
 
 
-def schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
-  """Learning rate per step: linear warmup, then constant, cosine or step decay."""
+def schedule(cfg: OptimizerConfig, total_steps: int, lr=None) -> optax.Schedule:
+  """Learning rate per step: linear warmup, then constant, cosine or step decay.
+
+  ``lr`` (default ``cfg.lr``) may be a traced scalar: a jitted step that takes the
+  learning rate as an argument is one program for every rate of a grid."""
+  lr = cfg.lr if lr is None else lr
   if cfg.schedule not in SCHEDULES:
     raise ValueError(f"optimizer.schedule: expected one of {SCHEDULES}; got {cfg.schedule!r}")
   if cfg.schedule == "constant":
-    main = optax.constant_schedule(cfg.lr)
+    main = optax.constant_schedule(lr)
   elif cfg.schedule == "cosine":
-    main = optax.cosine_decay_schedule(cfg.lr, max(total_steps - cfg.warmup_steps, 1))
+    main = optax.cosine_decay_schedule(lr, max(total_steps - cfg.warmup_steps, 1))
   else:
-    main = optax.exponential_decay(cfg.lr, cfg.step_every, cfg.step_factor, staircase=True)
+    main = optax.exponential_decay(lr, cfg.step_every, cfg.step_factor, staircase=True)
   if cfg.warmup_steps <= 0:
     return main
-  warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+  warmup = optax.linear_schedule(0.0, lr, cfg.warmup_steps)
   return optax.join_schedules([warmup, main], [cfg.warmup_steps])
 
 
@@ -114,8 +118,11 @@ def decay_mask(params, patterns: tuple[str, ...]):
   return jax.tree_util.tree_map_with_path(is_decayed, params)
 
 
-def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
+def build(cfg: OptimizerConfig, total_steps: int, lr=None) -> optax.GradientTransformation:
   """clip_by_global_norm -> [coupled L2] -> optimizer with the schedule -> [averaging].
+
+  ``lr``: the learning rate in place of ``cfg.lr``, a float or a traced scalar (the
+  state's structure does not depend on it: `init` with one, `update` with the other).
 
   ``adamw`` applies decoupled weight decay (Loshchilov & Hutter 2019); the
   others add ``weight_decay * w`` to the gradient (coupled L2). Both use the
@@ -128,7 +135,7 @@ def build(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformatio
                      f"got {cfg.averaging!r}")
   if cfg.nonmono < 0:
     raise ValueError(f"optimizer.nonmono: expected >= 0; got {cfg.nonmono}")
-  lr = schedule(cfg, total_steps)
+  lr = schedule(cfg, total_steps, lr)
   mask = lambda params: decay_mask(params, cfg.decay_patterns)  # noqa: E731
   parts = []
   if cfg.clip_norm is not None:

@@ -12,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from lstmx import models, optim, tasks
@@ -133,6 +134,44 @@ def test_train_step_compiles_once():
   for i in range(3):
     state, _ = step(state, task.sample(jax.random.key(i), 8))
   assert step._cache_size() == 1
+
+
+@pytest.mark.parametrize("settings", [
+    ["optimizer.name=adam"],
+    ["optimizer.name=adamw", "optimizer.weight_decay=0.1", "optimizer.schedule=cosine",
+     "optimizer.warmup_steps=2"],
+    ["optimizer.name=sgd", "optimizer.momentum=0.9", "optimizer.schedule=step",
+     "optimizer.step_every=2", "optimizer.step_factor=0.5"],
+    ["optimizer.name=rmsprop", "optimizer.weight_decay=0.01"],
+])
+def test_a_traced_learning_rate_gives_the_constant_rates_bits(settings):
+  """The step takes the learning rate as an argument (one program for a grid of rates);
+  its updates are those of the rate compiled in as a constant (bit for bit with Adam,
+  the default; XLA may fold a constant rate into the constants beside it, which moved
+  one element by one ulp with RMSprop and weight decay), and another rate gives other
+  updates."""
+  cfg = override(Config(), ["optimizer.lr=0.003", "optimizer.clip_norm=1.0"] + settings)
+  params = {"w": jax.random.normal(jax.random.key(0), (5, 3)), "b": jax.numpy.ones((3,))}
+  grads = [jax.tree.map(lambda p, i=i: jax.random.normal(jax.random.key(i), p.shape), params)
+           for i in range(1, 6)]
+
+  def run(lr):
+    tx = optim.build(cfg.optimizer, 10, lr)
+    p, state = params, optim.build(cfg.optimizer, 10).init(params)
+    for g in grads:
+      with jax.numpy_dtype_promotion("standard"):  # as in the train step: optax's scalars
+        updates, state = tx.update(g, state, p)
+      p = optax.apply_updates(p, updates)
+    return p
+
+  constant = jax.jit(lambda: run(None))()
+  traced = jax.jit(run)(jax.numpy.asarray(0.003))
+  other = jax.jit(run)(jax.numpy.asarray(0.001))
+  for a, b, c in zip(jax.tree.leaves(constant), jax.tree.leaves(traced), jax.tree.leaves(other)):
+    if settings == ["optimizer.name=adam"]:
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=0)
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
 def test_weight_decay_mask_skips_biases():

@@ -219,9 +219,10 @@ def test_seeds_cross_the_sweep_and_override_the_preset(tmp_path):
 
 
 def test_seeds_start_seed_by_seed_and_share_the_sweeps_compiled_programs(tmp_path):
-  """Every configuration's first seed starts before any second seed, and a new seed of a
-  configuration adds no program to the sweep's compilation cache (the seed is data, not a
-  constant); the process's own cache setting is back after the run."""
+  """Every configuration's first seed starts before any second seed; the trials of two
+  learning rates share one training program, and a new seed adds no program to the
+  sweep's compilation cache (the seed and the rate are data, not constants); the
+  process's own cache setting is back after the run."""
   import jax
   from lstmx.config import override
   sys.path.insert(0, os.path.join(ROOT, "experiments"))
@@ -246,6 +247,8 @@ def test_seeds_start_seed_by_seed_and_share_the_sweeps_compiled_programs(tmp_pat
   programs = lambda: {f.split("-")[0] for f in os.listdir(cache)}  # noqa: E731
   first = set(os.listdir(cache))
   assert {"jit_call", "jit_eval_step"} <= programs()  # the training chunk, the evaluation
+  # the learning rate is an argument of the step: one training program for both rates
+  assert len([f for f in first if f.startswith("jit_call-")]) == 1, sorted(first)
   order.clear()
   runner.run(exp, "tiny", out, progress=False, report=False, pool=Spy(exp), seeds=3)
   assert [(lr, seed) for lr, seed, _ in order] == [(0.01, 1), (0.001, 1), (0.01, 2),

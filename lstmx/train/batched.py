@@ -29,7 +29,6 @@ matmuls differently), not bit for bit.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import time
 
@@ -39,7 +38,7 @@ import numpy as np
 
 from lstmx import optim
 from lstmx.compile_stats import compile_stats
-from lstmx.config import Config, OptimizerConfig
+from lstmx.config import Config
 from lstmx.tasks.datasets import FOLLOW_TRAIN_SEED
 from lstmx.train.progress import Progress
 from lstmx.train.rundir import config_dict
@@ -124,15 +123,6 @@ def train_group(configs: list[Config], workdirs: list[str], *,
   return [summaries[i] for i in range(len(configs))]
 
 
-def rate_optimizer(cfg: OptimizerConfig, total_steps: int, lr: jax.Array):
-  """`lstmx.optim.build` of `cfg` with its learning rate `lr` a traced array (each
-  schedule scales it; the state's structure does not depend on it). The config's checks
-  ran on the trial's own float; the copy with an array skips them."""
-  traced = copy.copy(cfg)
-  object.__setattr__(traced, "lr", lr)
-  return optim.build(traced, total_steps)
-
-
 def _train_together(sessions: list[Session]) -> list[dict]:
   """Trains `sessions` (all at one start step) as one vmapped program."""
   s0 = sessions[0]
@@ -146,8 +136,8 @@ def _train_together(sessions: list[Session]) -> list[dict]:
 
   def chunk(n: int):
     def one(state, ok, key, lr):
-      step = make_train_step(s0.modeldef, task, rate_optimizer(s0.config.optimizer,
-                                                               tc.steps, lr))
+      step = make_train_step(s0.modeldef, task, optim.build(s0.config.optimizer,
+                                                          tc.steps, lr))
       return make_train_chunk(step, lambda k: task.sample(k, tc.batch_size), key, n)(state, ok)
     return jax.jit(jax.vmap(one), donate_argnums=0)
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lstmx import sharding
+from lstmx import optim, sharding
 from lstmx.compile_stats import compile_stats
 from lstmx.config import Config
 from lstmx.train import tbptt
@@ -136,9 +136,10 @@ def out_of_resources(workdir: str):
     raise found from e
 
 
-def _advance(config: Config, train_step, task, data_key, sample_step, first, state, start: int,
+def _advance(config: Config, step_for, task, data_key, sample_step, first, state, start: int,
              mesh, rules):
-  """(advance, compiled, ok) for `run_steps`: ``advance(state, ok, step)`` dispatches
+  """(advance, compiled, ok) for `run_steps`, with ``step_for(lr)`` the train step at
+  learning rate ``lr`` (a float, or a traced scalar): ``advance(state, ok, step)`` dispatches
   ``train.steps_per_call`` steps (k) from a multiple of k as one compiled call
   (sampling inside), and single steps elsewhere (the remainder before ``train.steps``);
   `compiled` is the k-step program (its memory analysis goes in the summary),
@@ -151,7 +152,7 @@ def _advance(config: Config, train_step, task, data_key, sample_step, first, sta
       raise ValueError(f"train.steps_per_call: expected 1 with sharding.preset="
                        f"{config.sharding.preset!r} (batches are placed on the mesh from "
                        f"the host, one per step); got {k}")
-    step = guard(train_step)
+    step = guard(step_for(config.optimizer.lr))
     placed = jax.jit(lambda s, ok, b: _stacked(step(s, ok, b)), donate_argnums=0)
     ok = jax.device_put(np.bool_(True), NamedSharding(mesh, PartitionSpec()))
     compiled = placed.lower(state, ok, first).compile()
@@ -163,22 +164,24 @@ def _advance(config: Config, train_step, task, data_key, sample_step, first, sta
   if tbptt.is_stateful(task):  # the batch is fixed by the step: window step mod K
     draw, data_key = (lambda step: task.train_window(step, tc.batch_size)), None
 
-  def chunk(n: int):  # the data key is an argument, not a constant: one program per seed's
-    # trials, so the persistent compilation cache (lstmx.lab.compile_cache) serves them all
-    def call(state, ok, key):
-      return make_train_chunk(train_step, draw, key, n)(state, ok)
+  def chunk(n: int):  # the data key and the learning rate are arguments, not constants:
+    # one program for the trials of every seed and rate, so the persistent compilation
+    # cache (lstmx.lab.compile_cache) serves a whole learning-rate grid
+    def call(state, ok, key, lr):
+      return make_train_chunk(step_for(lr), draw, key, n)(state, ok)
     return jax.jit(call, donate_argnums=0)
 
   ok = jnp.asarray(True)
-  compiled = chunk(k).lower(state, ok, data_key).compile()
+  lr = jnp.asarray(config.optimizer.lr)  # weakly typed: it takes the parameters' dtype
+  compiled = chunk(k).lower(state, ok, data_key, lr).compile()
   single = compiled
   if k > 1 and (total % k or start % k):  # a remainder: compiled now, outside the wall time
-    single = chunk(1).lower(state, ok, data_key).compile()
+    single = chunk(1).lower(state, ok, data_key, lr).compile()
 
   def advance(state, ok, step):
     if step % k == 0 and step + k <= total:
-      return compiled(state, ok, data_key)
-    return single(state, ok, data_key)
+      return compiled(state, ok, data_key, lr)
+    return single(state, ok, data_key, lr)
 
   return advance, compiled, ok
 
@@ -194,11 +197,14 @@ def _train(config: Config, workdir: str, force: bool, rules, mesh,
   if s.summary is not None:  # finished, its summary readable
     return s.summary
   tc = config.train
-  train_step = make_train_step(s.modeldef, s.task, s.tx)
   first = s.sample_step(s.start)
   check_batch_lengths(first, s.task)
+
+  def step_for(lr):
+    return make_train_step(s.modeldef, s.task, optim.build(config.optimizer, tc.steps, lr))
+
   t0 = time.perf_counter()
-  advance, compiled, ok = _advance(config, train_step, s.task, s.data_key, s.sample_step, first,
+  advance, compiled, ok = _advance(config, step_for, s.task, s.data_key, s.sample_step, first,
                                    s.state, s.start, mesh, rules)
   compile_time = time.perf_counter() - t0
   step_bytes = compile_stats(compiled).get("peak_bytes")  # None without a memory analysis
