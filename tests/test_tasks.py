@@ -261,3 +261,23 @@ def test_forecast_persistence_baseline():
   assert np.mean((x - y) ** 2) == pytest.approx(task.baseline_loss, rel=0.25)
   perfect = batch["targets"][..., None]
   assert task.solved(task.metrics(perfect, batch))
+
+
+def test_splits_of_one_distribution_share_the_program_that_draws_their_sets():
+  """A synthetic task's three evaluation sets are different examples drawn by one compiled
+  program (the split's key is an argument); a length-generalization task's test split is
+  its own distribution (longer sequences), so its own program."""
+  from lstmx.tasks.base import _draw_examples
+  copy = tasks.make("copy", delay=7, num_symbols=3, num_categories=4)
+  assert [copy.distribution(s) for s in ("train", "validation", "test")] == ["train"] * 3
+  before = _draw_examples._cache_size()
+  sets = {s: next(copy.eval_batches(s, 8, 8))["inputs"] for s in ("train", "validation", "test")}
+  assert _draw_examples._cache_size() == before + 1
+  assert not np.array_equal(sets["validation"], sets["test"])
+  assert not np.array_equal(sets["train"], sets["validation"])
+  parity = tasks.make("parity", train_length=5, test_length=9)
+  assert [parity.distribution(s) for s in ("train", "validation", "test")] == [
+      "train", "train", "test"]
+  valid = next(parity.eval_batches("validation", 8, 8))["lengths"]
+  test = next(parity.eval_batches("test", 8, 8))["lengths"]
+  assert int(valid.max()) <= 5 < int(test.min())

@@ -239,8 +239,10 @@ def _serve(conn, parent: int, pdeathsig: bool) -> None:
       spec = conn.recv()
     except (EOFError, OSError):
       return
-    if spec is None:
-      return
+    if spec is None:  # every trial it ran is closed and written: skip the interpreter's
+      sys.stdout.flush()  # teardown (JAX's, orbax's threads), a second at the sweep's end
+      sys.stderr.flush()
+      os._exit(0)
     try:
       summary = execute(spec)
     except OutOfResource as e:  # a full disk: sent back, and the runner stops the sweep

@@ -105,6 +105,15 @@ class Task:
   def _draw(self, key: jax.Array, batch_size: int) -> Batch:
     raise NotImplementedError
 
+  def distribution(self, split: str) -> str:
+    """The split whose distribution ``sample(..., split=split)`` draws from: a synthetic
+    task draws every split from one distribution ("train"), a dataset (`finite`) each
+    split from its own data, and a task whose test split differs (longer sequences)
+    returns "test" for it. Splits with one distribution share one compiled program for
+    drawing their evaluation sets."""
+    self.check_split(split)
+    return split if self.finite else "train"
+
   def check_sample(self, batch_size: int, split: str) -> None:
     """Raises a ValueError naming `batch_size` (an int >= 1, a NumPy or JAX integer
     too) or `split` unless `sample` can draw them."""
@@ -202,7 +211,8 @@ class Task:
     """Examples ``start .. start + count - 1`` of the evaluation set, padded to
     `batch_size` rows. Synthetic tasks: example i is ``sample(fold_in(eval_key(split),
     i), 1, split)``."""
-    return _draw_examples(self, split, batch_size, start, count)
+    return _draw_examples(self, self.distribution(split), batch_size, eval_key(split), start,
+                          count)
 
 
 def check_int(task: str, name: str, value, low: int) -> None:
@@ -230,12 +240,13 @@ def eval_key(split: str) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _draw_examples(task: Task, split: str, batch_size: int, start, count) -> Batch:
-  """Examples ``start + r`` (r < batch_size) of `split`'s evaluation set, each drawn
-  alone from its own key; rows r >= count zeroed as padding."""
+def _draw_examples(task: Task, distribution: str, batch_size: int, key, start, count) -> Batch:
+  """Examples ``start + r`` (r < batch_size) of the evaluation set whose key is `key`
+  (`eval_key` of its split), drawn from `distribution` (`Task.distribution` of the
+  split), each alone from its own key; rows r >= count zeroed as padding."""
   rows = jnp.arange(batch_size)
-  keys = jax.vmap(lambda i: jax.random.fold_in(eval_key(split), i))(start + rows)
-  batch = jax.vmap(lambda k: task.sample(k, 1, split=split))(keys)
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + rows)
+  batch = jax.vmap(lambda k: task.sample(k, 1, split=distribution))(keys)
   batch = {k: v[:, 0] for k, v in batch.items()}
   return mask_rows(batch, rows < count)
 

@@ -47,6 +47,10 @@ class _Regular(Task):
   def label(self, symbols: jax.Array, valid: jax.Array, lengths: jax.Array) -> jax.Array:
     raise NotImplementedError
 
+  def distribution(self, split: str) -> str:
+    self.check_split(split)
+    return "test" if split == "test" else "train"  # `lengths_range`
+
   def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
     self.check_sample(batch_size, split)
     lo, hi = self.lengths_range(split)
