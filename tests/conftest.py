@@ -2,6 +2,7 @@
 (equinox's and jax's own test settings), and eight fake CPU devices."""
 
 import gc
+import hashlib
 import os
 import time
 
@@ -34,20 +35,29 @@ def _fresh_compilation_caches():
 
 
 # --- The slow set: run last, and within a time budget when one is given -----------------
-# `pytest --budget S` (the README's test command, so CI) runs every test not marked `slow`,
-# then starts slow tests while the session is under S seconds; a slow test that would
-# start later is skipped with the reason. `pytest -m slow` (or no --budget) runs them all.
-# Under pytest-xdist the controller's start time is handed to each worker, so every
-# worker measures the budget from the same moment.
+# Tests listed in tests/slow.txt (or marked `slow`) run after the others. Under
+# `pytest --budget S` (the README's test command, so CI) each slow test starts only while
+# the session has run for under S seconds, and is skipped with the reason after that; the
+# slow tests' order rotates day by day, so successive CI runs cover different ones.
+# `pytest -m slow` (or no --budget) runs them all. Under pytest-xdist the controller's
+# start time is handed to each worker: every worker measures the budget, and orders the
+# tests, from the same moment.
 
 _START = "lstmx_session_start"
 _start_key = pytest.StashKey[float]()
+_SLOW_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow.txt")
+
+
+def _slow_ids() -> set[str]:
+  with open(_SLOW_LIST) as f:
+    return {line.strip() for line in f if line.strip() and not line.startswith("#")}
 
 
 def pytest_addoption(parser):
   parser.addoption("--budget", type=float, default=0.0, metavar="SECONDS",
-                   help="start tests marked slow only while the session has run for under "
-                        "SECONDS (0, the default: no limit). Example: --budget 600")
+                   help="start tests marked slow (tests/slow.txt) only while the session "
+                        "has run for under SECONDS (0, the default: no limit). "
+                        "Example: --budget 540")
 
 
 def pytest_configure(config):
@@ -60,8 +70,19 @@ def pytest_configure_node(node):  # pytest-xdist, on the controller, for each wo
   node.workerinput[_START] = node.config.stash[_start_key]
 
 
+def _rotation(nodeid: str, day: int) -> str:
+  return hashlib.sha256(f"{day}:{nodeid}".encode()).hexdigest()
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-  items.sort(key=lambda item: item.get_closest_marker("slow") is not None)  # stable
+  slow = _slow_ids()
+  for item in items:
+    if item.nodeid in slow:
+      item.add_marker(pytest.mark.slow)
+  day = int(config.stash[_start_key] // 86400)
+  items.sort(key=lambda item: ((True, _rotation(item.nodeid, day))
+                               if item.get_closest_marker("slow") else (False, "")))
 
 
 def pytest_runtest_setup(item):
