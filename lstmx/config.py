@@ -130,6 +130,10 @@ class TrainConfig:
   times the run's initial loss (its first step's); ``diverge_factor=None`` or
   ``diverge_patience=0`` turns this rule off (`lstmx.train.hooks.Diverge`).
 
+  Every validation evaluation checks the task's solved rule (`Task.solved`); the first
+  step where it holds is the run's ``solved_step`` (summary ``task.solved_step``), and
+  ``stop_when_solved=True`` ends the run there as ``early_stopped``.
+
   ``steps_per_call=k`` runs k training steps (batch sampling included) in one
   compiled call (a `jax.lax.scan`); it must divide ``log_every``, ``eval_every``
   and ``checkpoint_every`` (the loop reads results only at those steps), and
@@ -154,6 +158,7 @@ class TrainConfig:
   diverge_factor: float | None = 10.0
   diverge_patience: int = 3
   steps_per_call: int = 1
+  stop_when_solved: bool = False  # end the run (early_stopped) at its first solved evaluation
 
   def __post_init__(self):
     i = lambda name, **kw: as_int(f"train.{name}", getattr(self, name), **kw)  # noqa: E731
@@ -170,7 +175,8 @@ class TrainConfig:
         diverge_factor=as_float("train.diverge_factor", self.diverge_factor, above=1.0,
                                 optional=True),
         diverge_patience=i("diverge_patience", low=0),
-        steps_per_call=i("steps_per_call", low=1))
+        steps_per_call=i("steps_per_call", low=1),
+        stop_when_solved=as_bool("train.stop_when_solved", self.stop_when_solved))
     k = self.steps_per_call
     for name in ("log_every", "eval_every", "checkpoint_every"):
       if getattr(self, name) % k:

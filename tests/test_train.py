@@ -56,6 +56,31 @@ def test_smoke_run_writes_run_directory(tmp_path):
   assert train_and_evaluate(cfg, str(tmp_path))["wall_time"] == summary["wall_time"]
 
 
+@pytest.mark.parametrize("stop", [False, True])
+def test_solved_step_is_the_first_solved_evaluation_and_can_end_the_run(tmp_path, monkeypatch,
+                                                                        stop):
+  """The first validation evaluation whose metrics meet the task's rule is the run's
+  solved step (here the rule holds from accuracy 0.25, met at some evaluation but not at
+  the first); with train.stop_when_solved the run ends there, early_stopped."""
+  from lstmx.tasks.memory import Copy
+  seen = []
+
+  def solved(self, metrics):
+    seen.append(float(metrics["accuracy"]))
+    return len(seen) >= 2  # the second evaluation (step 20) is the first "solved" one
+
+  monkeypatch.setattr(Copy, "solved", solved)
+  cfg = override(_quiet(smoke.base()), ["train.eval_every=10", "train.steps=40",
+                                        f"train.stop_when_solved={stop}"])
+  summary = train_and_evaluate(cfg, str(tmp_path))
+  assert summary["task"]["solved_step"] == 20
+  if stop:
+    assert summary["status"] == "early_stopped" and summary["steps"] == 20
+    assert summary["stop_reason"] == "solved at step 20 (train.stop_when_solved)"
+  else:
+    assert summary["status"] == "completed" and summary["steps"] == 40
+
+
 def test_resume_equals_uninterrupted(tmp_path):
   cfg = _quiet(smoke.base(), steps=30, checkpoint_every=10)
   train_and_evaluate(cfg, str(tmp_path / "full"))

@@ -48,7 +48,8 @@ STATS = ("mean", "std", "ci_low", "ci_high")
 CONFIDENCE = 0.95
 # Summary-derived columns that are never configuration keys (`task.name` is one only
 # where every row has it, i.e. where the sweep sets it).
-_NOT_KEYS = (*TASK_METRICS, "task.solved_rule")
+# ``task.solved_step`` is censored (a run that never solved has none): not averaged here.
+_NOT_KEYS = (*TASK_METRICS, "task.solved_rule", "task.solved_step")
 
 Predicate = Callable[[pd.DataFrame], Any] | str
 

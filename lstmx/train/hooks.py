@@ -172,14 +172,18 @@ class Diverge(Periodic):
 class Evaluate(Periodic):
   """A ``validation`` row for the parameters to keep (the average once averaging), shown
   by `progress` (where given) as a line, then each of `then` with the row's `monitor`
-  value, in order."""
+  value, in order; then the task's solved rule: `solved` (``metrics -> bool``) holding
+  for the first time sets the record's ``solved_step``, and ends the run
+  (``early_stopped``) where `stop_when_solved`."""
 
   def __init__(self, when: Every, validate: Callable[[Any], dict[str, float]], log: MetricsLog,
                clock: Clock, monitor: str, then: Sequence[OnValidation] = (),
-               progress: Progress | None = None):
+               progress: Progress | None = None,
+               solved: Callable[[dict], bool] | None = None, stop_when_solved: bool = False):
     super().__init__(when)
     self.validate, self.log, self.clock = validate, log, clock
     self.monitor, self.then, self.progress = monitor, tuple(then), progress
+    self.solved, self.stop_when_solved = solved, stop_when_solved
 
   def fire(self, step, state, record):
     metrics = self.validate(optim.eval_params(state.params, state.opt_state))
@@ -188,6 +192,11 @@ class Evaluate(Periodic):
       self.progress.validation(step, metrics)
     for hook in self.then:
       state, record = hook(step, metrics[self.monitor], state, record)
+    if (self.solved is not None and record.solved_step is None
+        and bool(self.solved(metrics))):
+      record = dataclasses.replace(record, solved_step=step)
+      if self.stop_when_solved and record.running:
+        record = record.stop("early_stopped", f"solved at step {step} (train.stop_when_solved)")
     return state, record
 
 

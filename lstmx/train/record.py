@@ -31,6 +31,9 @@ class RunRecord:
     initial_loss: the training loss of the run's first step (the divergence rule's
       reference, `lstmx.train.hooks.Diverge`).
     diverge_windows: consecutive log windows so far whose mean loss broke that rule.
+    solved_step: the first evaluation step whose validation metrics met the task's solved
+      rule (`Task.solved`); None until one does (the steps to solve, censored at the
+      steps run).
   """
   status: str = RUNNING
   stop_reason: str | None = None
@@ -42,6 +45,7 @@ class RunRecord:
   wall_time: float = 0.0
   initial_loss: float | None = None
   diverge_windows: int = 0
+  solved_step: int | None = None
 
   @property
   def running(self) -> bool:

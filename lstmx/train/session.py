@@ -122,7 +122,8 @@ class Session:
         *diverge,
         Evaluate(Every(tc.eval_every, tc.steps),
                  lambda params: self.run_eval(params, "validation"), self.log, self.clock,
-                 tc.monitor, then=on_validation, progress=progress),
+                 tc.monitor, then=on_validation, progress=progress, solved=self.task.solved,
+                 stop_when_solved=tc.stop_when_solved),
         Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), self.ckpts,
                    self.clock),
     ]
