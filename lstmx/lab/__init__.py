@@ -14,7 +14,9 @@
   (exact rate intervals, Fisher contrasts, bounded bootstrap intervals, censored
   medians, sign tests, ratios; IQM and probability of improvement across tasks);
   `lstmx.lab.findings`: findings and controls as records, ``render`` (their English),
-  ``withhold``, ``pick``, ``to_json``;
+  ``withhold``, ``pick``, ``to_json``; `lstmx.lab.selection`: a learning rate per
+  configuration and seed chosen on validation data (``choose``);
+  `lstmx.lab.solve_curves`: steps to solve as a censored (Kaplan-Meier) curve;
 * `lstmx.lab.report`: ``report.md``, ``report.json``, ``summary.csv`` and figures from
   a results table; `lstmx.lab.overview`: the cross-experiment page "Where LSTMs stop
   working" from several output directories;
