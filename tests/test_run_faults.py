@@ -345,9 +345,19 @@ def test_sweep_on_a_full_disk_stops_with_one_line(tmp_path, monkeypatch, capsys)
   assert set(pd.read_csv(os.path.join(out, "results.csv"))["status"]) == {"pending"}
 
 
-def test_worker_full_disk_stops_the_pool_after_its_running_trials():
-  from lstmx.lab import local_pool
-  summary = {"status": "failed", local_pool.OUT_OF_RESOURCE: [errno.ENOSPC, "No space", "P"]}
+def test_worker_full_disk_stops_the_pool_after_its_running_trials(monkeypatch):
+  """A full disk in a worker or a Ray task (`pool.execute_or_report`) comes back as a
+  summary carrying the error, which the local pool and the Ray pool raise."""
+  from lstmx.lab import local_pool, pool
+
+  def full(spec):
+    raise resources.OutOfResource(errno.ENOSPC, "No space", "P")
+
+  monkeypatch.setattr(pool, "execute", full)
+  reported = pool.execute_or_report(object())
+  assert reported["status"] == "failed" and str(pool.out_of_resource(reported)) == (
+      "cannot write P: No space")
+  summary = {"status": "failed", pool.OUT_OF_RESOURCE: [errno.ENOSPC, "No space", "P"]}
   found = local_pool._out_of_resource(summary)
   assert isinstance(found, resources.OutOfResource) and str(found) == "cannot write P: No space"
   assert local_pool._out_of_resource({"status": "failed"}) is None

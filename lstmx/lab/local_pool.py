@@ -232,8 +232,7 @@ def _serve(conn, parent: int, pdeathsig: bool) -> None:
   None or a closed pipe."""
   die_with_parent(parent, pdeathsig)
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
-  from lstmx.lab.pool import execute
-  from lstmx.train.resources import OutOfResource
+  from lstmx.lab.pool import execute_or_report
   while True:
     try:
       spec = conn.recv()
@@ -244,24 +243,17 @@ def _serve(conn, parent: int, pdeathsig: bool) -> None:
       sys.stderr.flush()
       os._exit(0)
     try:
-      summary = execute(spec)
-    except OutOfResource as e:  # a full disk: sent back, and the runner stops the sweep
-      summary = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-                 OUT_OF_RESOURCE: [e.errno, e.strerror, e.filename]}
+      summary = execute_or_report(spec)  # a full disk: sent back, the runner stops the sweep
     except (Exception, SystemExit) as e:  # noqa: BLE001 - e.g. the experiment file fails to load
       summary = _failed(spec, f"{type(e).__name__}: {e}", traceback.format_exc())
     conn.send(summary)
 
 
-OUT_OF_RESOURCE = "out_of_resource"  # key of a worker's summary: (errno, cause, path)
-
-
 def _out_of_resource(summary: dict):
-  """The `OutOfResource` a worker met (a full disk stops the sweep), or None."""
-  if isinstance(summary, dict) and OUT_OF_RESOURCE in summary:
-    from lstmx.train.resources import OutOfResource
-    return OutOfResource(*summary[OUT_OF_RESOURCE])
-  return None
+  """The `OutOfResource` a worker met (a full disk stops the sweep), or None
+  (`lstmx.lab.pool.out_of_resource`, imported here only once JAX may be)."""
+  from lstmx.lab.pool import out_of_resource
+  return out_of_resource(summary)
 
 
 def _failed(spec, error: str, trace: str | None = None) -> dict:

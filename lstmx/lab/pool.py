@@ -127,6 +127,30 @@ def execute(spec: TrialSpec | TrialGroup, experiment: Experiment | None = None):
                      force=spec.force)
 
 
+OUT_OF_RESOURCE = "out_of_resource"  # key of a summary: (errno, cause, path)
+
+
+def execute_or_report(spec: TrialSpec | TrialGroup):
+  """`execute` in a process apart from the runner (a local worker, a Ray task): a full
+  disk (`OutOfResource`, which `execute` raises) comes back as a failed summary carrying
+  `OUT_OF_RESOURCE`, so the runner can stop the sweep with it (`out_of_resource`)."""
+  from lstmx.train.resources import OutOfResource
+  try:
+    return execute(spec)
+  except OutOfResource as e:
+    return {"status": "failed", "error": f"{type(e).__name__}: {e}",
+            OUT_OF_RESOURCE: [e.errno, e.strerror, e.filename]}
+
+
+def out_of_resource(summary):
+  """The `OutOfResource` a trial met in another process (a full disk stops the sweep),
+  or None."""
+  if isinstance(summary, dict) and OUT_OF_RESOURCE in summary:
+    from lstmx.train.resources import OutOfResource
+    return OutOfResource(*summary[OUT_OF_RESOURCE])
+  return None
+
+
 class Pool(Protocol):
   """Runs trials; `run` yields ``(spec, summary)`` as each finishes, in any order."""
 

@@ -13,7 +13,10 @@ filesystem. Results come back as tasks finish (`ray.wait`).
 A task lost with its node (or its worker process) is retried by Ray up to
 ``max_retries`` times; the retry finds the trial's run directory and resumes it
 from its latest checkpoint (`lstmx.train.train_and_evaluate`). A trial that fails
-(an exception) is not retried: `execute` returns its failure as the summary.
+(an exception) is not retried: `execute` returns its failure as the summary. A trial
+that meets a full disk (`OutOfResource`) stops the sweep, as it does on one machine:
+the runner raises it and the tasks still queued or running are cancelled (they resume
+from their checkpoints on a rerun).
 
 Ray is an optional extra: ``pip install 'lstmx[ray]'``. See docs/ray.md.
 """
@@ -26,7 +29,7 @@ import socket
 from typing import Any, Iterable, Iterator
 
 from lstmx.lab.local_pool import thread_env
-from lstmx.lab.pool import TrialSpec, execute
+from lstmx.lab.pool import TrialSpec, execute_or_report, out_of_resource
 from lstmx.lab.trial import record_failure
 
 INSTALL = "pip install 'lstmx[ray]'"
@@ -122,7 +125,7 @@ class RayPool:
       env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * gpus:.3f}"
     self._task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries,
                             retry_exceptions=False,
-                            runtime_env={"env_vars": env})(execute)
+                            runtime_env={"env_vars": env})(execute_or_report)
 
   def run(self, specs: Iterable[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
     """Submits every spec, then yields ``(spec, summary)`` as each task finishes; a task
@@ -143,6 +146,9 @@ class RayPool:
             summary = ray.get(ref)
           except ray.exceptions.RayError as e:
             summary = record_failure(spec.workdir, f"{type(e).__name__}: {e}")
+          fatal = out_of_resource(summary)
+          if fatal is not None:  # a full disk: every trial would fail the same way; the
+            raise fatal          # others are cancelled and resume from their checkpoints
           yield spec, summary
     finally:
       self._cancel()
