@@ -34,8 +34,10 @@ CONFIGS = {
     "mlp": ModelConfig(kind="mlp", hidden_size=8, num_layers=2, activation="gelu"),
     "minlstm": ModelConfig(kind="minlstm", hidden_size=8, num_layers=2),
     "mingru": ModelConfig(kind="mingru", hidden_size=8, num_layers=2),
+    "minlstm_block": ModelConfig(kind="minlstm", hidden_size=8, num_layers=2, residual=True,
+                                 norm=True, mlp_multiple=2, expansion=2),
 }
-CAUSAL = ("lstm", "gru", "transformer", "tcn", "minlstm", "mingru")
+CAUSAL = ("lstm", "gru", "transformer", "tcn", "minlstm", "mingru", "minlstm_block")
 
 
 def _inputs(seed=0, shape=(B, T, D)):
