@@ -26,8 +26,9 @@ h); a linear head maps every step's h to the outputs.
 The block. By default (``residual=False, norm=False, mlp_multiple=0,
 expansion=1``) layers are plain stacked recurrences, x_{l+1} = minRNN_l(x_l),
 the model lstmx had first. Feng et al. do not run a bare recurrence: their
-models stack minRNN layers in a residual block, in the pre-norm form of the
-nanoGPT / Mamba backbones they build on. With ``residual=True`` the inputs are
+models stack minRNN layers in a residual block (with LayerNorm and, in language
+modelling, an MLP), here in the pre-norm form of the nanoGPT and Mamba
+backbones their experiments build on. With ``residual=True`` the inputs are
 first projected to the stream width H (`hidden_size`, an embedding for one-hot
 tokens), and each of the `num_layers` blocks is
 
@@ -43,13 +44,14 @@ back).
 What Feng, Tung, Ahmed, Bengio & Hajimirsadeghi (2024), "Were RNNs All We
 Needed?" (arXiv 2410.01201) ran, and the config that reproduces each:
 
-* Selective copying (their table 1, Mamba's task: `lstmx.tasks.SelectiveCopy`):
-  3 stacked layers in the residual block. ``ModelConfig(kind="minlstm",
-  num_layers=3, residual=True, norm=True, hidden_size=64, expansion=2)`` is the
-  setting of a public reproduction of that experiment (embedding 64, 3 layers,
-  expansion 2, dropout 0.1); the paper's appendix gives its own widths, which
-  were not readable from this sandbox when this was written: check them there
-  before quoting a width as the paper's.
+* Selective copying (Mamba's task, `lstmx.tasks.SelectiveCopy`):
+  3 stacked layers in a residual block. ``ModelConfig(kind="minlstm",
+  num_layers=3, residual=True, hidden_size=64, expansion=2)`` is the setting of
+  a public reproduction of that experiment (embedding 64, 3 layers, expansion 2,
+  a residual around each layer, dropout 0.1, no LayerNorm in its code); the
+  paper's appendix gives its own widths, which were not readable from this
+  sandbox when this was written: check them there before quoting a width as
+  the paper's.
 * Language modelling (Shakespeare, nanoGPT's character-level setup): the
   residual block with LayerNorm and an MLP after each minRNN, i.e. ``residual=
   True, norm=True, mlp_multiple=4`` (nanoGPT's MLP width 4H) with the paper's
@@ -58,7 +60,7 @@ Needed?" (arXiv 2410.01201) ran, and the config that reproduces each:
   as in the paper's algorithms; both use the log-space scan and g(.) of its
   "numerically stable" versions.
 
-Where lstmx departs: no dropout (the paper's runs use it); the first LN, the
+Where lstmx departs: no dropout (the reproduction above and nanoGPT's setup use it); the first LN, the
 final LN and the MLP's GELU follow nanoGPT, not a stated choice of the paper;
 widths are set by `hidden_size` (and matched to a parameter budget with
 `lstmx.models.match_size`), not copied from the paper per task. A one-layer
