@@ -34,8 +34,11 @@ CONFIGS = {
     "mlp": ModelConfig(kind="mlp", hidden_size=8, num_layers=2, activation="gelu"),
     "minlstm": ModelConfig(kind="minlstm", hidden_size=8, num_layers=2),
     "mingru": ModelConfig(kind="mingru", hidden_size=8, num_layers=2),
+    "minlstm_block": ModelConfig(kind="minlstm", hidden_size=8, num_layers=2, residual=True,
+                                 norm=True, mlp_multiple=2, expansion=2),
 }
 CAUSAL = ("lstm", "gru", "transformer", "tcn", "minlstm", "mingru")
+CAUSAL_CONFIGS = CAUSAL + ("minlstm_block",)
 
 
 def _inputs(seed=0, shape=(B, T, D)):
@@ -70,7 +73,7 @@ def test_shape_causality_and_padding(name):
   t, full = 3, jnp.full((B,), T, jnp.int32)
   future = x.at[:, t + 1:].set(_inputs(2)[:, t + 1:])
   y0, y1 = f(params, x, full), f(params, future, full)
-  if name in CAUSAL:
+  if name in CAUSAL_CONFIGS:
     np.testing.assert_allclose(y1[:, :t + 1], y0[:, :t + 1], atol=1e-6)
   else:  # the test would notice a model that looks ahead
     assert not np.allclose(y1[:, :t + 1], y0[:, :t + 1], atol=1e-6)

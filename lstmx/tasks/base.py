@@ -93,6 +93,18 @@ class Task:
     """Accuracy of the memoryless predictor on the masked steps, where it applies."""
     return None
 
+  @property
+  def order_free_accuracy(self) -> float | None:
+    """The copy tasks' order-free floor of their recall accuracy (`lstmx.tasks.memory`):
+    the best score of a model that remembers which symbols were shown but not their
+    order. None where it does not apply."""
+    return None
+
+  @property
+  def order_free_loss(self) -> float | None:
+    """The order-free floor of `loss` (the same predictor's cross-entropy), or None."""
+    return None
+
   def sample(self, key: jax.Array, batch_size: int, split: str = "train") -> Batch:
     """A batch of `batch_size` fresh examples (see the module docstring).
 

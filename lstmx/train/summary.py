@@ -53,6 +53,8 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
       "steps": steps, "final": final, "at_best": at_best,
       "best": {"metric": tc.monitor, "value": record.best_value, "step": record.best_step},
       "task": {"name": task.name, "baseline_loss": task.baseline_loss,
+               "order_free_accuracy": task.order_free_accuracy,
+               "order_free_loss": task.order_free_loss,
                "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
                "solved": bool(final and task.solved(final["validation"])),
                "solved_step": record.solved_step},
