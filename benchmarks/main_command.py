@@ -21,7 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from workers import compare, timed_pair  # noqa: E402,F401 (compare: used by timed_pair)
+from workers import timed_pair, verdict  # noqa: E402
 
 EXPERIMENT = os.path.join(ROOT, "experiments", "long_dependency.py")
 
@@ -63,13 +63,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{after:.1f} after)")
   print(f"ratio default / 1: {times[0] / times[1]:.3f} (target <= 0.65 on a quiet 2-core "
         "machine)")
-  if worst != 0:
-    problems.append(f"final metrics differ by up to a relative {worst:.1e}")
-  if problems:
-    print("results differ:\n  " + "\n  ".join(problems))
-    return 1
-  print("results: the same trials, statuses and steps; final metrics bit for bit the same")
-  return 0
+  return verdict(problems, worst)
 
 
 if __name__ == "__main__":

@@ -126,8 +126,13 @@ def main(argv: list[str] | None = None) -> int:
   print(f"--workers 1: {times[1]:.1f} s")
   print(f"--workers {args.workers}: {times[args.workers]:.1f} s")
   print(f"ratio: {times[args.workers] / times[1]:.3f} (target <= 0.70 on a quiet 2-core machine)")
+  return verdict(problems, worst)
+
+
+def verdict(problems: list[str], worst: float) -> int:
+  """Prints whether the two tables agree (`compare`'s output); the exit status."""
   if worst != 0:
-    problems.append(f"final metrics differ by up to a relative {worst:.1e}")
+    problems = problems + [f"final metrics differ by up to a relative {worst:.1e}"]
   if problems:
     print("results differ:\n  " + "\n  ".join(problems))
     return 1

@@ -31,7 +31,7 @@ CRITERIA = ("task.solved", "task.solved_step", "final.validation.loss")
 
 def _rank(row: pd.Series, key: str) -> tuple:
   """The sort key of one finished row (smaller is better)."""
-  solved = bool(row.get("task.solved", False) is True or row.get("task.solved", 0) == 1)
+  solved = bool(row.get("task.solved", False) == 1)  # True or 1; NaN (missing) is not
   step = row.get("task.solved_step", math.nan)
   step = float(step) if solved and pd.notna(step) else math.inf
   loss = row.get("final.validation.loss", math.nan)
