@@ -34,6 +34,7 @@ import sys
 
 import jax
 import numpy as np
+import pandas as pd
 
 from lstmx import tasks
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
@@ -95,12 +96,26 @@ def capacity_sweep(pairs: list[int], hiddens: list[int], models: list[str], leng
            "meta.pairs": n} for m in models for n in pairs for h in hiddens]
 
 
+# Learning-rate grids (log-spaced, factor ~3), each trial's rate chosen on validation:
+# recurrent models' Adam rates; the Transformer's a decade lower (1e-2 fails it).
+RATES = {"transformer": (3e-4, 1e-3, 3e-3)}
+RECURRENT_RATES = (3e-3, 1e-2, 3e-2)
+
+
+def with_rates(sweep: list[dict], steps: int) -> list[dict]:
+  """Every override of `sweep` at each rate of its model's grid (`RATES`), with its
+  training budget `steps` (unless it sets its own) written into the results."""
+  return [{**o, "optimizer.lr": lr, "train.steps": o.get("train.steps", steps)}
+          for o in sweep for lr in RATES.get(o["meta.model"], RECURRENT_RATES)]
+
+
 def presets() -> dict[str, Preset]:
   b = base()
   tiny = dataclasses.replace(b, train=dataclasses.replace(
       b.train, steps=6, eval_every=3, log_every=3, checkpoint_every=3, eval_batches=1,
       batch_size=8))
-  quick = dataclasses.replace(b, train=dataclasses.replace(b.train, steps=1200))
+  quick = dataclasses.replace(b, train=dataclasses.replace(
+      b.train, steps=2000, eval_every=100, checkpoint_every=500, stop_when_solved=True))
   full = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=128),
                              train=dataclasses.replace(b.train, steps=20000, batch_size=128,
                                                        eval_every=1000))
@@ -111,19 +126,17 @@ def presets() -> dict[str, Preset]:
                      + length_sweep({"adding": [8], "selective_copy": [8]},
                                     ["lstm", "lstm_chrono"], 16, small)
                      + capacity_sweep([2], [8], ["lstm"], 8, 8), seeds=1),
-      # Copy and adding at the papers' settings (copy: S = 10 symbols of K = 8);
-      # MQAR at a small vocabulary (one-hot inputs on a CPU). The Transformer
-      # runs at the shortest lengths only: on a 2-core CPU one of its trials at
-      # adding T=200 costs about as much as 40 LSTM trials at T=50 (measured
-      # under load); `full` has it at every length.
-      "quick": Preset(quick, length_sweep({"adding": [50, 200, 400], "copy": [20, 100]},
-                                          list(MODELS), 64,
-                                          skip=(("adding", 200, "transformer"),
-                                                ("adding", 400, "transformer"),
-                                                ("copy", 100, "transformer")))
-                      + capacity_sweep([2, 4, 8], [16, 64], ["lstm"], 32, 64)
-                      + capacity_sweep([2, 4, 8], [64], ["transformer"], 32, 64),
-                      seeds=3),
+      # Every arm at its learning-rate grid (RATES) for at most 2000 steps, ending
+      # once solved; each task family's control (CONTROLS) trains like every arm.
+      # MQAR at T = 16 (2 and 4 pairs): the Transformer control costs ~40 ms a step
+      # at T = 32 on one core; the GRU and longer lengths are in `full`.
+      # The costliest arms come first, so that the two workers end together.
+      "quick": Preset(quick, with_rates(
+          [{**o, "train.batch_size": 64}
+           for o in capacity_sweep([2], [64], ["transformer"], 16, 64)]
+          + length_sweep({"copy": [20]}, ["transformer"], 64)
+          + length_sweep({"adding": [200, 50], "copy": [20]}, ["lstm", "lstm_chrono"], 64)
+          + capacity_sweep([2, 4], [16, 64], ["lstm"], 16, 64), 2000), seeds=5),
       # Tallec & Ollivier 2018: copy T = 500 and 2000, adding T = 200 and 750;
       # Mamba's selective copy (4096 steps, 16 symbols); Zoology's MQAR figure 2
       # (vocabulary 8192, pairs 4..64, model widths 64..512) at T = 256.
@@ -135,29 +148,13 @@ def presets() -> dict[str, Preset]:
   }
 
 
-def decay_rate(norms, start: int) -> tuple[float, float]:
-  """(rate, r2): the least-squares fit ``log ||dL/dh_t|| ~ c - rate * d`` over the
-  distances ``d = start - t`` for t = start, ..., 0 (`start`: the first step whose
-  loss counts), skipping norms that underflowed (<= 1e-35); r2 is the fit's R^2.
-  A rate of 0.1 means the gradient shrinks e-fold every 10 steps."""
-  y = np.asarray(norms, np.float64)[:start + 1][::-1]
-  d = np.arange(len(y), dtype=np.float64)
-  ok = np.isfinite(y) & (y > 1e-35)
-  if ok.sum() < 3:
-    return math.nan, math.nan
-  slope, icept = np.polyfit(d[ok], np.log(y[ok]), 1)
-  resid = np.log(y[ok]) - (slope * d[ok] + icept)
-  total = np.sum((np.log(y[ok]) - np.log(y[ok]).mean()) ** 2)
-  return float(-slope), float(1 - np.sum(resid ** 2) / total) if total > 0 else math.nan
-
-
 def analyze(config: Config, workdir: str) -> dict:
   """Gradient flow of one-layer LSTM trials of the length sweep, at init and trained,
   saved beside the run (``gradient_flow.json``), with decay rates fitted."""
   if (config.model.kind != "lstm" or config.model.num_layers != 1
       or config.task.name not in ("copy", "adding")):
     return {}
-  from lstmx.analysis import hidden_gradient_norms
+  from lstmx.analysis import decay_rate, hidden_gradient_norms
   from lstmx.train.restore import build, load_trained
   _, fresh = build(config)
   task, trained = load_trained(config, workdir)
@@ -174,13 +171,13 @@ def analyze(config: Config, workdir: str) -> dict:
   return out
 
 
-LOSS = "final.validation.loss_over_baseline"
-ACC = "final.validation.accuracy"
+LOSS = "final.test.loss_over_baseline"  # of the chosen rows: validation chose the rate
+ACC = "final.test.accuracy"
 SOLVED = "task.solved"
+ORDER_FREE, BASELINE = "task.order_free_loss", "task.baseline_loss.mean"
 DECAY = "analysis.grad_decay_init"
 R2 = "analysis.grad_fit_r2_init"
 ONE_VALUE = 0.5  # adding: loss / baseline of a model that remembers one of the two values
-SLOWER = 10.0  # (c): chrono's gradient decays at least this many times slower
 
 
 def _sweep(df, name: str):
@@ -192,17 +189,9 @@ def _sweep(df, name: str):
 
 def _summary(results):
   from lstmx.lab import aggregate
-  metrics = [m for m in (LOSS, ACC, SOLVED, DECAY, R2, "analysis.grad_decay_trained")
-             if m in results]
+  metrics = [m for m in (LOSS, ACC, SOLVED, DECAY, R2, "analysis.grad_decay_trained",
+                         ORDER_FREE, "task.baseline_loss") if m in results]
   return aggregate.summarize(results, metrics=metrics)
-
-
-def _solved(row) -> tuple[int, int]:
-  """(seeds solving, seeds) of a summary row."""
-  if f"{SOLVED}.mean" not in row or not row["n"]:
-    return 0, int(row["n"])
-  n = int(row.get(f"{SOLVED}.n", row["n"]))
-  return int(round(row[f"{SOLVED}.mean"] * n)) if n else 0, n
 
 
 def _gradient_curves(out_dir: str, rows) -> dict[str, list]:
@@ -232,212 +221,210 @@ def _gradient_task(results) -> tuple[str, int] | None:
   return None
 
 
-def _log_ticks(ax, values) -> None:
-  """Ticks of a log x axis at `values`, written as plain numbers."""
-  import matplotlib.ticker
-  ax.set_xticks(sorted({float(v) for v in values}))
-  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-
-
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
+  """Figures of the chosen rows (one per configuration and seed, the learning rate
+  chosen on validation), test metrics: loss / baseline against length, MQAR recall
+  against pairs, the fraction of seeds solved against steps, and gradient flow."""
   import matplotlib.pyplot as plt
-  from lstmx.lab import aggregate
-  from lstmx.lab.report import INTERVAL_NOTE, plot_curves, plot_mean, save_figure
+  from lstmx.lab import report, solve_curves
+  rows = _chosen(results)
   out = []
-  summary = _summary(results)
+  summary = _summary(rows)
+  color = report.colors(MODELS)
   df = _sweep(summary, "length")
   task_names = [t for t in LENGTH_KEY if "task.name" in df and t in set(df["task.name"])]
   if task_names and f"{LOSS}.mean" in df:
     fig, axes = plt.subplots(1, len(task_names), figsize=(4 * len(task_names), 3.4),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for ax, t in zip(axes[0], task_names):
-      for m, g in df[df["task.name"] == t].groupby("meta.model", sort=False):
-        plot_mean(ax, g, "meta.length", LOSS, label=m)
+      mine = df[df["task.name"] == t]
+      for m, g in mine.groupby("meta.model", sort=False):
+        report.plot_mean(ax, g, "meta.length", LOSS, label=m, color=color.get(m))
       ax.axhline(1.0, color="grey", ls="--", lw=1, label="memoryless baseline")
       if t == "adding":
         ax.axhline(ONE_VALUE, color="grey", ls=":", lw=1, label="one value remembered")
-      ax.set(title=t, xlabel="sequence length T", ylabel="loss / memoryless baseline",
-             xscale="log")
-      _log_ticks(ax, df[df["task.name"] == t]["meta.length"])
+      floor = f"{ORDER_FREE}.mean"
+      if floor in mine and mine[floor].notna().any():
+        ax.axhline(float((mine[floor] / mine[BASELINE]).mean()), color="grey", ls=":",
+                   lw=1, label="order-free floor")  # both losses scale as S / T
+      ax.set(title=t, xlabel="sequence length T", ylabel="test loss / memoryless baseline",
+             xscale="log", ylim=(0, None))
+      report.log_ticks(ax, mine["meta.length"])
       ax.legend(fontsize=7)
-    fig.suptitle(f"{INTERVAL_NOTE} ({_n_text(df)})", fontsize=9)
-    save_figure(fig, fig_dir, "loss_vs_length")
-    out.append(("Loss relative to the memoryless baseline vs length", "loss_vs_length"))
+    fig.suptitle(f"{report.INTERVAL_NOTE} ({report.seeds_text(df)})", fontsize=9)
+    report.save_figure(fig, fig_dir, "loss_vs_length")
+    out.append(("Test loss relative to the memoryless baseline vs length", "loss_vs_length"))
 
   cap = _sweep(summary, "capacity")
   if len(cap) and f"{LOSS}.mean" in cap and "meta.pairs" in cap:
     models = list(dict.fromkeys(cap["meta.model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.4), squeeze=False,
-                             sharey=True)
+                             sharey=True, layout="constrained")
     vocab = int(results["task.params.vocab_size"].dropna().iloc[0])
     ln_v = math.log(vocab - vocab // 2)
     for ax, m in zip(axes[0], models):
       for h, g in cap[cap["meta.model"] == m].groupby("model.hidden_size"):
-        plot_mean(ax, g, "meta.pairs", LOSS, label=f"hidden {int(h)}")
+        report.plot_mean(ax, g, "meta.pairs", LOSS, label=f"hidden {int(h)}")
       pairs = np.array(sorted(set(cap["meta.pairs"])), float)
       ax.axhline(1.0, color="grey", ls="--", lw=1, label="ln V (memoryless)")
       ax.plot(pairs, np.log(pairs) / ln_v, color="grey", ls=":", lw=1,
               label="bag of values (ln N)")
       ax.set(title=f"MQAR, {m}", xlabel="key-value pairs N", xscale="log",
-             ylabel="loss / ln V")
-      _log_ticks(ax, pairs)
+             ylabel="test loss / ln V", ylim=(0, None))
+      report.log_ticks(ax, pairs)
       ax.legend(fontsize=7)
-    fig.suptitle(f"T={int(cap['meta.length'].iloc[0])}, V={vocab}; {INTERVAL_NOTE} "
-                 f"({_n_text(cap)})", fontsize=9)
-    save_figure(fig, fig_dir, "mqar_capacity")
+    fig.suptitle(f"T={int(cap['meta.length'].iloc[0])}, V={vocab}; {report.INTERVAL_NOTE} "
+                 f"({report.seeds_text(cap)})", fontsize=9)
+    report.save_figure(fig, fig_dir, "mqar_capacity")
     out.append(("MQAR: recall vs key-value pairs and hidden size", "mqar_capacity"))
 
-  fig, ax = plt.subplots(figsize=(5, 3.4))
+  families = [(t, *_axis(t)) for t in LENGTH_KEY
+              if "task.name" in rows and t in set(rows["task.name"])]
+  if families:
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.4),
+                             squeeze=False, layout="constrained")
+    for ax, (t, sweep, axis) in zip(axes[0], families):
+      mine = _sweep(rows, sweep)
+      mine = mine[mine["task.name"] == t]
+      styles = dict(zip(sorted(set(mine[axis])), ("-", "--", ":", "-.") * 4))
+      keys = ["meta.model", axis] + (["model.hidden_size"] if sweep == "capacity" else [])
+      budget = pd.to_numeric(mine.get("train.steps", mine["steps"])).max()
+      for key, g in mine.groupby(keys, sort=True):
+        m, x = key[0], key[1]
+        label = f"{m} {NAMES[axis]}={x:g}" + (f" H={key[2]}" if len(key) > 2 else "")
+        solve_curves.plot_solved_fraction(ax, g, label=label, color=color.get(m),
+                                          ls=styles[x], budget=budget)
+      ax.set(title=t, xlabel="training steps", ylabel="fraction of seeds solved")
+      ax.legend(fontsize=6)
+    fig.suptitle("Kaplan-Meier fraction solved (validation rule), censored at the "
+                 "budget; 95 % log-log bands", fontsize=9)
+    report.save_figure(fig, fig_dir, "steps_to_solve")
+    out.append(("Fraction of seeds solved vs training steps", "steps_to_solve"))
+
+  fig, ax = plt.subplots(figsize=(5, 3.4), layout="constrained")
   ax.set_yscale("log")
   where = _gradient_task(results)
   if where is not None:
     t, length = where
-    rows = _sweep(aggregate.counted(results), "length")
-    rows = rows[(rows["task.name"] == t) & (rows["meta.length"] == length)
-                & rows["meta.model"].isin(["lstm", "lstm_chrono"])]
-    for m, g in rows.groupby("meta.model"):
+    grad = _sweep(rows, "length")
+    grad = grad[(grad["task.name"] == t) & (grad["meta.length"] == length)
+                & grad["meta.model"].isin(["lstm", "lstm_chrono"])]
+    for m, g in grad.groupby("meta.model"):
       curves = _gradient_curves(os.path.dirname(fig_dir), g)
       for stage, ls in (("init", "--"), ("trained", "-")):
-        plot_curves(ax, curves[stage], ls=ls,
-                    label=f"{m} {stage} ({len(curves[stage])} seeds)")
+        n = len(curves[stage])
+        report.plot_curves(ax, curves[stage], ls=ls, color=color.get(m),
+                           label=f"{m} {stage} ({n} seed{'' if n == 1 else 's'})")
     ax.set(xlabel="distance from the first loss step", ylabel="||dL/dh_t||",
            title=f"gradient flow, {t} T={length}")
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
-  save_figure(fig, fig_dir, "gradient_flow")
-  out.append(("Gradient norm vs distance from the loss (mean over seeds, 95 % t band)",
+  report.save_figure(fig, fig_dir, "gradient_flow")
+  out.append(("Gradient norm vs distance from the loss (mean over seeds)",
               "gradient_flow"))
   return out
 
 
-def _n_text(summary) -> str:
-  """The seed counts of summary rows: "3 seeds" or "2-3 seeds"."""
-  n = summary["n"][summary["n"] > 0] if "n" in summary else []
-  if not len(n):
-    return "0 seeds"
-  lo, hi = int(n.min()), int(n.max())
-  return f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
+# Each task family's positive control: a model that the cited paper shows solving the
+# task, at the family's shortest length (MQAR: fewest pairs) in the preset.
+CONTROLS = {
+    "adding": ("lstm", "Hochreiter & Schmidhuber 1997, experiment 4: LSTM solves the "
+               "adding problem at T = 100, 500 and 1000"),
+    "copy": ("transformer", "Jelassi et al. 2024 ('Repeat After Me'), section 4: "
+             "Transformers learn to copy strings far longer than their state"),
+    "selective_copy": ("transformer", "Jelassi et al. 2024 ('Repeat After Me'): "
+                       "attention copies by retrieving each position"),
+    "mqar": ("transformer", "Arora et al. 2023 (Zoology), figure 2: two-layer attention "
+             "solves MQAR at every number of pairs and model width"),
+}
+NAMES = {"task.name": "task", "meta.model": "model", "meta.length": "T",
+         "meta.pairs": "pairs", "model.hidden_size": "hidden"}
 
 
-def _most(k: int, n: int) -> bool:
-  return n > 0 and 2 * k > n
+def _axis(task: str) -> tuple[str, str]:
+  """(sweep, its axis column) of a task family: MQAR varies the pairs."""
+  return ("capacity", "meta.pairs") if task == "mqar" else ("length", "meta.length")
 
 
-def _length_findings(results, summary) -> list[str]:
-  """Per task: the longest length each model solves; (a) default LSTM not solving
-  where chrono solves; (b) the length beyond which the default LSTM stops solving."""
-  from lstmx.lab import aggregate
-  lines = []
-  summary = summary[summary["n"] > 0]  # configurations with a finished seed
-  for t in [t for t in LENGTH_KEY if t in set(summary["task.name"])]:
-    rows = summary[summary["task.name"] == t]
-    parts = []
-    for m, g in rows.groupby("meta.model", sort=False):
-      most = [(int(r["meta.length"]), *_solved(r)) for _, r in g.iterrows()
-              if _most(*_solved(r))]
-      parts.append(f"{m} T={max(most)[0]} ({aggregate.seeds_phrase(*max(most)[1:])})"
-                   if most else f"{m} none")
-    lines.append(f"{t}: longest length solved in most seeds: " + ", ".join(parts) + ".")
-    if LOSS not in results:
+def _chosen(results):
+  """One row per configuration and seed, its learning rate chosen on validation."""
+  from lstmx.lab import selection
+  return selection.chosen(results, "optimizer.lr")
+
+
+def _specs(rows) -> list:
+  from lstmx.lab import solving
+  return solving.family_controls(rows, CONTROLS, _axis, names=NAMES)
+
+
+def controls(results) -> list:
+  """Each task family's control (`CONTROLS`) with its seeds solved."""
+  from lstmx.lab import solving
+  rows = _chosen(results)
+  return solving.controls(rows, _specs(rows)) if len(rows) else []
+
+
+def findings(results) -> list:
+  """Records (`lstmx.lab.findings.Finding`): per task family, the solve rate of every
+  configuration, each arm's stopping point along the length (MQAR: the pairs),
+  chrono against the default init, the steps to solve, and the gradient decay at
+  init; each depends on its family's control."""
+  from lstmx.lab import solving
+  if not {"task.name", "meta.model", "meta.sweep"} <= set(results) or SOLVED not in results:
+    return []
+  rows = _chosen(results)
+  if not len(rows):
+    return []
+  kw = dict(control=solving.control_by(_specs(rows)), budget=solving.budget_of(results),
+            names=NAMES)
+  out = []
+  for sweep in ("length", "capacity"):
+    part = _sweep(rows, sweep)
+    if not len(part):
       continue
-    lstm = rows[rows["meta.model"] == "lstm"].sort_values("meta.length")
-    for _, row in lstm.iterrows():
-      length = int(row["meta.length"])
-      where = {"meta.sweep": "length", "task.name": t, "meta.length": length}
-      k, n = aggregate.agree(results, {**where, "meta.model": "lstm"}, SOLVED)
-      unsolved = (n - k, n)
-      chrono = aggregate.agree(results, {**where, "meta.model": "lstm_chrono"}, SOLVED)
-      if not (_most(*unsolved) and _most(*chrono)):
-        continue
-      text = (f"{t}: at T = {length} the default-init LSTM does not solve the task "
-              f"(in {aggregate.seeds_phrase(*unsolved)}; loss / baseline "
-              f"{aggregate.mean_ci_text(row, LOSS, '.2f')}")
-      if t == "adding":
-        above = aggregate.agree(results, {**where, "meta.model": "lstm"},
-                                lambda r: r[LOSS] > ONE_VALUE)
-        text += (f", above the one-value plateau {ONE_VALUE} in "
-                 f"{aggregate.seeds_phrase(*above)}")
-      lines.append(text + f") while chrono init solves it (in "
-                   f"{aggregate.seeds_phrase(*chrono)}).")
-    solved = [(int(r["meta.length"]), _solved(r)) for _, r in lstm.iterrows()]
-    for (short, ks), (long_, kl) in zip(solved, solved[1:]):
-      if _most(*ks) and not any(_most(*k) for n, k in solved if n >= long_):
-        row = lstm[lstm["meta.length"] == long_].iloc[0]
-        lines.append(
-            f"{t}: the default-init LSTM solves T = {short} (in "
-            f"{aggregate.seeds_phrase(*ks)}) and stops solving from T = {long_} on (solved "
-            f"in {aggregate.seeds_phrase(*kl)} at T = {long_}; loss / baseline "
-            f"{aggregate.mean_ci_text(row, LOSS, '.2f')}).")
-  return lines
+    axis = "meta.pairs" if sweep == "capacity" else "meta.length"
+    arm = ["task.name", "meta.model"] + (["model.hidden_size"] if sweep == "capacity" else [])
+    out += solving.stopping_points(part, arm, axis, **kw)
+    out += solving.steps_to_solve(part, arm + [axis], cap=lambda s: kw["budget"](s)["steps"],
+                                  **kw)
+    if sweep == "length":
+      out += solving.contrasts(part, ["task.name", axis], "meta.model", "lstm_chrono",
+                               "lstm", **kw)
+  return out + _gradient_finding(results, rows)
 
 
-def _gradient_finding(results, summary) -> list[str]:
-  """(c): the decay rates of ||dL/dh_t|| at init, default vs chrono, per seed."""
-  from lstmx.lab import aggregate
+def _gradient_finding(results, rows) -> list:
+  """The decay rate of ||dL/dh_t|| at init, default against chrono init, paired by
+  seed (a ratio of the means with its bootstrap interval, and a sign test)."""
+  from lstmx.lab import aggregate, stats
+  from lstmx.lab.findings import Finding
   where = _gradient_task(results)
-  if where is None or DECAY not in results:
+  if where is None or DECAY not in rows:
     return []
   t, length = where
   at = {"meta.sweep": "length", "task.name": t, "meta.length": length}
-  rows = {m: aggregate.select(summary, {**at, "meta.model": m})
-          for m in ("lstm", "lstm_chrono")}
-  if any(not len(r) or not np.isfinite(r[f"{DECAY}.mean"].iloc[0]) for r in rows.values()):
+  a, b = (aggregate.select(rows, {**at, "meta.model": m}) for m in ("lstm", "lstm_chrono"))
+  both = sorted(set(a[aggregate.SEED_KEY]) & set(b[aggregate.SEED_KEY]))
+  va, vb = (r.set_index(aggregate.SEED_KEY).loc[both, DECAY].to_numpy(float) for r in (a, b))
+  ok = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0)
+  if ok.sum() < 1:
     return []
-  default, chrono = rows["lstm"].iloc[0], rows["lstm_chrono"].iloc[0]
-  slower = aggregate.agree_paired(results, {**at, "meta.model": "lstm"},
-                                  {**at, "meta.model": "lstm_chrono"}, DECAY,
-                                  lambda a, b: a >= SLOWER * b)
-  ratio = default[f"{DECAY}.mean"] / chrono[f"{DECAY}.mean"]
-  return [
-      f"{t} T = {length}, at init: ||dL/dh_t|| against the distance d from the loss, "
-      f"log ||dL/dh_t|| = c - rate * d fitted per seed: default-init LSTM rate "
-      f"{aggregate.mean_ci_text(default, DECAY, '.4f')} per step (R^2 "
-      f"{aggregate.mean_ci_text(default, R2, '.2f')}; an exponential where R^2 is near 1), "
-      f"chrono {aggregate.mean_ci_text(chrono, DECAY, '.4f')} (R^2 "
-      f"{aggregate.mean_ci_text(chrono, R2, '.2f')}): chrono's decays {ratio:.0f}x slower "
-      f"(ratio of the means), at least {SLOWER:.0f}x slower in "
-      f"{aggregate.seeds_phrase(*slower)} (paired by seed)."]
-
-
-def _capacity_findings(summary) -> list[str]:
-  """MQAR: per model and hidden size, the most pairs solved in most seeds."""
-  from lstmx.lab import aggregate
-  cap = _sweep(summary, "capacity")
-  cap = cap[cap["n"] > 0] if len(cap) else cap
-  if not len(cap) or "meta.pairs" not in cap:
-    return []
-  parts = []
-  for (m, h), g in cap.groupby(["meta.model", "model.hidden_size"], sort=False):
-    most = [(int(r["meta.pairs"]), r) for _, r in g.iterrows() if _most(*_solved(r))]
-    hardest = g.sort_values("meta.pairs").iloc[-1]
-    text = f"{m} H={int(h)}: " + (f"up to N={max(most, key=lambda x: x[0])[0]}"
-                                  if most else "none")
-    if f"{ACC}.mean" in g:
-      text += (f" (accuracy at N={int(hardest['meta.pairs'])} "
-               f"{aggregate.mean_ci_text(hardest, ACC, '.2f')})")
-    parts.append(text)
-  return [f"MQAR at T = {int(cap['meta.length'].iloc[0])}: pairs solved in most seeds: "
-          + "; ".join(parts) + "."]
-
-
-def findings(results) -> list[str]:
-  if not {"task.name", "meta.model", "meta.length", "meta.sweep"} <= set(results) \
-      or SOLVED not in results:
-    return []
-  summary = _summary(results)
-  return (_length_findings(results, _sweep(summary, "length"))
-          + _gradient_finding(results, summary) + _capacity_findings(summary))
+  subject = {"task": t, "T": length, "at": "init"}
+  common = dict(subject=subject, arms=("lstm", "lstm_chrono"), control=None)
+  slower = int((va[ok] > vb[ok]).sum())  # seeds where chrono's decays slower
+  return [Finding(f"grad_decay_ratio:{t}:{length}", "gradient_decay", "gradient decay rate",
+                  stats.ratio(va[ok], vb[ok]), seeds_agreeing=slower, seeds=int(ok.sum()),
+                  **common),
+          Finding(f"grad_decay_sign:{t}:{length}", "gradient_decay_paired",
+                  "gradient decay rate", stats.sign_test(va[ok], vb[ok]), **common)]
 
 
 def headline(results) -> dict:
-  """For ``lstmx report``'s page: the adding curves over length, and the length beyond
-  which the default-init LSTM stops solving adding where chrono init still does."""
-  lines = [line for line in findings(results) if line.startswith("adding: ")]
-  stop = [line for line in lines if "stops solving" in line]
-  chrono = [line for line in lines if "while chrono init solves it" in line]
-  return {"figure": "loss_vs_length", "where": {"meta.sweep": "length", "task.name": "adding"},
-          "finding": " ".join(stop[:1] + chrono[-1:]) or None}
+  """For ``lstmx report``'s page: the length sweep's curves, and where the default-init
+  LSTM stops solving adding, else where it solves no copy length tried."""
+  return {"figure": "loss_vs_length", "where": {"meta.sweep": "length"},
+          "finding": [{"kind": "stops", "task": "adding", "model": "lstm"},
+                      {"kind": "never_solved", "task": "copy", "model": "lstm"}]}
 
 
 if __name__ == "__main__":

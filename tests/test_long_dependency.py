@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 import lstmx.tasks as tasks
+from lstmx.analysis import decay_rate
 from lstmx.lab.experiment import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LD = load(os.path.join(ROOT, "experiments", "long_dependency.py"))
-MOD = sys.modules[LD.findings.__module__]  # the loaded file, for its helpers
 
 
 @pytest.mark.parametrize("preset", ["tiny", "quick", "full"])
@@ -42,14 +42,14 @@ def test_quick_preset_has_the_papers_copy_and_a_two_layer_transformer():
 def test_decay_rate_fits_an_exponential_and_skips_underflow():
   d = np.arange(200)
   norms = 3e-2 * np.exp(-0.07 * d)[::-1]  # t = 0..199, the loss at t = 199
-  rate, r2 = MOD.decay_rate(norms, 199)
+  rate, r2 = decay_rate(norms, 199)
   assert rate == pytest.approx(0.07, rel=1e-6) and r2 == pytest.approx(1.0)
   norms[:50] = 0.0  # underflowed far from the loss
-  assert MOD.decay_rate(norms, 199)[0] == pytest.approx(0.07, rel=1e-6)
+  assert decay_rate(norms, 199)[0] == pytest.approx(0.07, rel=1e-6)
   # a start before the end: the steps after it are not fitted
   tail = np.concatenate([norms, np.full(10, 5.0)])
-  assert MOD.decay_rate(tail, 199)[0] == pytest.approx(0.07, rel=1e-6)
-  assert math.isnan(MOD.decay_rate(np.zeros(5), 4)[0])
+  assert decay_rate(tail, 199)[0] == pytest.approx(0.07, rel=1e-6)
+  assert math.isnan(decay_rate(np.zeros(5), 4)[0])
 
 
 def _results(lstm_solved, chrono_solved, lstm_loss, decays):
@@ -67,45 +67,53 @@ def _results(lstm_solved, chrono_solved, lstm_loss, decays):
             "meta.model": model, "meta.length": length, "task.name": "adding",
             "model.hidden_size": 64, "task.params.length": length, "train.seed": seed,
             "final.validation.loss_over_baseline": loss, "task.solved": solved,
+            "steps": 500 if solved else 1000, "task.solved_step": 500 if solved else None,
             "analysis.grad_decay_init": decays[model][seed] if length == 400 else 0.1,
             "analysis.grad_fit_r2_init": 0.9})
   return pd.DataFrame(rows)
 
 
-def test_findings_state_a_b_c_with_seed_counts():
+def _render(results):
+  from lstmx.lab.report import checked_findings
+  return checked_findings(LD.findings(results), LD.controls(results))
+
+
+def test_findings_are_records_with_controls_and_fisher_tests():
   results = _results(
+      lstm_solved={50: [True, True, True], 400: [False, False, False]},
+      chrono_solved={50: [True] * 3, 400: [True, True, True]},
+      lstm_loss={50: [0.01, 0.02, 0.3], 400: [0.9, 0.95, 0.6]},
+      decays={"lstm": [0.07, 0.06, 0.11], "lstm_chrono": [0.005, 0.005, 0.02]})
+  (control,) = LD.controls(results)
+  assert control.name == "adding: lstm at T=50" and control.passed
+  lines, records = _render(results)
+  stop = [f for f in records if f.kind == "stops"]
+  assert [f.subject["model"] for f in stop] == ["lstm"]  # chrono solves throughout
+  assert stop[0].statistic.p_value == pytest.approx(0.1)  # Fisher: 3/3 against 0/3
+  text = "\n".join(lines)
+  assert "model lstm, solved at T 50, not from T 400: solved: T=50 in 3/3 seeds, T=400 in " \
+         "0/3 seeds (Fisher exact, two-sided, p = 0.1)" in text
+  assert "learning rates" not in text  # no grid in this table: one rate, none named
+  assert "task adding, T 400: solved: lstm_chrono in 3/3 seeds, lstm in 0/3 seeds" in text
+  # the ratio says its direction: the default's gradient decays faster (higher rate)
+  assert "lstm has 8x higher gradient decay rate than lstm_chrono [4" in text
+  assert "gru" not in text  # a configuration with no finished seed says nothing
+  head = LD.headline_of(results, [("t", "loss_vs_length")],
+                                                        lines, records)
+  assert head["figure"] == "loss_vs_length" and head["where"] == {"meta.sweep": "length"}
+  assert head["finding"].startswith("task adding, model lstm, solved at T 50, not from T 400")
+
+
+def test_a_failed_control_withholds_the_families_findings():
+  results = _results(  # the control (the default LSTM at T=50) solves 2/3 < 3 needed
       lstm_solved={50: [True, True, False], 400: [False, False, False]},
       chrono_solved={50: [True] * 3, 400: [True, True, False]},
       lstm_loss={50: [0.01, 0.02, 0.3], 400: [0.9, 0.95, 0.6]},
       decays={"lstm": [0.07, 0.06, 0.11], "lstm_chrono": [0.005, 0.005, 0.02]})
-  lines = LD.findings(results)
-  text = "\n".join(lines)
-  # (a) the default LSTM does not solve adding at T=400 where chrono does
-  assert ("adding: at T = 400 the default-init LSTM does not solve the task (in 3/3 seeds; "
-          "loss / baseline 0.82 [") in text
-  assert "above the one-value plateau 0.5 in 3/3 seeds) while chrono init solves it (in " \
-         "2/3 seeds)" in text
-  # (b) the length beyond which it stops solving
-  assert "the default-init LSTM solves T = 50 (in 2/3 seeds) and stops solving from T = 400" \
-         in text
-  # (c) the decay rates, 10x slower in the seeds where it holds (0.11 < 10 x 0.02)
-  assert "default-init LSTM rate 0.0800 [" in text and "at least 10x slower in 2/3 seeds" in text
-  # no (a) at T=50, where the default LSTM solves in most seeds
-  assert "at T = 50 the default-init" not in text
-  assert "gru" not in text  # a configuration with no finished seed says nothing
-  # The cross-experiment page's headline: (b) then the longest (a), on adding's curves.
-  head = LD.headline(results)
-  assert head["figure"] == "loss_vs_length" and head["where"]["task.name"] == "adding"
-  assert head["finding"].startswith("adding: the default-init LSTM solves T = 50")
-  assert head["finding"].endswith("while chrono init solves it (in 2/3 seeds).")
-
-
-def test_findings_say_nothing_unearned():
-  results = _results(
-      lstm_solved={50: [False] * 3, 400: [True] * 3},
-      chrono_solved={50: [False] * 3, 400: [False] * 3},
-      lstm_loss={50: [0.9] * 3, 400: [0.01] * 3},
-      decays={"lstm": [0.01] * 3, "lstm_chrono": [0.01] * 3})
-  text = "\n".join(LD.findings(results))
-  assert "does not solve" not in text and "stops solving" not in text
-  assert "at least 10x slower in 0/3 seeds" in text
+  assert not LD.controls(results)[0].passed
+  lines, records = _render(results)
+  solved = [f for f in records if f.quantity == "solved"]
+  assert solved and all(f.withheld_reason == "control failed" for f in solved)
+  assert all(f.statistic is None for f in solved)
+  assert "withheld: the control adding: lstm at T=50 solved 2/3 seeds, fewer than the 3" \
+      in "\n".join(lines)

@@ -179,7 +179,10 @@ def test_render_statistics_and_counts():
   assert "default in 0/3 seeds, chrono in 3/3 seeds" in text[1] and "p = 0.1" in text[1]
   assert "median steps_to_solve >= 100" in text[3] and "3/5 runs" in text[3]
   one = Finding("one", "solve_rate", "solved", stats.rate(1, 1), seeds_agreeing=1, seeds=1)
-  assert "1/1 seed," in render(one) and "1/1 seed." in render(one)
+  assert "1/1 seed," in render(one) and "holds in" not in render(one)  # the rate says it
+  one = Finding("one", "cost", "wall_time", stats.ratio([2.0], [1.0]), arms=("a", "b"),
+                seeds_agreeing=1, seeds=1)
+  assert "a is 2x slower than b" in render(one) and "holds in 1/1 seed." in render(one)
   assert "1 value" in render(Finding("b", "acc", "accuracy", stats.bounded_interval([1], 0, 1)))
   assert "no interval: one value" in render(
       Finding("b", "acc", "accuracy", stats.bounded_interval([1], 0, 1)))

@@ -13,7 +13,8 @@ A configuration is a results row's override columns (dotted keys such as
 * per reported metric ``m`` (numeric columns under ``final.``, ``at_best.``,
   ``best.``, ``analysis.``, the task's ``task.baseline_loss``,
   ``task.chance_accuracy``, ``task.order_free_accuracy`` and ``task.order_free_loss``
-  (the copy tasks' order-free floor), ``task.solved`` (a boolean: its mean is the
+  (the copy tasks' order-free floor), ``task.solved`` and ``task.solved_test`` (the
+  task's rule on the final validation / test metrics; booleans: the mean is the
   fraction of seeds), and the costs ``steps``, ``wall_time``, ...):
   ``m.mean``, ``m.std`` (sample standard deviation, ddof=1) and the 95 %
   interval ``m.ci_low``, ``m.ci_high``, over the counted rows where ``m`` is
@@ -43,7 +44,7 @@ SEED_KEY = "train.seed"
 COUNTED = ("completed", "early_stopped", "diverged")  # runs that finished
 METRIC_PREFIXES = ("final.", "at_best.", "best.", "analysis.")
 TASK_METRICS = ("task.baseline_loss", "task.chance_accuracy", "task.order_free_accuracy",
-                "task.order_free_loss", "task.solved")
+                "task.order_free_loss", "task.solved", "task.solved_test")
 COST_METRICS = ("steps", "wall_time", "compile_time", "step_memory_bytes", "peak_rss_bytes",
                 "param_count")
 STATS = ("mean", "std", "ci_low", "ci_high")

@@ -8,13 +8,18 @@ An experiment file is a Python module with
 * optionally ``analyze(config, workdir) -> dict``, run after each finished
   trial (its scalars join the results row);
 * optionally ``figures(results, fig_dir) -> [(title, stem)]`` and
-  ``findings(results) -> [sentences]``, used by the report;
+  ``findings(results) -> [Finding | sentence]``, used by the report: records
+  (`lstmx.lab.findings.Finding`) are checked against ``controls(results) ->
+  [Control]`` (a finding whose control failed or did not run is withheld) and
+  rendered by `lstmx.lab.findings.render`;
 * optionally ``LIMIT``: which limit of LSTMs the experiment probes (``"compute"``,
   ``"overfitting"``, ``"long_range"``, ``"non_sequential"``, or any other name;
   default ``NAME``), and ``headline(results) -> {"figure": stem, "finding":
-  sentence, "where": {column: value}}``: what the cross-experiment page
-  (``lstmx report DIR DIR ...``, `lstmx.lab.overview`) shows for it; every key is
-  optional (default: the first figure, the first finding, all rows);
+  sentence | {field: value} | [{field: value}, ...], "where": {column: value}}``: what the cross-experiment
+  page (``lstmx report DIR DIR ...``, `lstmx.lab.overview`) shows for it, the finding
+  given as a sentence or picked among the records by its fields
+  (`lstmx.lab.findings.pick`); every key is optional (default: the first figure, the
+  first finding, all rows);
 * optionally ``TIMED = True``: its trials measure wall time, so ``--workers auto``
   runs them one at a time on a CPU host (parallel trials would share the cores they
   time; one per GPU on a GPU host, as for any experiment);
@@ -65,6 +70,11 @@ def _no_findings(results) -> list[str]:
   return []
 
 
+def _no_controls(results) -> list:
+  del results
+  return []
+
+
 def _no_headline(results) -> dict:
   del results
   return {}
@@ -84,7 +94,8 @@ class Experiment:
     presets: ``presets() -> {name: Preset}``; none: ``{}``.
     analyze: ``analyze(config, workdir) -> dict`` or None (no per-trial analysis).
     figures: ``figures(results, fig_dir) -> [(title, stem)]``; default none.
-    findings: ``findings(results) -> [sentences]``; default none.
+    findings: ``findings(results) -> [Finding | sentence]``; default none.
+    controls: ``controls(results) -> [Control]``; default none.
     variants: ``{name: () -> Config}``, the file's ``VARIANTS``; default ``{}``.
     limit: ``LIMIT``, the limit of LSTMs it probes; default `name`.
     headline: ``headline(results) -> {"figure"?, "finding"?, "where"?}``; default
@@ -99,7 +110,8 @@ class Experiment:
   presets: Callable[[], Mapping[str, Preset]] = dict
   analyze: Callable[[Config, str], dict] | None = None
   figures: Callable[[Any, str], list[tuple[str, str]]] = _no_figures
-  findings: Callable[[Any], list[str]] = _no_findings
+  findings: Callable[[Any], list] = _no_findings
+  controls: Callable[[Any], list] = _no_controls
   variants: Mapping[str, Callable[[], Config]] = dataclasses.field(default_factory=dict)
   limit: str = ""
   headline: Callable[[Any], dict] = _no_headline
@@ -125,17 +137,21 @@ class Experiment:
                analyze=getattr(module, "analyze", None),
                figures=getattr(module, "figures", _no_figures),
                findings=getattr(module, "findings", _no_findings),
+               controls=getattr(module, "controls", _no_controls),
                variants=getattr(module, "VARIANTS", {}),
                limit=getattr(module, "LIMIT", ""),
                headline=getattr(module, "headline", _no_headline),
                timed=bool(getattr(module, "TIMED", False)))
 
   def headline_of(self, results, figures: list[tuple[str, str]],
-                  findings: list[str]) -> dict:
+                  findings: list[str], records: list = ()) -> dict:
     """The headline for the cross-experiment page: ``{"figure": stem | None, "title":
     its title | None, "finding": sentence | None, "where": {column: value}}``, the
     file's ``headline(results)`` with the first of `figures` (``[(title, stem)]``, as
-    ``figures()`` returned them) and of `findings` where it names none.
+    ``figures()`` returned them) and of `findings` (rendered sentences) where it names
+    none; a finding given as ``{field: value}`` (or a list of them, in preference) is
+    the first of `records` (checked `Finding` records) with those fields, a kept one
+    before a withheld one.
 
     Raises:
       ValueError: ``headline()`` returned something else than a dict of
@@ -156,8 +172,15 @@ class Experiment:
       raise ValueError(f"{where}: where: expected a dict {{column: value}}; got "
                        f"{where_rows!r}")
     where_rows = {k: v.item() if hasattr(v, "item") else v for k, v in where_rows.items()}
+    finding = given.get("finding")
+    if isinstance(finding, (dict, list)):  # fields to pick a record by, in preference
+      from lstmx.lab import findings as records_
+      hits = [f for fields in ([finding] if isinstance(finding, dict) else finding)
+              for f in records_.pick(records, **fields)]
+      hits = sorted(hits, key=lambda f: f.withheld_reason is not None)  # stable
+      finding = records_.render(hits[0]) if hits else None
     return {"figure": stem, "title": titles.get(stem), "where": where_rows,
-            "finding": given.get("finding") or (findings[0] if findings else None)}
+            "finding": finding or (findings[0] if findings else None)}
 
   def choices(self) -> tuple[str, tuple[str, ...]]:
     """What ``FILE:VARIANT`` may name: ``("variant", VARIANTS)`` if the file has

@@ -143,7 +143,10 @@ DIRECTIONS.update({q: ("uses", "more", "less", "memory") for q in (
 
 
 def _num(x) -> str:
-  return "none" if x is None else f"{x:.3g}"
+  """Three significant digits, counts (steps, caps) in full: 0.0254, 1.23, 2000."""
+  if x is None:
+    return "none"
+  return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
 
 
 def _count(n: int, noun: str = "seed") -> str:
@@ -210,8 +213,12 @@ def _statistic(f: Finding, s: Statistic) -> str:
   return f"{q} {s.statistic} {_num(s.value)}{_interval(s)}, {_count(s.n, 'value')}"
 
 
+def _value(v) -> str:
+  return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _subject(f: Finding) -> str:
-  return ", ".join(f"{k} {v}" for k, v in f.subject.items()) or f.id
+  return ", ".join(f"{k} {_value(v)}" for k, v in f.subject.items()) or f.id
 
 
 def _budget(budget: Mapping[str, Any]) -> str:
@@ -233,7 +240,9 @@ def render(finding: Finding) -> str:
             f"{_of(c.solved, c.seeds)}, fewer than the {c.required} it needs "
             f"({c.citation}).")
   parts = [_statistic(f, f.statistic)]
-  if f.seeds is not None:
+  counted = isinstance(f.statistic, (stats.RateEstimate, stats.Contrast,
+                                      stats.CensoredMedian, stats.SignTest))
+  if f.seeds is not None and not counted:  # those statistics state their counts
     parts.append(f"holds in {_of(f.seeds_agreeing, f.seeds)}")
   if f.budget:
     parts.append(f"budget: {_budget(f.budget)}")

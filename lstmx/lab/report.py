@@ -7,10 +7,12 @@ and per metric mean, std and 95 % Student t interval). The experiment
 (`lstmx.lab.experiment.Experiment`) supplies ``figures(results, fig_dir) ->
 [(title, stem)]`` (each figure saved as ``fig_dir/stem.png`` and ``.svg``, e.g.
 with `save_figure`; means drawn with their intervals by `plot_mean`) and
-``findings(results) -> [sentences]`` computed from the aggregate; both default
-to none. ``report.json`` holds the same as data (name, ``LIMIT``, figures,
-findings and the experiment's headline, `Experiment.headline_of`) for the
-cross-experiment page (`lstmx.lab.overview`).
+``findings(results) -> [Finding | sentence]`` and ``controls(results) -> [Control]``;
+all default to none. Finding records are checked against the controls
+(`lstmx.lab.findings.withhold`) and rendered (`findings.render`). ``report.json``
+holds the same as data (name, ``LIMIT``, figures, the rendered findings,
+``controls`` with ``passed``, the ``records`` and the experiment's headline,
+`Experiment.headline_of`) for the cross-experiment page (`lstmx.lab.overview`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lstmx.lab import aggregate, run_names
+from lstmx.lab import findings as fnd
 from lstmx.lab.experiment import Experiment, as_experiment
 from lstmx.train.rundir import atomic_write, read_json, warn, write_json
 
@@ -56,6 +59,30 @@ def heatmap(ax, table: pd.DataFrame, labels=None, *, xlabel: str, ylabel: str, t
 
 
 INTERVAL_NOTE = "mean over seeds with its 95 % Student t interval"
+
+
+def log_ticks(ax, values) -> None:
+  """Ticks of a log x axis at `values`, written as plain numbers."""
+  import matplotlib.ticker
+  ax.set_xticks(sorted({float(v) for v in values}))
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def seeds_text(summary: pd.DataFrame) -> str:
+  """The seed counts of summary rows: "3 seeds", "1 seed" or "2-3 seeds"."""
+  n = summary["n"][summary["n"] > 0] if "n" in summary else []
+  if not len(n):
+    return "0 seeds"
+  lo, hi = int(n.min()), int(n.max())
+  return f"{lo} seed{'' if lo == 1 else 's'}" if lo == hi else f"{lo}-{hi} seeds"
+
+
+def colors(names: Sequence[str]) -> dict[str, str]:
+  """One colour per name (a model, an arm), the same in every panel: matplotlib's
+  tab10 cycle in the order given."""
+  cycle = [f"C{i}" for i in range(10)]
+  return {n: cycle[i % 10] for i, n in enumerate(dict.fromkeys(names))}
 
 
 def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
@@ -249,6 +276,39 @@ def sweep_trials(out_dir: str, results: pd.DataFrame) -> list[tuple[str, dict]]:
           for _, r in results.iterrows()]
 
 
+def checked_findings(given, controls) -> tuple[list[str], list]:
+  """(sentences, records) of an experiment's `given` findings: each `Finding`
+  record checked against `controls` (`findings.withhold`) and rendered in place;
+  sentences pass through."""
+  given = list(given)
+  records = fnd.withhold([f for f in given if isinstance(f, fnd.Finding)], controls)
+  checked = iter(records)
+  return [fnd.render(next(checked)) if isinstance(f, fnd.Finding) else str(f)
+          for f in given], records
+
+
+def records_json(records, controls) -> dict:
+  """``report.json``'s ``controls`` (each with ``passed``) and ``records``."""
+  data = fnd.to_json(records, controls)
+  for c, rec in zip(controls, data["controls"]):
+    rec["passed"] = c.passed
+  return {"controls": data["controls"], "records": data["findings"]}
+
+
+def controls_section(controls) -> list[str]:
+  """report.md's table of positive controls (none: no lines)."""
+  if not controls:
+    return []
+  rows = pd.DataFrame([{
+      "control": c.name, "setting": ", ".join(f"{k}={v}" for k, v in c.setting.items()),
+      "solved": f"{c.solved}/{c.seeds}", "needed": c.required,
+      "passed": "yes" if c.passed else "NO: its findings are withheld",
+      "why it should pass": c.citation} for c in controls])
+  return ["## Positive controls", "",
+          "Settings the cited papers solve, trained like every other arm; a finding whose "
+          "control did not pass is withheld.", "", markdown_table(rows), ""]
+
+
 def write(experiment: Experiment | types.ModuleType, out_dir: str,
           results: pd.DataFrame) -> str:
   """Writes ``out_dir/summary.csv``, ``out_dir/report.md``, ``out_dir/report.json``
@@ -270,26 +330,28 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
   if board is not None:
     lines += [f"Curves: `tensorboard --logdir {board}` (one run per trial, by its values "
               "and seed).", ""]
-  figures, findings, headline = [], [], None
+  figures, findings, headline, records, controls = [], [], None, [], []
   if not any(counts.get(s, 0) for s in FINISHED):
     lines += ["No trial finished, so there are no figures or findings; see the failed "
               "trials below.", ""]
   else:
     try:
       figures = [tuple(f) for f in exp.figures(results, fig_dir)]
-      findings = list(exp.findings(results))
+      controls = list(exp.controls(results))
+      findings, records = checked_findings(exp.findings(results), controls)
     except Exception as e:  # noqa: BLE001 - a figure bug must not lose the report
       lines += [f"Drawing the figures or findings failed ({type(e).__name__}: {e}); the "
                 "results table below is complete.", ""]
     try:
-      headline = exp.headline_of(results, figures, findings)
+      headline = exp.headline_of(results, figures, findings, records)
     except Exception as e:  # noqa: BLE001 - nor a headline bug
       lines += [f"The headline for the cross-experiment page failed ({type(e).__name__}: "
                 f"{e}); the page shows no figure or finding for this experiment.", ""]
   write_json(os.path.join(out_dir, REPORT_JSON), {
       "name": exp.name, "limit": exp.limit, "description": exp.description,
       "experiment": exp.path, "figures": [list(f) for f in figures], "findings": findings,
-      "headline": headline})
+      "headline": headline, **records_json(records, controls)})
+  lines += controls_section(controls)
   if findings:
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]
   for title, stem in figures:

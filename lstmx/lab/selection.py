@@ -56,3 +56,11 @@ def choose(results: pd.DataFrame, key: str = "optimizer.lr") -> pd.DataFrame:
     best = min(g.index, key=lambda i: _rank(g.loc[i], key))
     chosen.append(g.loc[[best]].assign(selected_from=len(g), selected_by=key))
   return pd.concat(chosen).reset_index(drop=True)
+
+
+def chosen(results: pd.DataFrame, key: str = "optimizer.lr") -> pd.DataFrame:
+  """`choose` where the sweep trained more than one value of `key`, else the finished
+  rows as they are (`aggregate.counted`)."""
+  if key in results and results[key].nunique() > 1:
+    return choose(results, key)
+  return aggregate.counted(results)

@@ -57,6 +57,7 @@ def run_summary(config: Config, task, record: RunRecord, *, steps: int, final: d
                "order_free_loss": task.order_free_loss,
                "chance_accuracy": task.chance_accuracy, "solved_rule": task.solved_rule,
                "solved": bool(final and task.solved(final["validation"])),
+               "solved_test": bool(final and "test" in final and task.solved(final["test"])),
                "solved_step": record.solved_step},
       "wall_time": record.wall_time, "final_eval_time": final_eval_time,
       "compile_time": compile_time, "eval_compile_time": eval_compile_time,
