@@ -193,3 +193,31 @@ def test_a_bad_headline_is_noted_and_loses_nothing(tmp_path):
   assert "- one." in text and "## Results" in text
   saved = read_json(str(tmp_path / "report.json"))
   assert saved["findings"] == ["one."] and saved["headline"] is None and saved["limit"] == "x"
+
+
+def test_stopping_point_and_controls_columns_read_the_records():
+  from lstmx.lab import findings, stats
+  from lstmx.lab.report import records_json
+  ok = findings.Control("copy: tf", {"task.name": "copy"}, "paper", seeds=5, solved=5,
+                        required=4)
+  bad = findings.Control("mqar: tf", {"task.name": "mqar"}, "paper", seeds=5, solved=1,
+                         required=4)
+  stop = findings.Finding("s", "stops", "solved", stats.contrast(5, 5, 0, 5),
+                          subject={"task": "adding", "model": "lstm"}, control="copy: tf")
+  never = findings.Finding("n", "never_solved", "solved", stats.rate(0, 5),
+                           subject={"task": "mqar"}, control="mqar: tf")
+
+  def entry(records, controls):
+    return {"report": records_json(findings.withhold(records, controls), controls)}
+
+  e = entry([stop, never], [ok, bad])
+  assert overview.stopping_point(e) == "task adding, model lstm"
+  assert overview.controls_text(e) == "1/2 passed (5 seeds each); failed: mqar: tf"
+  assert overview.stopping_point(entry([never], [bad])) == "withheld: a control failed"
+  passed = findings.Control("mqar: tf", {}, "paper", seeds=5, solved=5, required=4)
+  assert overview.stopping_point(entry([never], [passed])).startswith("none within the budget")
+  assert overview.stopping_point({"report": {}}).startswith("not assessed")
+  assert overview.controls_text({"report": {}}) == "none"
+  rows = overview._by_limit([{"limit": "compute", "n": 1}, {"limit": "long_range", "n": 2},
+                             {"limit": "compute", "n": 3}])
+  assert [[e["n"] for e in g] for g in rows] == [[1, 3], [2]]  # one row per limit

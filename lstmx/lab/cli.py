@@ -257,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
                  "`lstmx bench --help`)")
   rp = sub.add_parser("report", formatter_class=_Formatter, epilog=REPORT_EXAMPLES,
                       help="(re)write the report of an experiment's output directory; of "
-                      "several: the page 'Where LSTMs stop working'")
+                      "several: the page 'Limits of LSTMs: what these runs show'")
   rp.add_argument("out_dirs", nargs="+", metavar="DIR",
                   help="output directory of an experiment, e.g. runs/long_dependency/quick")
   from lstmx.lab.overview import DEFAULT_NAME

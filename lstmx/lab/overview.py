@@ -1,7 +1,10 @@
-"""The cross-experiment page, "Where LSTMs stop working": one row per limit of
-LSTMs (compute, overfitting, long-range dependencies, non-sequential data), the
-experiment's headline figure and finding side by side, and the conditions under
-which they hold, all read from the experiments' output directories.
+"""The cross-experiment page, "Limits of LSTMs: what these runs show": one row per
+limit of LSTMs (compute, overfitting, long-range dependencies, non-sequential data;
+experiments probing one limit, such as compute and parallel_time, share its row),
+the headline figure and finding, whether the records locate a stopping point within
+the runs' budget (`stopping_point`), the positive controls' status
+(`controls_text`) and the conditions under which they hold, all read from the
+experiments' output directories.
 
     lstmx report runs/compute/quick runs/overfitting/quick \\
         runs/long_dependency/quick runs/non_sequential/quick   # -> runs/where_lstms_stop.md
@@ -40,7 +43,7 @@ from lstmx.lab import aggregate
 from lstmx.lab import report as reports
 from lstmx.train.rundir import CorruptRecord, atomic_write, read_json
 
-TITLE = "Where LSTMs stop working"
+TITLE = "Limits of LSTMs: what these runs show"
 DEFAULT_NAME = "where_lstms_stop.md"
 LIMIT_TITLES = {"compute": "Compute", "overfitting": "Overfitting",
                 "long_range": "Long-range dependencies", "non_sequential": "Non-sequential data"}
@@ -249,6 +252,47 @@ def _order(entry: dict) -> tuple:
           entry["index"])
 
 
+def _by_limit(entries: list[dict]) -> list[list[dict]]:
+  """`entries` grouped by limit (one row each), in `_order`."""
+  groups: dict[str, list[dict]] = {}
+  for e in entries:
+    groups.setdefault(e["limit"], []).append(e)
+  return list(groups.values())
+
+
+STOP_KINDS = ("stops",)  # record kinds that locate a stopping point (lstmx.lab.solving)
+
+
+def stopping_point(entry: dict) -> str:
+  """Whether the experiment's records locate a stopping point within its budget: the
+  first kept ``stops`` record's subject; "none within the budget" where records of a
+  solved rule exist but none stops; "not assessed" without such records."""
+  from lstmx.lab import findings
+  records, _ = findings.from_json({"findings": entry["report"].get("records") or []})
+  kept = [f for f in records if f.withheld_reason is None]
+  stops = [f for f in kept if f.kind in STOP_KINDS]
+  if stops:
+    return "; ".join(findings.render(f).split(":")[0] for f in stops)
+  if any(f.quantity == "solved" for f in kept):
+    return "none within the budget (see its findings)"
+  if any(f.withheld_reason for f in records):
+    return "withheld: a control failed"
+  return "not assessed (no solved rule in its findings)"
+
+
+def controls_text(entry: dict) -> str:
+  """"k/n passed" over the experiment's controls, each failed one named; or none."""
+  controls = entry["report"].get("controls") or []
+  if not controls:
+    return "none"
+  failed = [c["name"] for c in controls if not c.get("passed")]
+  text = f"{len(controls) - len(failed)}/{len(controls)} passed"
+  seeds = sorted({int(c["seeds"]) for c in controls})
+  span = "-".join(map(str, seeds[::max(1, len(seeds) - 1)]))
+  text += f" ({span} seed{'' if seeds == [1] else 's'} each)"
+  return text + ("; failed: " + ", ".join(failed) if failed else "")
+
+
 def default_path(out_dirs: Sequence[str]) -> str:
   """`DEFAULT_NAME` in the common parent of the output directories' parents
   (``runs/`` for ``runs/NAME/PRESET`` directories)."""
@@ -273,19 +317,29 @@ def write(out_dirs: Sequence[str], path: str | None = None) -> str:
   page_dir = os.path.dirname(os.path.abspath(path))
   entries = sorted((_entry(d, page_dir, i) for i, d in enumerate(out_dirs)), key=_order)
   lines = [f"# {TITLE}", "",
-           "One row per limit of LSTMs: the experiment's headline figure and finding, and "
-           "the conditions they were measured under, read from each experiment's output "
-           "directory (results.csv, experiment.json, report.json; `lstmx report DIR DIR "
-           "...` rewrites this page). Findings give means over seeds with their 95 % Student "
-           "t intervals and say in how many seeds they hold (docs/statistics.md); each "
-           "holds under its conditions only.", "",
-           "| Limit | Figure | Finding | Conditions |", "|---|---|---|---|"]
-  for e in entries:
-    figure = f"![{_cell(e['figure'][0])}]({e['figure'][1]})" if e["figure"] else "(no figure)"
-    finding = e["finding"] or "(no finding: no trial finished, or the experiment has none)"
-    conds = "<br>".join(f"{what}: {text}" for what, text in e["conditions"])
-    lines.append(f"| **{_cell(e['title'])}**<br>[{e['meta']['name']}]({e['report_md']}) | "
-                 f"{figure} | {_cell(finding)} | {_cell(conds)} |")
+           "One row per limit of LSTMs, read from the experiments' output directories "
+           "(results.csv, experiment.json, report.json; `lstmx report DIR DIR ...` rewrites "
+           "this page): the headline figure and finding, whether a stopping point was found "
+           "within the budget the runs had, the positive controls (settings a cited paper "
+           "solves, trained like every arm; a finding whose control failed is withheld), "
+           "and the conditions. Intervals fit their quantity (docs/statistics.md); every "
+           "statement holds under its conditions and budget only.", "",
+           "| Limit | Figure | Finding | Stopping point | Controls | Conditions |",
+           "|---|---|---|---|---|---|"]
+  for limit_entries in _by_limit(entries):
+    first, many = limit_entries[0], len(limit_entries) > 1
+    figure = (f"![{_cell(first['figure'][0])}]({first['figure'][1]})" if first["figure"]
+              else "(no figure)")
+    names = "<br>".join(f"[{e['meta']['name']}]({e['report_md']})" for e in limit_entries)
+
+    def each(text_of):
+      return "<br>".join((f"{e['meta']['name']}: " if many else "") + _cell(text_of(e))
+                         for e in limit_entries)
+    finding = each(lambda e: e["finding"] or "(no finding: no trial finished, or the "
+                   "experiment has none)")
+    conds = each(lambda e: "; ".join(f"{what}: {text}" for what, text in e["conditions"]))
+    lines.append(f"| **{_cell(first['title'])}**<br>{names} | {figure} | {finding} | "
+                 f"{each(stopping_point)} | {each(controls_text)} | {conds} |")
   lines.append("")
   for e in entries:
     rep = e["report"]
