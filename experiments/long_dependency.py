@@ -155,9 +155,9 @@ def analyze(config: Config, workdir: str) -> dict:
       or config.task.name not in ("copy", "adding")):
     return {}
   from lstmx.analysis import decay_rate, hidden_gradient_norms
-  from lstmx.train.restore import build, load_trained
-  _, fresh = build(config)
-  task, trained = load_trained(config, workdir)
+  from lstmx.lab import trained as trial
+  _, fresh = trial.fresh(config)
+  task, trained = trial.trained(config, workdir)
   batch = task.sample(jax.random.key(123), 64)
   start = int(np.argmax(np.asarray(batch.get("recall", batch["mask"])).max(axis=0) > 0))
   curves = {"init": hidden_gradient_norms(fresh, task, batch).tolist(),

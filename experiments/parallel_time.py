@@ -199,11 +199,9 @@ def analyze(config: Config, workdir: str) -> dict:
   """Newton sweeps along training (every checkpoint) and, for default-init trials, timings."""
   if config.model.kind != "lstm" or config.model.num_layers != 1:
     return {}
-  from lstmx import optim, tasks
-  from lstmx.train.checkpoint import Checkpoints
-  from lstmx.train.restore import build
-  from lstmx.train.step import init_state
-  task, model = build(config)
+  from lstmx import tasks
+  from lstmx.lab import trained
+  task, model = trained.fresh(config)
   H = config.model.hidden_size
   methods = [m for m in METHODS if m != "deer" or H <= DEER_MAX_H]
   # The task's own length T, and LONGER x T of the same task (at T, T sweeps are exact).
@@ -220,13 +218,8 @@ def analyze(config: Config, workdir: str) -> dict:
             for m, v in _sweeps(layer, xs, methods).items()}
 
   curve = {0: sweeps(model.lstm.params[0][0])}
-  modeldef, target = init_state(model, optim.build(config.optimizer, config.train.steps),
-                                config.train.seed)
-  ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
-  for step in sorted(ckpts.latest.all_steps()):
-    state, _ = Checkpoints._restore_step(ckpts.latest, step, target)
-    curve[int(step)] = sweeps(modeldef.merge(state.params).lstm.params[0][0])
-  ckpts.close()
+  for step, at in trained.checkpoints(config, workdir):
+    curve[step] = sweeps(at.lstm.params[0][0])
   with open(os.path.join(workdir, "newton_sweeps.json"), "w") as f:
     json.dump({str(s): v for s, v in curve.items()}, f)
   last = max(curve)

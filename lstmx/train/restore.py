@@ -35,3 +35,20 @@ def load_trained(config: Config, workdir: str):
     raise FileNotFoundError(f"workdir: no checkpoint in {workdir!r}")
   state = restored[0]
   return task, modeldef.merge(optim.eval_params(state.params, state.opt_state))
+
+
+def checkpointed(config: Config, workdir: str):
+  """(step, model) for each checkpoint the run keeps, in step order (its training
+  parameters, not an iterate average)."""
+  task, model = build(config)
+  tx = optim.build(config.optimizer, config.train.steps)
+  carry = (tbptt.initial_carry(model, config.train.batch_size) if tbptt.is_stateful(task)
+           else None)
+  modeldef, target = init_state(model, tx, config.train.seed, carry)
+  ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
+  try:
+    for step in sorted(ckpts.latest.all_steps()):
+      state, _ = Checkpoints._restore_step(ckpts.latest, step, target)
+      yield int(step), modeldef.merge(state.params)
+  finally:
+    ckpts.close()
