@@ -13,28 +13,30 @@ Two sweeps (the results column ``meta.sweep``):
 * ``capacity``: MQAR (Arora et al. 2023, "Zoology") over the number of
   key-value pairs x the hidden size: recall capacity against state size.
 
-Every configuration runs over several seeds (the presets' ``seeds``: quick and
-full 3, tiny 1; ``--seeds N`` overrides): figures draw the mean with its 95 %
-Student t interval, and the findings say in how many seeds they hold
-(`lstmx.lab.aggregate`; docs/statistics.md). Protocol, departures from the
-papers and the full preset's targets: docs/experiments.md.
+Every arm trains at a learning-rate grid (`RATES`) for a budget of steps, ending once
+it meets its task's solved rule (``train.stop_when_solved``); each seed's rate is
+chosen on validation data (`lstmx.lab.selection`) and the chosen runs report test
+metrics. Each task family has a positive control (`CONTROLS`: a setting a cited
+paper solves), trained like every arm; the findings are records
+(`lstmx.lab.solving`: solve rates with exact intervals, stopping points and
+contrasts by Fisher's exact test, Kaplan-Meier steps to solve), withheld where
+their control failed. quick and full run 5 seeds, tiny 1 (``--seeds N``). Protocol,
+departures from the papers and the full preset's targets: docs/experiments.md.
 
     python experiments/long_dependency.py --preset tiny    # CI, seconds
-    python experiments/long_dependency.py --preset quick   # 2-core CPU, ~12 min (3 seeds)
+    python experiments/long_dependency.py --preset quick   # 2-core CPU, ~15 min (5 seeds)
     python experiments/long_dependency.py --preset full    # a GPU
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
 
 import jax
 import numpy as np
-import pandas as pd
 
 from lstmx import tasks
 from lstmx.config import Config, ModelConfig, OptimizerConfig, TaskConfig, TrainConfig
@@ -53,9 +55,7 @@ MODELS = {
 
 def base() -> Config:
   return Config(
-      name=NAME,
-      model=ModelConfig(hidden_size=64),
-      task=TaskConfig(name="copy", params={}),
+      name=NAME, model=ModelConfig(hidden_size=64), task=TaskConfig(name="copy", params={}),
       optimizer=OptimizerConfig(name="adam", lr=3e-3, clip_norm=1.0),
       train=TrainConfig(steps=1000, batch_size=32, log_every=50, eval_every=250,
                         eval_batches=4, checkpoint_every=250, keep_checkpoints=1),
@@ -114,11 +114,13 @@ def presets() -> dict[str, Preset]:
   tiny = dataclasses.replace(b, train=dataclasses.replace(
       b.train, steps=6, eval_every=3, log_every=3, checkpoint_every=3, eval_batches=1,
       batch_size=8))
-  quick = dataclasses.replace(b, train=dataclasses.replace(
-      b.train, steps=2000, eval_every=100, checkpoint_every=500, stop_when_solved=True))
+  quick = dataclasses.replace(b, train=dataclasses.replace(  # solved: held at 2 evaluations
+      b.train, steps=2000, eval_every=100, eval_batches=8, checkpoint_every=500,
+      stop_when_solved=True, solved_streak=2))
   full = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=128),
                              train=dataclasses.replace(b.train, steps=20000, batch_size=128,
-                                                       eval_every=1000))
+                                                       eval_every=500, stop_when_solved=True,
+                                                       solved_streak=2))
   small = {"copy": {"num_symbols": 3, "num_categories": 4},
            "selective_copy": {"num_symbols": 2, "num_categories": 4}}
   return {
@@ -140,11 +142,12 @@ def presets() -> dict[str, Preset]:
       # Tallec & Ollivier 2018: copy T = 500 and 2000, adding T = 200 and 750;
       # Mamba's selective copy (4096 steps, 16 symbols); Zoology's MQAR figure 2
       # (vocabulary 8192, pairs 4..64, model widths 64..512) at T = 256.
-      "full": Preset(full, length_sweep({"copy": [100, 500, 1000, 2000],
-                                         "adding": [100, 200, 400, 750, 1000],
-                                         "selective_copy": [1008, 4080]}, list(MODELS), 128)
-                     + capacity_sweep([4, 8, 16, 32, 64], [64, 128, 256, 512],
-                                      ["lstm", "gru", "transformer"], 256, 8192), seeds=3),
+      "full": Preset(full, with_rates(
+          length_sweep({"copy": [100, 500, 1000, 2000],
+                        "adding": [100, 200, 400, 750, 1000],
+                        "selective_copy": [1008, 4080]}, list(MODELS), 128)
+          + capacity_sweep([4, 8, 16, 32, 64], [64, 128, 256, 512],
+                           ["lstm", "gru", "transformer"], 256, 8192), 20000), seeds=5),
   }
 
 
@@ -154,7 +157,7 @@ def analyze(config: Config, workdir: str) -> dict:
   if (config.model.kind != "lstm" or config.model.num_layers != 1
       or config.task.name not in ("copy", "adding")):
     return {}
-  from lstmx.analysis import decay_rate, hidden_gradient_norms
+  from lstmx.analysis import decay_rate, hidden_gradient_norms, save_gradient_flow
   from lstmx.lab import trained as trial
   _, fresh = trial.fresh(config)
   task, trained = trial.trained(config, workdir)
@@ -162,8 +165,7 @@ def analyze(config: Config, workdir: str) -> dict:
   start = int(np.argmax(np.asarray(batch.get("recall", batch["mask"])).max(axis=0) > 0))
   curves = {"init": hidden_gradient_norms(fresh, task, batch).tolist(),
             "trained": hidden_gradient_norms(trained, task, batch).tolist(), "start": start}
-  with open(os.path.join(workdir, "gradient_flow.json"), "w") as f:
-    json.dump(curves, f)
+  save_gradient_flow(workdir, curves)
   out = {}
   for stage in ("init", "trained"):
     rate, r2 = decay_rate(curves[stage], start)
@@ -194,22 +196,6 @@ def _summary(results):
   return aggregate.summarize(results, metrics=metrics)
 
 
-def _gradient_curves(out_dir: str, rows) -> dict[str, list]:
-  """stage -> [(distance from the first loss step, ||dL/dh_t||)], one per seed trial."""
-  curves = {"init": [], "trained": []}
-  for trial_id in rows["trial"]:
-    path = os.path.join(out_dir, "trials", str(trial_id), "gradient_flow.json")
-    if not os.path.exists(path):
-      continue
-    with open(path) as f:
-      flow = json.load(f)
-    start = int(flow.get("start", len(flow["init"]) - 1))
-    for stage in curves:
-      c = np.asarray(flow[stage])[:start + 1][::-1] + 1e-30  # index = distance
-      curves[stage].append((np.arange(len(c)), c))
-  return curves
-
-
 def _gradient_task(results) -> tuple[str, int] | None:
   """(task, length) of the gradient-flow figure and finding: the longest adding
   length of the length sweep (copy where there is no adding)."""
@@ -226,6 +212,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   chosen on validation), test metrics: loss / baseline against length, MQAR recall
   against pairs, the fraction of seeds solved against steps, and gradient flow."""
   import matplotlib.pyplot as plt
+  from lstmx.analysis import gradient_flow_curves
   from lstmx.lab import report, solve_curves
   rows = _chosen(results)
   out = []
@@ -286,14 +273,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for ax, (t, sweep, axis) in zip(axes[0], families):
       mine = _sweep(rows, sweep)
       mine = mine[mine["task.name"] == t]
-      styles = dict(zip(sorted(set(mine[axis])), ("-", "--", ":", "-.") * 4))
-      keys = ["meta.model", axis] + (["model.hidden_size"] if sweep == "capacity" else [])
-      budget = pd.to_numeric(mine.get("train.steps", mine["steps"])).max()
-      for key, g in mine.groupby(keys, sort=True):
-        m, x = key[0], key[1]
-        label = f"{m} {NAMES[axis]}={x:g}" + (f" H={key[2]}" if len(key) > 2 else "")
-        solve_curves.plot_solved_fraction(ax, g, label=label, color=color.get(m),
-                                          ls=styles[x], budget=budget)
+      solve_curves.plot_arms(ax, mine, axis, colors=color, names=NAMES,
+                             also=("model.hidden_size",) if sweep == "capacity" else ())
       ax.set(title=t, xlabel="training steps", ylabel="fraction of seeds solved")
       ax.legend(fontsize=6)
     fig.suptitle("Kaplan-Meier fraction solved (validation rule), censored at the "
@@ -310,7 +291,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     grad = grad[(grad["task.name"] == t) & (grad["meta.length"] == length)
                 & grad["meta.model"].isin(["lstm", "lstm_chrono"])]
     for m, g in grad.groupby("meta.model"):
-      curves = _gradient_curves(os.path.dirname(fig_dir), g)
+      curves = gradient_flow_curves(os.path.dirname(fig_dir), g["trial"])
       for stage, ls in (("init", "--"), ("trained", "-")):
         n = len(curves[stage])
         report.plot_curves(ax, curves[stage], ls=ls, color=color.get(m),
@@ -396,27 +377,15 @@ def findings(results) -> list:
 def _gradient_finding(results, rows) -> list:
   """The decay rate of ||dL/dh_t|| at init, default against chrono init, paired by
   seed (a ratio of the means with its bootstrap interval, and a sign test)."""
-  from lstmx.lab import aggregate, stats
-  from lstmx.lab.findings import Finding
+  from lstmx.lab import solving
   where = _gradient_task(results)
   if where is None or DECAY not in rows:
     return []
   t, length = where
-  at = {"meta.sweep": "length", "task.name": t, "meta.length": length}
-  a, b = (aggregate.select(rows, {**at, "meta.model": m}) for m in ("lstm", "lstm_chrono"))
-  both = sorted(set(a[aggregate.SEED_KEY]) & set(b[aggregate.SEED_KEY]))
-  va, vb = (r.set_index(aggregate.SEED_KEY).loc[both, DECAY].to_numpy(float) for r in (a, b))
-  ok = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0)
-  if ok.sum() < 1:
-    return []
-  subject = {"task": t, "T": length, "at": "init"}
-  common = dict(subject=subject, arms=("lstm", "lstm_chrono"), control=None)
-  slower = int((va[ok] > vb[ok]).sum())  # seeds where chrono's decays slower
-  return [Finding(f"grad_decay_ratio:{t}:{length}", "gradient_decay", "gradient decay rate",
-                  stats.ratio(va[ok], vb[ok]), seeds_agreeing=slower, seeds=int(ok.sum()),
-                  **common),
-          Finding(f"grad_decay_sign:{t}:{length}", "gradient_decay_paired",
-                  "gradient decay rate", stats.sign_test(va[ok], vb[ok]), **common)]
+  return solving.paired(rows, {"meta.sweep": "length", "task.name": t, "meta.length": length},
+                        "meta.model", "lstm", "lstm_chrono", DECAY, kind="gradient_decay",
+                        quantity="gradient decay rate",
+                        subject={"task": t, "T": length, "at": "init"})
 
 
 def headline(results) -> dict:

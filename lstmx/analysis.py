@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -61,3 +63,30 @@ def decay_rate(norms, start: int) -> tuple[float, float]:
   resid = np.log(y[ok]) - (slope * d[ok] + icept)
   total = np.sum((np.log(y[ok]) - np.log(y[ok]).mean()) ** 2)
   return float(-slope), float(1 - np.sum(resid ** 2) / total) if total > 0 else math.nan
+
+
+GRADIENT_FLOW = "gradient_flow.json"
+
+
+def save_gradient_flow(workdir: str, curves: dict) -> None:
+  """Writes ``{"init": [||dL/dh_t||], "trained": [...], "start": t0}`` (t0: the first
+  step whose loss counts) to the trial's `GRADIENT_FLOW` file."""
+  with open(os.path.join(workdir, GRADIENT_FLOW), "w") as f:
+    json.dump(curves, f)
+
+
+def gradient_flow_curves(out_dir: str, trial_ids) -> dict[str, list]:
+  """stage -> [(distance from the first loss step, ||dL/dh_t||)], one per trial of
+  `trial_ids` under ``out_dir/trials`` that saved its gradient flow."""
+  curves = {"init": [], "trained": []}
+  for trial_id in trial_ids:
+    path = os.path.join(out_dir, "trials", str(trial_id), GRADIENT_FLOW)
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      flow = json.load(f)
+    start = int(flow.get("start", len(flow["init"]) - 1))
+    for stage in curves:
+      c = np.asarray(flow[stage])[:start + 1][::-1] + 1e-30  # index = distance
+      curves[stage].append((np.arange(len(c)), c))
+  return curves

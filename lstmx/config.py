@@ -132,7 +132,9 @@ class TrainConfig:
 
   Every validation evaluation checks the task's solved rule (`Task.solved`); the first
   step where it holds is the run's ``solved_step`` (summary ``task.solved_step``), and
-  ``stop_when_solved=True`` ends the run there as ``early_stopped``.
+  ``stop_when_solved=True`` ends the run as ``early_stopped`` once the rule has held at
+  ``solved_streak`` consecutive evaluations (1: at the first; more guards against a
+  model stopped just past the threshold by the noise of one evaluation set).
 
   ``steps_per_call=k`` runs k training steps (batch sampling included) in one
   compiled call (a `jax.lax.scan`); it must divide ``log_every``, ``eval_every``
@@ -158,7 +160,8 @@ class TrainConfig:
   diverge_factor: float | None = 10.0
   diverge_patience: int = 3
   steps_per_call: int = 1
-  stop_when_solved: bool = False  # end the run (early_stopped) at its first solved evaluation
+  stop_when_solved: bool = False  # end the run (early_stopped) once solved (solved_streak)
+  solved_streak: int = 1  # consecutive solved evaluations before stop_when_solved ends it
 
   def __post_init__(self):
     i = lambda name, **kw: as_int(f"train.{name}", getattr(self, name), **kw)  # noqa: E731
@@ -176,7 +179,8 @@ class TrainConfig:
                                 optional=True),
         diverge_patience=i("diverge_patience", low=0),
         steps_per_call=i("steps_per_call", low=1),
-        stop_when_solved=as_bool("train.stop_when_solved", self.stop_when_solved))
+        stop_when_solved=as_bool("train.stop_when_solved", self.stop_when_solved),
+        solved_streak=i("solved_streak", low=1))
     k = self.steps_per_call
     for name in ("log_every", "eval_every", "checkpoint_every"):
       if getattr(self, name) % k:

@@ -76,9 +76,24 @@ def test_solved_step_is_the_first_solved_evaluation_and_can_end_the_run(tmp_path
   assert summary["task"]["solved_step"] == 20
   if stop:
     assert summary["status"] == "early_stopped" and summary["steps"] == 20
-    assert summary["stop_reason"] == "solved at step 20 (train.stop_when_solved)"
+    assert summary["stop_reason"] == ("solved at step 20, held for 1 evaluation(s) to step 20 "
+                                      "(train.stop_when_solved)")
   else:
     assert summary["status"] == "completed" and summary["steps"] == 40
+
+
+def test_a_solved_streak_stops_only_after_the_rule_held_that_often(tmp_path, monkeypatch):
+  """solved_streak=2: an evaluation that breaks the streak restarts it; the solved step
+  stays the first solved evaluation."""
+  from lstmx.tasks.memory import Copy
+  pattern = iter([False, True, False, True, True, True, True])
+  monkeypatch.setattr(Copy, "solved", lambda self, metrics: next(pattern))
+  cfg = override(_quiet(smoke.base()), ["train.eval_every=10", "train.steps=70",
+                                        "train.stop_when_solved=true", "train.solved_streak=2"])
+  summary = train_and_evaluate(cfg, str(tmp_path))
+  assert summary["task"]["solved_step"] == 20 and summary["steps"] == 50
+  assert summary["stop_reason"].startswith("solved at step 20, held for 2 evaluation(s) to "
+                                           "step 50")
 
 
 def test_resume_equals_uninterrupted(tmp_path):

@@ -79,3 +79,21 @@ def plot_solved_fraction(ax, rows: pd.DataFrame, *, label: str, budget: float | 
     ax.fill_between(xs, np.nan_to_num(lo, nan=0.0), np.nan_to_num(hi, nan=1.0), step="post",
                     alpha=0.15, color=line.get_color(), linewidth=0)
   ax.set_ylim(0, 1.02)
+
+
+def plot_arms(ax, rows: pd.DataFrame, along: str, *, arm: str = "meta.model",
+              also: tuple[str, ...] = (), colors: dict | None = None,
+              names: dict | None = None) -> None:
+  """One `plot_solved_fraction` curve per (arm, `along` value, `also` values) of
+  `rows`: a colour per arm (`colors`), a line style per `along` value, each to the
+  rows' budget (``train.steps``, else the longest run); `names` shortens the keys in
+  the labels (``{"meta.length": "T"}``)."""
+  colors, names = colors or {}, names or {}
+  styles = dict(zip(sorted(set(rows[along])), ("-", "--", ":", "-.") * 4))
+  steps = rows["train.steps"] if "train.steps" in rows else rows["steps"]
+  budget = float(pd.to_numeric(steps, errors="coerce").max())
+  for key, g in rows.groupby([arm, along, *also], sort=True):
+    label = " ".join([str(key[0])] + [f"{names.get(k, k)}={v:g}" for k, v in
+                                      zip((along, *also), key[1:])])
+    plot_solved_fraction(ax, g, label=label, color=colors.get(key[0]), ls=styles[key[1]],
+                         budget=budget)

@@ -173,17 +173,18 @@ class Evaluate(Periodic):
   """A ``validation`` row for the parameters to keep (the average once averaging), shown
   by `progress` (where given) as a line, then each of `then` with the row's `monitor`
   value, in order; then the task's solved rule: `solved` (``metrics -> bool``) holding
-  for the first time sets the record's ``solved_step``, and ends the run
-  (``early_stopped``) where `stop_when_solved`."""
+  for the first time sets the record's ``solved_step``; where `stop_when_solved`, the
+  run ends (``early_stopped``) once the rule held at `streak` evaluations in a row."""
 
   def __init__(self, when: Every, validate: Callable[[Any], dict[str, float]], log: MetricsLog,
                clock: Clock, monitor: str, then: Sequence[OnValidation] = (),
                progress: Progress | None = None,
-               solved: Callable[[dict], bool] | None = None, stop_when_solved: bool = False):
+               solved: Callable[[dict], bool] | None = None, stop_when_solved: bool = False,
+               streak: int = 1):
     super().__init__(when)
     self.validate, self.log, self.clock = validate, log, clock
     self.monitor, self.then, self.progress = monitor, tuple(then), progress
-    self.solved, self.stop_when_solved = solved, stop_when_solved
+    self.solved, self.stop_when_solved, self.streak = solved, stop_when_solved, streak
 
   def fire(self, step, state, record):
     metrics = self.validate(optim.eval_params(state.params, state.opt_state))
@@ -192,11 +193,16 @@ class Evaluate(Periodic):
       self.progress.validation(step, metrics)
     for hook in self.then:
       state, record = hook(step, metrics[self.monitor], state, record)
-    if (self.solved is not None and record.solved_step is None
-        and bool(self.solved(metrics))):
-      record = dataclasses.replace(record, solved_step=step)
-      if self.stop_when_solved and record.running:
-        record = record.stop("early_stopped", f"solved at step {step} (train.stop_when_solved)")
+    if self.solved is None:
+      return state, record
+    solved = bool(self.solved(metrics))
+    record = dataclasses.replace(
+        record, solved_streak=record.solved_streak + 1 if solved else 0,
+        solved_step=step if solved and record.solved_step is None else record.solved_step)
+    if self.stop_when_solved and record.running and record.solved_streak >= self.streak:
+      record = record.stop("early_stopped", f"solved at step {record.solved_step}, held "
+                           f"for {record.solved_streak} evaluation(s) to step {step} "
+                           "(train.stop_when_solved)")
     return state, record
 
 

@@ -34,6 +34,7 @@ class RunRecord:
     solved_step: the first evaluation step whose validation metrics met the task's solved
       rule (`Task.solved`); None until one does (the steps to solve, censored at the
       steps run).
+    solved_streak: consecutive evaluations, up to the latest, that met the rule.
   """
   status: str = RUNNING
   stop_reason: str | None = None
@@ -46,6 +47,7 @@ class RunRecord:
   initial_loss: float | None = None
   diverge_windows: int = 0
   solved_step: int | None = None
+  solved_streak: int = 0
 
   @property
   def running(self) -> bool:

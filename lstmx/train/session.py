@@ -123,7 +123,7 @@ class Session:
         Evaluate(Every(tc.eval_every, tc.steps),
                  lambda params: self.run_eval(params, "validation"), self.log, self.clock,
                  tc.monitor, then=on_validation, progress=progress, solved=self.task.solved,
-                 stop_when_solved=tc.stop_when_solved),
+                 stop_when_solved=tc.stop_when_solved, streak=tc.solved_streak),
         Checkpoint(Every(tc.checkpoint_every, tc.steps, at_last=False), self.ckpts,
                    self.clock),
     ]
