@@ -8,8 +8,8 @@
 * `lstmx.lab.pool`, `trial`, `local_pool`, `ray_pool`: where trials run (`TrialSpec`,
   `execute`; in this process, in worker processes, as Ray tasks); `lock`, `progress`:
   one runner per output directory, the sweep's progress line;
-* `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
-  mean, std, 95 % Student t interval) and seed counts for findings;
+* `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``)
+  and seed counts for findings;
 * `lstmx.lab.stats`, `across_tasks`: statistics that fit each quantity, as records
   (exact rate intervals, Fisher contrasts, bounded bootstrap intervals, censored
   medians, sign tests, ratios; IQM and probability of improvement across tasks);
@@ -17,6 +17,10 @@
   ``withhold``, ``pick``, ``to_json``; `lstmx.lab.selection`: a learning rate per
   configuration and seed chosen on validation data (``choose``);
   `lstmx.lab.solve_curves`: steps to solve as a censored (Kaplan-Meier) curve;
+  `lstmx.lab.solving`: a solved-rule sweep's records (controls, solve rates,
+  stopping points, contrasts, steps to solve, paired ratios);
+* `lstmx.lab.trained`: what an experiment's ``analyze`` loads of its trial (the
+  fresh, trained and checkpointed models);
 * `lstmx.lab.report`: ``report.md``, ``report.json``, ``summary.csv`` and figures from
   a results table; `lstmx.lab.overview`: the cross-experiment page "Where LSTMs stop
   working" from several output directories;
