@@ -35,8 +35,16 @@ def test_quick_preset_has_the_papers_copy_and_a_two_layer_transformer():
   assert copy and all("task.params.num_symbols" not in ov for ov in copy)  # S=10, K=8
   assert all(ov["model.num_layers"] == 2 for ov in sweep if ov["meta.model"] == "transformer")
   cap = [ov for ov in sweep if ov["meta.sweep"] == "capacity"]
-  assert len({ov["meta.pairs"] for ov in cap}) > 1 and len({ov["model.hidden_size"]
-                                                          for ov in cap}) > 1
+  assert len({ov["meta.pairs"] for ov in cap}) > 1  # the hidden-size axis is full's
+  full = [ov for ov in LD.presets()["full"].sweep if ov["meta.sweep"] == "capacity"]
+  assert len({ov["model.hidden_size"] for ov in full}) > 1
+  # every arm of quick at a grid of >= 3 learning rates with its budget in the table
+  arms = {}
+  for ov in sweep:
+    arms.setdefault(tuple(sorted((k, v) for k, v in ov.items() if k != "optimizer.lr")),
+                    set()).add(ov["optimizer.lr"])
+  assert all(len(lrs) >= 3 for lrs in arms.values()) and all("train.steps" in ov for ov in sweep)
+  assert LD.presets()["quick"].seeds >= 5
 
 
 def test_decay_rate_fits_an_exponential_and_skips_underflow():
