@@ -111,9 +111,8 @@ def with_rates(sweep: list[dict], steps: int) -> list[dict]:
 
 def presets() -> dict[str, Preset]:
   b = base()
-  tiny = dataclasses.replace(b, train=dataclasses.replace(
-      b.train, steps=6, eval_every=3, log_every=3, checkpoint_every=3, eval_batches=1,
-      batch_size=8))
+  tiny = dataclasses.replace(b, train=dataclasses.replace(b.train, steps=6, eval_every=3,
+      log_every=3, checkpoint_every=3, eval_batches=1, batch_size=8))
   quick = dataclasses.replace(b, train=dataclasses.replace(  # solved: held at 2 evaluations
       b.train, steps=2000, eval_every=100, eval_batches=8, checkpoint_every=500,
       stop_when_solved=True, solved_streak=2))
