@@ -137,7 +137,7 @@ def pick(findings: Iterable[Finding], **fields) -> list[Finding]:
 # "a is 3.2x slower than b" or "a has 2x higher validation loss than b". A quantity
 # not listed has ("has", "higher", "lower", the quantity).
 DIRECTIONS = {q: ("is", "slower", "faster", "") for q in (
-    "wall_time", "step_time", "compile_time", "time", "steps_to_solve")}
+    "wall_time", "step_time", "compile_time", "time", "training time", "steps_to_solve")}
 DIRECTIONS.update({q: ("uses", "more", "less", "memory") for q in (
     "step_memory_bytes", "peak_rss_bytes", "memory")})
 
