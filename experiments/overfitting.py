@@ -317,7 +317,8 @@ def findings(results) -> list:
   out = []
   for n, rows in df.groupby("meta.train_size", sort=True):
     configs = sorted({(r, float(s)) for r, s in zip(rows["meta.regularizer"],
-                                                    rows["meta.strength"])})
+                                                    rows["meta.strength"])},
+                     key=lambda c: (c[0] != "none", c))  # none first
     where = lambda c: dict(zip(KEYS, (n, *c)))  # noqa: E731
     none = next((c for c in configs if c[0] == "none"), None)
     if none is not None and RISE in df:
@@ -349,7 +350,8 @@ def findings(results) -> list:
     if chosen is not None:
       s = vs_none[chosen].statistic
       why = (f"{_name(*chosen)} (best validation loss {val[chosen].mean():.3g} vs "
-             f"{val[none].mean():.3g} for none, lower in {s.k_less}/{s.n} seeds)")
+             f"{val[none].mean():.3g} for none, lower in {s.k_less}/{s.n} seed"
+             f"{'s' if s.n != 1 else ''})")
       out += per_seed.ratio(df, where(chosen), where(none), TEST_AT_BEST,
                             kind="chosen_vs_none", quantity=TEST_Q,
                             arms=(_name(*chosen), "none"), subject={

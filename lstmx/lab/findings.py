@@ -199,6 +199,9 @@ def _statistic(f: Finding, s: Statistic) -> str:
     return (f"median {q} {value} ({s.method}; {_of(s.n_censored, s.n, 'run')} reached "
             f"the cap of {_num(s.cap)})")
   if isinstance(s, stats.SignTest):
+    if s.k_greater == s.k_less:  # no direction to state
+      return (f"{a} and {b}: {q} higher in {s.k_greater}, lower in {s.k_less} of "
+              f"{_count(s.n)} ({s.ties} tied; {s.test}, p = {s.p_value:.2g})")
     more = s.k_greater > s.k_less
     verb, word = _compare(q, more)
     k = s.k_greater if more else s.k_less

@@ -84,9 +84,9 @@ def estimate(rows: pd.DataFrame, where: Where, metric: str,
 def sign_finding(va: np.ndarray, vb: np.ndarray, *, kind: str, quantity: str,
                  subject: Mapping[str, Any], arms: tuple[str, str]) -> Finding:
   """The sign test of paired values `va`, `vb` as a record, its seeds agreeing those
-  of the direction it states (a above b, or below)."""
+  of the direction it states (a above b, or below; as many as either without one)."""
   s = stats.sign_test(va, vb)
-  agreeing = s.k_greater if s.k_greater > s.k_less else s.k_less
+  agreeing = max(s.k_greater, s.k_less)
   return Finding(_id(kind, subject), kind, quantity, s, subject=dict(subject),
                  arms=tuple(arms), seeds_agreeing=agreeing, seeds=s.n)
 
