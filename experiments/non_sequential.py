@@ -35,8 +35,10 @@ budget over several seeds (the presets' ``seeds``: quick 3, full 5, tiny 1;
 set) and every model at one seed sees the same split (paired comparisons).
 Accuracy is exact over the whole test split (every example once,
 `lstmx.train.evaluation`; the findings give the count). Figures draw the mean over seeds
-with its 95 % Student t interval, and the findings say in how many seeds a
-comparison holds (seeds paired by ``train.seed``; docs/statistics.md).
+with its 95 % Student t interval. The findings are records (`findings`): test accuracy,
+bounded in [0, 1], as the mean with a percentile bootstrap interval; comparisons paired
+by ``train.seed`` as the mean difference (bootstrap) and a sign test; training time as a
+ratio of means (docs/statistics.md).
 
     python experiments/non_sequential.py --preset tiny    # CI, under a minute
     python experiments/non_sequential.py --preset quick   # 2-core CPU, ~15 min (3 seeds)
@@ -198,7 +200,6 @@ def presets() -> dict[str, Preset]:
 
 ACC = "final.test.accuracy"
 EXAMPLES = "final.test.examples"  # test examples evaluated (the whole split)
-TIE = 5e-4  # mean accuracies closer than this tie
 
 
 def _summary(results):
@@ -290,122 +291,108 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   return out
 
 
-def _overlap(a, b) -> bool:
-  """Whether two summary rows' accuracy intervals overlap (True where one is NaN)."""
-  lo, hi = f"{ACC}.ci_low", f"{ACC}.ci_high"
-  if not np.isfinite([a[lo], a[hi], b[lo], b[hi]]).all():
-    return True
-  return a[lo] <= b[hi] and b[lo] <= a[hi]
+# Findings: records of lstmx.lab.per_seed, each quantity's statistic (docs/statistics.md).
+
+TIME = "wall_time"  # the training loop, after compiling the step
 
 
-def _lstm_vs_rest(results, stats, dataset: str) -> dict | None:
-  """On `dataset` (`stats`: its summary rows indexed by model), the best recurrent model
-  against the best non-recurrent one: ``{"lstm", "other", "gap"`` (other's mean accuracy
-  minus the LSTM's), ``"verdict"`` (behind | level with | ahead of), ``"behind"`` and
-  ``"ahead"`` (seeds where the LSTM is below / above, paired by seed: (k, n)),
-  ``"overlap"`` (the 95 % intervals)``}``; None without both kinds of model."""
+def _done(results):
+  """The finished runs with a finite test accuracy (None: the table has no such columns)."""
+  import pandas as pd
   from lstmx.lab import aggregate
-  rec = stats[stats.index.isin(RECURRENT)].sort_values(f"{ACC}.mean", ascending=False)
-  non = stats[~stats.index.isin(RECURRENT)].sort_values(f"{ACC}.mean", ascending=False)
-  if not (len(rec) and len(non)):
+  if ACC not in results or not {"meta.dataset", "meta.model"} <= set(results):
     return None
-  top_rec, top_non = rec.index[0], non.index[0]
-  gap = non.loc[top_non, f"{ACC}.mean"] - rec.loc[top_rec, f"{ACC}.mean"]
-  pair = lambda a, b: aggregate.agree_paired(  # noqa: E731 - seeds where a's is above b's
-      results, {"meta.dataset": dataset, "meta.model": a},
-      {"meta.dataset": dataset, "meta.model": b}, ACC, np.greater)
-  verdict = "level with" if abs(gap) < TIE else ("behind" if gap > 0 else "ahead of")
-  return {"lstm": top_rec, "other": top_non, "gap": float(gap), "verdict": verdict,
-          "behind": pair(top_non, top_rec), "ahead": pair(top_rec, top_non),
-          "overlap": bool(_overlap(rec.loc[top_rec], non.loc[top_non]))}
+  done = aggregate.counted(results)
+  return done[np.isfinite(pd.to_numeric(done[ACC], errors="coerce").to_numpy(float))]
+
+
+def _lstm_vs_rest(ranked: list[str]) -> tuple[str, str] | None:
+  """(the best recurrent model, the best non-recurrent one) of `ranked` (best first);
+  None without both kinds."""
+  rec, non = [m for m in ranked if m in RECURRENT], [m for m in ranked if m not in RECURRENT]
+  return (rec[0], non[0]) if rec and non else None
+
+
+def _exact(done) -> list[str]:
+  """The sentence that test accuracy covers each whole test split, with its size."""
+  if EXAMPLES not in done:
+    return []
+  sizes = done.groupby("meta.dataset")[EXAMPLES].agg(["min", "max"])
+  return ["Test accuracy is exact over each seed's whole test split: " + ", ".join(
+      f"{d} {int(r['min'])}" + (f"-{int(r['max'])}" if r["max"] != r["min"] else "")
+      + " examples" for d, r in sizes.iterrows()) + " (the split follows train.seed)."]
+
+
+def findings(results) -> list:
+  """Records (`lstmx.lab.findings.Finding`), per dataset: each model's test accuracy
+  (the mean of its seeds, percentile bootstrap interval inside [0, 1]), best first;
+  the best LSTM against the best non-recurrent model, the best model against the
+  next (when another pair) and pixels against rows, paired by seed (the mean
+  difference with its bootstrap interval, and the sign test); each model's training
+  time against the fastest's (ratio of means); across datasets, P(best non-recurrent
+  > best LSTM). "Best" is by mean test accuracy, as the figure ranks them. Sentences:
+  the test splits' sizes and the published MNIST numbers beside ours."""
+  from lstmx.lab import across_tasks, per_seed, stats
+  from lstmx.lab.findings import Finding
+  done = _done(results)
+  if done is None or not len(done):
+    return []
+  out, across = _exact(done), []
+  for d in _datasets(done):
+    where = lambda m: {"meta.dataset": d, "meta.model": m}  # noqa: E731
+    acc = {m: per_seed.values(done, where(m), ACC).to_numpy(float)
+           for m in _models(done[done["meta.dataset"] == d])}
+    ranked = sorted(acc, key=lambda m: -acc[m].mean())  # stable: MODEL_ORDER breaks ties
+    est = {m: stats.bounded_interval(acc[m], 0, 1) for m in ranked}
+    out += [Finding(f"accuracy:{d},{m}", "accuracy", "test accuracy", est[m],
+                    subject={"dataset": d, "model": m}) for m in ranked]
+    vs = _lstm_vs_rest(ranked)
+    pairs = {"lstm_vs_rest": (vs, "best LSTM vs best non-recurrent")} if vs else {}
+    if len(ranked) > 1 and set(ranked[:2]) != set(vs or ()):
+      pairs["best_vs_next"] = (tuple(ranked[:2]), "best vs next")
+    if {"lstm_rows", "lstm_pixels"} <= set(ranked):
+      pairs["pixels_vs_rows"] = (("lstm_pixels", "lstm_rows"),
+                                 f"T {shape(d, 'pixels')[0]} vs {shape(d, 'rows')[0]}")
+    for kind, ((a, b), label) in pairs.items():
+      out += per_seed.difference(done, where(a), where(b), ACC, lo=0.0, hi=1.0, kind=kind,
+                                 quantity="test accuracy", arms=(a, b),
+                                 subject={"dataset": d, "comparison": label})
+    if vs:
+      across.append((acc[vs[1]], acc[vs[0]]))
+    out += [f"{d} {m}: mean test accuracy {est[m].value:.3f} here (a 10k-image subset) "
+            f"against published LSTMs on full MNIST: {LITERATURE[(d, m)]}."
+            for m in ranked if (d, m) in LITERATURE]
+    out += _times(done, d, [where(m) for m in ranked])
+  if len(across) > 1:
+    p = across_tasks.probability_of_improvement(*zip(*across))
+    out.append(Finding("lstm_vs_rest_across", "lstm_vs_rest_across", "test accuracy", p,
+                       subject={"datasets": ", ".join(_datasets(done))},
+                       arms=("the best non-recurrent model", "the best LSTM")))
+  return out
+
+
+def _times(done, dataset: str, wheres: list[dict]) -> list:
+  """Each model's training time against the fastest's on `dataset`: the ratio of their
+  means with its bootstrap interval (not paired: times depend on the host's load)."""
+  from lstmx.lab import per_seed, stats
+  from lstmx.lab.findings import Finding
+  times = {w["meta.model"]: per_seed.values(done, w, TIME).to_numpy(float) for w in wheres}
+  times = {m: t[t > 0] for m, t in times.items() if (t > 0).any()}
+  if len(times) < 2:
+    return []
+  fastest = min(times, key=lambda m: times[m].mean())
+  return [Finding(f"training_time:{dataset},{m}", "training_time", "training time",
+                  stats.ratio(t, times[fastest]), subject={"dataset": dataset, "model": m},
+                  arms=(m, fastest)) for m, t in times.items() if m != fastest]
 
 
 def headline(results) -> dict:
-  """For ``lstmx report``'s page: on how many datasets the best LSTM is behind the best
-  non-recurrent model (in most seeds, and with separated intervals), each gap listed."""
-  from lstmx.lab.aggregate import seeds_phrase
-  summary = _summary(results)
-  if summary is None or not len(summary):
-    return {}
-  parts, behind, clear = [], 0, 0
-  datasets = _datasets(summary)
-  for d in datasets:
-    stats = summary[summary["meta.dataset"] == d].set_index("meta.model")
-    vs = _lstm_vs_rest(results, stats, d)
-    if vs is None:
-      continue
-    k, n = vs["behind"]
-    most = n > 0 and 2 * k > n
-    behind += most
-    clear += most and vs["gap"] > 0 and not vs["overlap"]
-    parts.append(f"{d} {vs['lstm']} vs {vs['other']} {-vs['gap']:+.3f} (below in "
-                 f"{seeds_phrase(k, n)})")
-  if not parts:
-    return {}
-  return {"figure": "accuracy_by_model", "finding": (
-      f"The best LSTM is below the best non-recurrent model in most seeds on {behind} of "
-      f"{len(parts)} datasets ({clear} with separated 95 % intervals); LSTM minus the best "
-      "other's mean test accuracy: " + "; ".join(parts) + ".")}
-
-
-def findings(results) -> list[str]:
-  from lstmx.lab import aggregate
-  from lstmx.lab.aggregate import mean_ci_text, seeds_phrase
-  summary = _summary(results)
-  if summary is None or not len(summary):
-    return []
-  lines = []
-  if EXAMPLES in results:
-    done = aggregate.counted(results).dropna(subset=[ACC])
-    sizes = done.groupby("meta.dataset")[EXAMPLES].agg(["min", "max"])
-    lines.append("Test accuracy is exact over each seed's whole test split: " + ", ".join(
-        f"{d} {int(r['min'])}" + (f"-{int(r['max'])}" if r["max"] != r["min"] else "")
-        + " examples" for d, r in sizes.iterrows()) + " (the split follows train.seed).")
-  for d in _datasets(summary):
-    stats = summary[summary["meta.dataset"] == d].sort_values(f"{ACC}.mean", ascending=False)
-    stats = stats.set_index("meta.model")
-    best = stats.index[0]
-    seeds = int(stats["n"].max())
-    top = list(stats.index[stats[f"{ACC}.mean"] >= stats.loc[best, f"{ACC}.mean"] - TIE])
-    pair = lambda a, b: aggregate.agree_paired(  # noqa: E731 - seeds where a's is above b's
-        results, {"meta.dataset": d, "meta.model": a}, {"meta.dataset": d, "meta.model": b},
-        ACC, np.greater)
-    if len(top) > 1:
-      lines.append(f"{d}: {', '.join(top)} tie at {stats.loc[best, f'{ACC}.mean']:.3f} test "
-                   f"accuracy (mean of {seeds} seed{'s' if seeds > 1 else ''}).")
-    else:
-      line = (f"{d}: best {best} at {mean_ci_text(stats.loc[best], ACC)} test accuracy "
-              f"(mean and 95 % interval of {seeds} seed{'s' if seeds > 1 else ''})")
-      if len(stats) > 1:
-        second = stats.index[1]
-        k, n = pair(best, second)
-        line += (f", {stats.loc[best, f'{ACC}.mean'] - stats.loc[second, f'{ACC}.mean']:+.3f} "
-                 f"over {second} ({stats.loc[second, f'{ACC}.mean']:.3f}; above it in "
-                 f"{seeds_phrase(k, n)})")
-      lines.append(line + ".")
-    vs = _lstm_vs_rest(results, stats, d)
-    if vs is not None:
-      line = (f"{d}: the best LSTM ({vs['lstm']}, {mean_ci_text(stats.loc[vs['lstm']], ACC)}) "
-              f"is {vs['verdict']} the best non-recurrent model ({vs['other']}, "
-              f"{mean_ci_text(stats.loc[vs['other']], ACC)}; gap {vs['gap']:+.3f}): below it "
-              f"in {seeds_phrase(*vs['behind'])}, above in {seeds_phrase(*vs['ahead'])}")
-      if vs["overlap"]:
-        line += "; the intervals overlap"
-      lines.append(line + ".")
-    if {"lstm_rows", "lstm_pixels"} <= set(stats.index):
-      k, n = pair("lstm_pixels", "lstm_rows")
-      change = stats.loc["lstm_pixels", f"{ACC}.mean"] - stats.loc["lstm_rows", f"{ACC}.mean"]
-      lines.append(f"{d}: reading pixels (T={shape(d, 'pixels')[0]}) instead of rows "
-                   f"(T={shape(d, 'rows')[0]}) changes the LSTM's accuracy by {change:+.3f} "
-                   f"(pixels above rows in {seeds_phrase(k, n)}).")
-    for m in [m for m in stats.index if (d, m) in LITERATURE]:
-      lines.append(f"{d} {m}: {mean_ci_text(stats.loc[m], ACC)} here (a 10k-image subset) "
-                   f"against published LSTMs on full MNIST: {LITERATURE[(d, m)]}.")
-    if "wall_time.mean" in stats:
-      lines.append(f"{d}: mean training time " + ", ".join(
-          f"{m} {stats.loc[m, 'wall_time.mean']:.1f} s" for m in _models(stats.reset_index()))
-          + ".")
-  return lines
+  """For ``lstmx report``'s page: the accuracy figure, and P(best non-recurrent > best
+  LSTM) across datasets, else the best LSTM against the best non-recurrent model (mean
+  difference, paired by seed) on the first dataset with both, images first."""
+  del results
+  return {"figure": "accuracy_by_model", "finding": [{"kind": "lstm_vs_rest_across"}] + [
+      {"kind": "lstm_vs_rest", "dataset": d} for d in (*IMAGES, *TABLES)]}
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ k + 1, reset each epoch; evaluation carries it over the whole split, exactly).
 Swept: the *strength* of each regularizer (dropout on the non-recurrent
 connections 0 / 0.2 / 0.4 / 0.6 as Zaremba et al. 2014; weight drop, zoneout,
 AR/TAR over a few values), training-set size, and the AWD-LSTM recipe with
-NT-ASGD (Merity et al. 2018). Models are ranked by test perplexity at the
-best-validation checkpoint (``at_best``; validation selects, test only
-reports); one regularizer is called better than another only when their 95 %
-intervals over seeds separate.
+NT-ASGD (Merity et al. 2018). Each run is measured at its best-validation
+checkpoint (``at_best``; validation selects, test only reports). The findings are
+records (`findings`): regularizers against none paired by seed (sign tests), the
+regularizer chosen on the best validation loss against none on test perplexity
+(ratio of the means with a bootstrap interval), the unregularized loss's rise
+after its best (a bootstrap interval bounded below by 0) and the seeds it holds in.
 
 * quick (2-core CPU, ~15 min with 3 seeds and 2 workers): character-level
   Shakespeare (the ``[data]`` extra, no fetch), 20k training characters, a
@@ -250,64 +252,124 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   return out
 
 
-def findings(results) -> list[str]:
-  import numpy as np
-  from lstmx.lab import aggregate
-  from lstmx.lab.aggregate import mean_ci_text, seeds_phrase
+TEST_Q = "test perplexity at the best-validation checkpoint"
+FINAL, BEST = "the final model", "the best-validation checkpoint"  # arms within one run
+
+
+def _name(reg: str, strength: float) -> str:
+  return reg if reg in ("none", "awd") else f"{reg} {strength:g}"
+
+
+def _size(n) -> int | str:
+  """A training-set size as a subject shows it ("all" for the whole split, 0)."""
+  return "all" if n == 0 else int(n)
+
+
+def _subject(n, reg: str, strength: float) -> dict:
+  strength = {} if reg in ("none", "awd") else {"strength": float(strength)}
+  return {"train size": _size(n), "regularizer": reg, **strength}
+
+
+def _overfits(df, where: dict, subject: dict) -> list:
+  """The unregularized runs turning up: the validation loss's rise from its best to
+  the end (>= 0 where the final evaluation is among those that chose the best: a
+  bootstrap interval bounded below by 0) and the training loss's drop over the same
+  steps (unbounded: Student t), each with the seeds where it is > 0 and a sign test
+  of the final model against the best checkpoint; and the best checkpoint's step."""
+  import math
+  from lstmx.lab import per_seed, stats
+  steps = df["train.steps"].max() if "train.steps" in df else math.inf
+
+  def rise(v):  # a negative value (a final evaluation below the best) drops the bound
+    return stats.bounded_interval(v, 0.0 if (v >= 0).all() else -math.inf, math.inf)
+
+  out = []
+  for kind, metric, statistic, split, quantity in (
+      ("validation_rise", RISE, rise, "validation", "validation loss"),
+      ("training_drop", TRAIN_DROP, stats.t_interval, "train", "training loss")):
+    what = "rise" if split == "validation" else "drop"
+    out += per_seed.estimate(df, where, metric, statistic, kind=kind, subject=subject,
+                             quantity=f"{quantity} {what} after the best checkpoint",
+                             holds=lambda v: v > 0)
+    va, vb = per_seed.matched(df, where, where, f"final.{split}.loss", f"at_best.{split}.loss")
+    if len(va):
+      out.append(per_seed.sign_finding(va, vb, kind=kind + per_seed.SIGN_TEST,
+                                       quantity=quantity, subject=subject, arms=(FINAL, BEST)))
+  return out + per_seed.estimate(
+      df, where, "at_best.step", lambda v: stats.bounded_interval(v, 0, steps),
+      kind="best_step", quantity="step of the best-validation checkpoint", subject=subject)
+
+
+def findings(results) -> list:
+  """Records (`lstmx.lab.findings.Finding`) per training-set size: the unregularized
+  runs turning up (`_overfits`); each configuration's best validation loss (a loss:
+  Student t) and test perplexity at its best-validation checkpoint (>= 1, skewed:
+  bootstrap); each regularizer against none on the best validation loss, paired by
+  seed (sign test); the headline's: the regularizer with the lowest mean best
+  validation loss (chosen on validation) against none on the test perplexity (ratio
+  of the means, sign test); and the first two by test perplexity, unless they are
+  that pair."""
+  import math
+  from lstmx.lab import per_seed, stats
   df = _finished(results)
-  summary = _summary(df)
-  if summary is None or not len(summary) or f"{BEST_VAL}.mean" not in summary:
+  if not set(KEYS) <= set(df) or BEST_VAL not in df or not len(df):
     return []
-  lines = []
-  for n, g in summary.groupby("meta.train_size", sort=True):
-    size = "all training tokens" if n == 0 else f"{n} training tokens"
-    where = {"meta.train_size": n}
-    rows = g[g["meta.regularizer"] == "none"]
-    none = rows.iloc[0] if len(rows) else None
-    if none is not None and f"{RISE}.mean" in none:
-      k, m = aggregate.agree(df, {**where, "meta.regularizer": "none"},
-                             lambda r: (r[RISE] > 0) & (r[TRAIN_DROP] > 0))
-      lines.append(
-          f"{size}, no regularization: after its best-validation checkpoint (step "
-          f"{mean_ci_text(none, 'at_best.step', '.0f')}) the validation loss rose by "
-          f"{mean_ci_text(none, RISE)} nats/token to the end while the training loss fell by "
-          f"{mean_ci_text(none, TRAIN_DROP)}; both in {seeds_phrase(k, m)}.")
-    for _, row in g.iterrows():
-      if row["meta.regularizer"] == "none" or none is None:
-        continue
-      cfg = {**where, "meta.regularizer": row["meta.regularizer"],
-             "meta.strength": row["meta.strength"]}
-      k, m = aggregate.agree_paired(df, cfg, {**where, "meta.regularizer": "none"}, BEST_VAL,
-                                    np.less)
-      lower = row[f"{BEST_VAL}.ci_high"] < none[f"{BEST_VAL}.ci_low"]
-      higher = row[f"{BEST_VAL}.ci_low"] > none[f"{BEST_VAL}.ci_high"]
-      verdict = ("the intervals separate: lower" if lower else
-                 "the intervals separate: higher" if higher else "the intervals overlap")
-      lines.append(
-          f"{size}, {_label(row)}: best validation loss {mean_ci_text(row, BEST_VAL)} vs "
-          f"{mean_ci_text(none, BEST_VAL)} unregularized, lower in {seeds_phrase(k, m)}; "
-          f"{verdict}.")
-    if f"{TEST_AT_BEST}.mean" in g and len(g) > 1:
-      ranked = g.sort_values(f"{TEST_AT_BEST}.mean")
-      top, second = ranked.iloc[0], ranked.iloc[1]
-      clear = top[f"{TEST_AT_BEST}.ci_high"] < second[f"{TEST_AT_BEST}.ci_low"]
-      lines.append(
-          f"{size}: lowest test perplexity at the best-validation checkpoint with "
-          f"{_label(top)}, {mean_ci_text(top, TEST_AT_BEST, '.1f')}; next {_label(second)}, "
-          f"{mean_ci_text(second, TEST_AT_BEST, '.1f')} ("
-          + ("better: the intervals separate" if clear
-             else "not called better: the intervals overlap")
-          + f", {int(top['n'])} seeds).")
-  return lines
+  out = []
+  for n, rows in df.groupby("meta.train_size", sort=True):
+    configs = sorted({(r, float(s)) for r, s in zip(rows["meta.regularizer"],
+                                                    rows["meta.strength"])},
+                     key=lambda c: (c[0] != "none", c))  # none first
+    where = lambda c: dict(zip(KEYS, (n, *c)))  # noqa: E731
+    none = next((c for c in configs if c[0] == "none"), None)
+    if none is not None and RISE in df:
+      out += _overfits(df, where(none), _subject(n, *none))
+    val, vs_none = {}, {}
+    for c in configs:
+      val[c] = per_seed.values(df, where(c), BEST_VAL).to_numpy(float)
+      out += per_seed.estimate(df, where(c), BEST_VAL, stats.t_interval, subject=_subject(
+          n, *c), kind="best_validation", quantity="best validation loss")
+      if none is not None and c != none:
+        va, vb = per_seed.matched(df, where(c), where(none), BEST_VAL)
+        if len(va):
+          vs_none[c] = per_seed.sign_finding(
+              va, vb, kind="regularizer_vs_none", quantity="best validation loss",
+              subject=_subject(n, *c), arms=(_name(*c), "none"))
+          out.append(vs_none[c])
+    test = {c: per_seed.values(df, where(c), TEST_AT_BEST).to_numpy(float) for c in configs}
+    test = {c: v for c, v in test.items() if len(v)}
+    out += [f for c in test for f in per_seed.estimate(
+        df, where(c), TEST_AT_BEST, lambda v: stats.bounded_interval(v, 1, math.inf),
+        kind="test_perplexity", quantity=TEST_Q, subject=_subject(n, *c))]
+    ranked = sorted(test, key=lambda c: test[c].mean())
+    chosen = min(vs_none, key=lambda c: val[c].mean(), default=None)
+    if len(ranked) > 1 and ranked[:2] != [chosen, none]:  # else: chosen_vs_none states it
+      out += per_seed.ratio(df, where(ranked[0]), where(ranked[1]), TEST_AT_BEST,
+                            kind="ranking", quantity=TEST_Q,
+                            arms=(_name(*ranked[0]), _name(*ranked[1])),
+                            subject={"train size": _size(n), "ranking": "first vs second"})
+    if chosen is not None:
+      s = vs_none[chosen].statistic
+      why = (f"{_name(*chosen)} (best validation loss {val[chosen].mean():.3g} vs "
+             f"{val[none].mean():.3g} for none, lower in {s.k_less}/{s.n} seed"
+             f"{'s' if s.n != 1 else ''})")
+      out += per_seed.ratio(df, where(chosen), where(none), TEST_AT_BEST,
+                            kind="chosen_vs_none", quantity=TEST_Q,
+                            arms=(_name(*chosen), "none"), subject={
+                                "train size": _size(n), "regularizer chosen on validation": why})
+  return out
 
 
 def headline(results) -> dict:
-  """For ``lstmx report``'s page: the unregularized run turning up (loss curves), and
-  dropout's effect on the best validation loss."""
-  lines = findings(results)
-  turn = [line for line in lines if ", no regularization: " in line]
-  dropout = [line for line in lines if ", dropout " in line]
-  return {"figure": "loss_curves", "finding": " ".join(turn[:1] + dropout[:1]) or None}
+  """For ``lstmx report``'s page: best validation loss and test perplexity by
+  regularizer, and on the largest training set the regularizer chosen on validation
+  against none on test perplexity at the best-validation checkpoint (its validation
+  loss in the subject), else the unregularized validation loss's rise."""
+  df = _finished(results)
+  sizes = set(df["meta.train_size"]) if "meta.train_size" in df else set()
+  largest = _size(0 if 0 in sizes else max(sizes)) if sizes else None
+  return {"figure": "by_strength", "finding": [
+      {"kind": "chosen_vs_none", "train size": largest}, {"kind": "chosen_vs_none"},
+      {"kind": "validation_rise", "train size": largest}]}
 
 
 if __name__ == "__main__":

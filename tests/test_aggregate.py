@@ -16,6 +16,7 @@ import scipy.stats
 
 from lstmx.lab import aggregate, report, runner
 from lstmx.lab.experiment import Experiment, Preset
+from lstmx.lab.findings import Finding, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(p for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
@@ -261,7 +262,8 @@ def test_experiment_figures_and_findings_on_synthetic_seeds(path, seeds, drop, t
   findings = module.findings(results)
   for _, stem in figures:
     assert (tmp_path / "figures" / f"{stem}.png").exists()
-  assert all(isinstance(f, str) for f in findings)
+  assert all(isinstance(f, (str, Finding)) for f in findings)
+  findings = [f if isinstance(f, str) else render(f) for f in findings]  # records render
   if seeds == 3 and not drop:
     assert figures and findings
     # seed counts, "k/3 seeds" (or k/2 where the comparison involves the failed trial)

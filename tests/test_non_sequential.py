@@ -171,19 +171,111 @@ def test_full_preset_reads_pixels_permuted_pixels_and_cites_the_literature(exp):
   assert set(exp.LITERATURE) <= set(by)
 
 
-def test_headline_counts_the_datasets_where_the_lstm_is_behind(exp):
-  rows = [{"meta.dataset": d, "meta.model": m, "train.seed": s, "status": "completed",
-           "final.test.accuracy": acc + 0.001 * s, "final.test.examples": 30.0}
-          for d, accs in (("wine", {"lstm": 0.80, "mlp": 0.95}),
-                          ("iris", {"lstm": 0.95, "mlp": 0.90}))
-          for m, acc in accs.items() for s in range(3)]
-  head = exp.headline(pd.DataFrame(rows))
-  assert head["figure"] == "accuracy_by_model"
-  assert head["finding"].startswith("The best LSTM is below the best non-recurrent model in "
-                                    "most seeds on 1 of 2 datasets (1 with separated 95 % "
-                                    "intervals)"), head
-  assert "wine lstm vs mlp -0.150 (below in 3/3 seeds)" in head["finding"]
-  assert "iris lstm vs mlp +0.050 (below in 0/3 seeds)" in head["finding"]
+# --- findings as records ---------------------------------------------------------------
+
+# Correct answers of 30 test examples per seed (seeds 0, 1, 2) and loop seconds.
+CORRECT = {("digits", "cnn2d"): [28, 29, 30], ("digits", "mlp"): [27, 27, 28],
+           ("digits", "lstm_rows"): [25, 26, 26], ("digits", "lstm_pixels"): [20, 22, 21],
+           ("iris", "lstm"): [29, 30, 30], ("iris", "mlp"): [27, 28, 30]}
+SECONDS = {"cnn2d": 2.0, "mlp": 1.0, "lstm_rows": 5.0, "lstm_pixels": 50.0, "lstm": 3.0}
+
+
+def _table(datasets=("digits", "iris")):
+  return pd.DataFrame([
+      {"meta.dataset": d, "meta.model": m, "train.seed": s, "status": "completed",
+       "final.test.accuracy": k[s] / 30, "final.test.examples": 30.0,
+       "wall_time": SECONDS[m] * (1 + 0.1 * s)}
+      for (d, m), k in CORRECT.items() if d in datasets for s in range(3)])
+
+
+def _percentile_bootstrap(*samples, statistic=np.mean):
+  """scipy's percentile bootstrap with lstmx.lab.stats' resamples and seed."""
+  import inspect
+  import scipy.stats
+  key = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
+  ci = scipy.stats.bootstrap(samples, statistic, method="percentile", n_resamples=9999,
+                             confidence_level=0.95, **{key: np.random.default_rng(0)})
+  return ci.confidence_interval.low, ci.confidence_interval.high
+
+
+def _records(out, **fields):
+  from lstmx.lab.findings import Finding, pick
+  return pick([f for f in out if isinstance(f, Finding)], **fields)
+
+
+def test_findings_are_records_with_the_statistic_of_each_quantity(exp):
+  import scipy.stats
+  from lstmx.lab import stats
+  from lstmx.lab.findings import render
+  out = exp.findings(_table())
+  acc = np.array(CORRECT["digits", "cnn2d"]) / 30
+  (rec,) = _records(out, kind="accuracy", dataset="digits", model="cnn2d")
+  s = rec.statistic
+  assert isinstance(s, stats.Estimate) and s.method == "percentile bootstrap"
+  assert s.value == pytest.approx(acc.mean()) and (s.lo, s.hi) == (0.0, 1.0)
+  assert (s.low, s.high) == pytest.approx(_percentile_bootstrap(acc))
+  assert s.points == pytest.approx(tuple(acc))
+  # Best first: digits' records in the order of their mean accuracy.
+  assert [f.subject["model"] for f in _records(out, kind="accuracy", dataset="digits")] == [
+      "cnn2d", "mlp", "lstm_rows", "lstm_pixels"]
+  # The best LSTM (lstm_rows) against the best other (cnn2d), paired by seed.
+  (diff,) = _records(out, kind="lstm_vs_rest", dataset="digits")
+  d = (np.array(CORRECT["digits", "lstm_rows"]) - CORRECT["digits", "cnn2d"]) / 30
+  assert diff.arms == ("lstm_rows", "cnn2d") and diff.statistic.value == pytest.approx(d.mean())
+  assert (diff.statistic.low, diff.statistic.high) == pytest.approx(_percentile_bootstrap(d))
+  assert (diff.seeds_agreeing, diff.seeds) == (3, 3)
+  (sign,) = _records(out, kind="lstm_vs_rest_sign_test", dataset="digits")
+  assert isinstance(sign.statistic, stats.SignTest)
+  assert (sign.statistic.k_less, sign.statistic.n) == (3, 3)
+  assert sign.statistic.p_value == pytest.approx(scipy.stats.binomtest(3, 3, 0.5).pvalue)
+  assert render(sign) == (
+      "dataset digits, comparison best LSTM vs best non-recurrent: lstm_rows has lower test "
+      "accuracy than cnn2d in 3/3 seeds (0 tied; sign test (binomial, two-sided), p = 0.25).")
+  assert render(diff) == (
+      "dataset digits, comparison best LSTM vs best non-recurrent: test accuracy difference "
+      "(lstm_rows - cnn2d) mean -0.111 [-0.133, -0.1] (95 % percentile bootstrap), 3 values; "
+      "holds in 3/3 seeds.")
+  # On iris the LSTM is ahead: the sentence turns round.
+  (iris,) = _records(out, kind="lstm_vs_rest_sign_test", dataset="iris")
+  assert iris.arms == ("lstm", "mlp") and (iris.statistic.k_greater, iris.statistic.ties) == (2, 1)
+  assert "lstm has higher test accuracy than mlp in 2/3 seeds (1 tied;" in render(iris)
+  # Pixels against rows; the best against the next (cnn2d, mlp: another pair).
+  (pix,) = _records(out, kind="pixels_vs_rows_sign_test")
+  assert pix.subject == {"dataset": "digits", "comparison": "T 64 vs 8"}
+  assert "lstm_pixels has lower test accuracy than lstm_rows in 3/3 seeds" in render(pix)
+  assert _records(out, kind="best_vs_next", dataset="digits")[0].arms == ("cnn2d", "mlp")
+  assert not _records(out, kind="best_vs_next", dataset="iris")  # that is lstm_vs_rest
+  # Training time: a ratio of means against the fastest model, never a t interval.
+  (t,) = _records(out, kind="training_time", dataset="digits", model="lstm_pixels")
+  assert isinstance(t.statistic, stats.Ratio) and t.arms == ("lstm_pixels", "mlp")
+  assert t.statistic.value == pytest.approx(50.0)
+  assert render(t).startswith("dataset digits, model lstm_pixels: lstm_pixels is 50x slower "
+                              "than mlp [")
+  # Across datasets: P(best other > best LSTM), Mann-Whitney per dataset, averaged.
+  (p,) = _records(out, kind="lstm_vs_rest_across")
+  u = [scipy.stats.mannwhitneyu(np.array(CORRECT[a]) / 30, np.array(CORRECT[b]) / 30).statistic
+       / 9 for a, b in ((("digits", "cnn2d"), ("digits", "lstm_rows")),
+                        (("iris", "mlp"), ("iris", "lstm")))]
+  assert p.statistic.value == pytest.approx(np.mean(u))
+  assert not any(isinstance(f, stats.Estimate) and f.method == "Student t"
+                 for f in [r.statistic for r in _records(out)])
+
+
+def test_headline_picks_the_record_by_its_fields(exp):
+  from lstmx.lab import report
+  from lstmx.lab.experiment import Experiment
+  e = Experiment.from_module(exp)
+  figures = [("accuracy", "accuracy_by_model")]
+  for datasets, kind in ((("digits", "iris"), "lstm_vs_rest_across"),
+                         (("iris",), "lstm_vs_rest")):
+    out = exp.findings(_table(datasets))
+    sentences, records = report.checked_findings(out, [])
+    head = e.headline_of(_table(datasets), figures, sentences, records)
+    (want,) = _records(records, kind=kind)
+    assert head["figure"] == "accuracy_by_model"
+    assert head["finding"] == sentences[out.index(want)], head
+  assert head["finding"].startswith("dataset iris, comparison best LSTM vs best non-recurrent: "
+                                    "test accuracy difference (lstm - mlp) mean 0.0444")
 
 
 def test_findings_state_exact_counts_and_the_literature(exp):
@@ -191,9 +283,9 @@ def test_findings_state_exact_counts_and_the_literature(exp):
            "final.test.accuracy": acc + 0.01 * s, "final.test.examples": 1500.0}
           for m, acc in (("lstm_pixels", 0.9), ("cnn2d", 0.97), ("lstm_permuted", 0.8))
           for s in range(3)]
-  lines = exp.findings(pd.DataFrame(rows))
-  assert lines[0].startswith("Test accuracy is exact over each seed's whole test split: "
-                             "mnist 1500 examples")
-  lit = [line for line in lines if "published LSTMs" in line]
+  out = exp.findings(pd.DataFrame(rows))
+  assert out[0].startswith("Test accuracy is exact over each seed's whole test split: "
+                           "mnist 1500 examples")
+  lit = [f for f in out if isinstance(f, str) and "published LSTMs" in f]
   assert len(lit) == 2 and any("0.902 (Cooijmans" in line for line in lit)
-  assert any("lstm_pixels: 0.910" in line for line in lit)
+  assert any("lstm_pixels: mean test accuracy 0.910 here" in line for line in lit)

@@ -1,16 +1,22 @@
 """experiments/overfitting.py: the presets say what the docs say (quick: Shakespeare
 characters, no fetched data, 3 seeds; full: Brown words, every regularizer at
-several strengths, the AWD recipe with NT-ASGD), and the findings are computed
-from the results table (seed counts, intervals, the test metric at the
-best-validation checkpoint)."""
+several strengths, the AWD recipe with NT-ASGD), and the findings are records with
+the statistic of each quantity, checked against scipy on a known table, and the
+headline is the test metric at the best-validation checkpoint."""
 
 import importlib.util
+import inspect
+import math
 import pathlib
 
+import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from lstmx.config import set_many
+from lstmx.lab import stats
+from lstmx.lab.findings import Finding, pick, render
 
 PATH = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "overfitting.py"
 
@@ -50,35 +56,121 @@ def _results():
     # none: validation rose after its best, training fell, in every seed
     rows.append({"meta.regularizer": "none", "meta.strength": 0.0, "rise_val": 0.2 + 0.01 * seed,
                  "best": 2.0 + 0.01 * seed, "test_ppl": 8.0 + 0.1 * seed})
-    # dropout 0.4: lower best validation loss in seeds 0 and 1 only
+    # dropout 0.4: lower best validation loss in seeds 0 and 1 only; the lowest test ppl
     rows.append({"meta.regularizer": "dropout", "meta.strength": 0.4, "rise_val": -0.01,
                  "best": [1.8, 1.9, 2.5][seed], "test_ppl": [6.0, 6.5, 7.0][seed]})
-    for r in rows[-2:]:
+    # weight drop 0.5: lower best validation loss in every seed (chosen on validation)
+    rows.append({"meta.regularizer": "weight_drop", "meta.strength": 0.5, "rise_val": 0.0,
+                 "best": [1.95, 1.95, 1.96][seed], "test_ppl": [7.0, 7.5, 8.5][seed]})
+    for r in rows[-3:]:
       r.update({"train.seed": seed, "status": "completed", "meta.train_size": 20000,
-                "trial": f"t{len(rows)}"})
+                "trial": f"t{len(rows)}", "train.steps": 1000})
   df = pd.DataFrame(rows)
   df["at_best.validation.loss"] = df.pop("best")
   df["final.validation.loss"] = df["at_best.validation.loss"] + df.pop("rise_val")
-  df["at_best.train.loss"] = 1.5
+  df["at_best.train.loss"] = 1.5 + 0.05 * df["train.seed"]
   df["final.train.loss"] = 1.2
   df["at_best.test.perplexity"] = df.pop("test_ppl")
-  df["at_best.step"] = 500
+  df["at_best.step"] = 500 + 100 * df["train.seed"]
   return df
 
 
-def test_findings_count_seeds_and_compare_intervals(overfitting):
-  lines = overfitting.findings(_results())
+def _percentile_bootstrap(values):
+  """scipy's percentile bootstrap of the mean with lstmx.lab.stats' resamples and seed."""
+  key = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
+  ci = scipy.stats.bootstrap((np.asarray(values),), np.mean, method="percentile",
+                             n_resamples=9999, **{key: np.random.default_rng(0)})
+  return ci.confidence_interval.low, ci.confidence_interval.high
 
-  assert "no regularization" in lines[0] and "both in 3/3 seeds" in lines[0], lines[0]
-  assert "rose by 0.210" in lines[0]
-  drop = [line for line in lines if "dropout 0.4" in line and "best validation" in line][0]
-  assert "lower in 2/3 seeds" in drop and "intervals overlap" in drop
-  rank = lines[-1]
-  assert "lowest test perplexity" in rank and "dropout 0.4" in rank
-  assert "not called better" in rank or "intervals separate" in rank
-  # Separated test intervals make the ranking call it better.
+
+def _one(out, **fields):
+  (f,) = pick([f for f in out if isinstance(f, Finding)], **fields)
+  return f
+
+
+def test_findings_are_records_with_the_statistic_of_each_quantity(overfitting):
+  out = overfitting.findings(_results())
+  assert all(isinstance(f, Finding) for f in out)
+  none = {"train size": 20000, "regularizer": "none"}
+  # The unregularized validation loss rose (>= 0: bootstrap bounded below by 0) ...
+  rise = _one(out, kind="validation_rise", **none)
+  assert isinstance(rise.statistic, stats.Estimate) and rise.statistic.lo == 0.0
+  assert rise.statistic.value == pytest.approx(0.21)
+  assert (rise.statistic.low, rise.statistic.high) == pytest.approx(
+      _percentile_bootstrap([0.2, 0.21, 0.22]))
+  assert (rise.seeds_agreeing, rise.seeds) == (3, 3)
+  assert render(rise).startswith("train size 20000, regularizer none: validation loss rise "
+                                 "after the best checkpoint mean 0.21 [")
+  sign = _one(out, kind="validation_rise_sign_test")
+  assert (sign.statistic.k_greater, sign.statistic.n) == (3, 3)
+  assert render(sign) == (
+      "train size 20000, regularizer none: the final model has higher validation loss than "
+      "the best-validation checkpoint in 3/3 seeds (0 tied; sign test (binomial, two-sided), "
+      "p = 0.25).")
+  # ... while the training loss fell (unbounded: Student t, as scipy's).
+  drop = _one(out, kind="training_drop")
+  ci = scipy.stats.ttest_1samp([0.3, 0.35, 0.4], 0).confidence_interval(0.95)
+  assert drop.statistic.method == "Student t" and drop.statistic.value == pytest.approx(0.35)
+  assert (drop.statistic.low, drop.statistic.high) == pytest.approx((ci.low, ci.high))
+  assert "the final model has lower training loss than the best-validation checkpoint in 3/3" \
+      in render(_one(out, kind="training_drop_sign_test"))
+  step = _one(out, kind="best_step")
+  assert (step.statistic.value, step.statistic.hi) == (600, 1000)
+  # Each regularizer against none on the best validation loss, paired by seed.
+  dropout = _one(out, kind="regularizer_vs_none", regularizer="dropout", strength=0.4)
+  assert dropout.arms == ("dropout 0.4", "none") and dropout.statistic.k_less == 2
+  assert dropout.statistic.p_value == pytest.approx(scipy.stats.binomtest(2, 3).pvalue)
+  assert render(dropout) == (
+      "train size 20000, regularizer dropout, strength 0.4: dropout 0.4 has lower best "
+      "validation loss than none in 2/3 seeds (0 tied; sign test (binomial, two-sided), p = 1).")
+  wd = _one(out, kind="regularizer_vs_none", regularizer="weight_drop")
+  assert (wd.statistic.k_less, wd.seeds_agreeing, wd.seeds) == (3, 3, 3)
+  # Each arm's estimate: a loss with Student t, a perplexity (>= 1) bootstrapped.
+  best = _one(out, kind="best_validation", **none).statistic
+  assert best.method == "Student t" and best.value == pytest.approx(2.01)
+  ppl = _one(out, kind="test_perplexity", regularizer="dropout").statistic
+  assert (ppl.method, ppl.lo, ppl.value) == ("percentile bootstrap", 1.0, pytest.approx(6.5))
+  assert (ppl.low, ppl.high) == pytest.approx(_percentile_bootstrap([6.0, 6.5, 7.0]))
+  # The first two by test perplexity: dropout 0.4 then weight drop 0.5.
+  rank = _one(out, kind="ranking")
+  assert rank.arms == ("dropout 0.4", "weight_drop 0.5")
+  assert isinstance(rank.statistic, stats.Ratio)
+  assert rank.statistic.value == pytest.approx(6.5 / np.mean([7.0, 7.5, 8.5]))
+  assert _one(out, kind="ranking_sign_test").statistic.k_less == 3
+
+
+def test_headline_is_the_test_metric_of_the_regularizer_chosen_on_validation(overfitting):
+  from lstmx.lab import report
+  from lstmx.lab.experiment import Experiment
+  e = Experiment.from_module(overfitting)
+  out = overfitting.findings(_results())
+  chosen = _one(out, kind="chosen_vs_none")  # weight drop: the lowest best validation loss
+  assert chosen.quantity == "test perplexity at the best-validation checkpoint"
+  assert chosen.arms == ("weight_drop 0.5", "none")
+  assert chosen.statistic.value == pytest.approx(np.mean([7.0, 7.5, 8.5]) / 8.1)
+  assert (chosen.seeds_agreeing, chosen.seeds) == (2, 3)  # test ppl below none's
+  text = render(chosen)
+  assert text.startswith(
+      "train size 20000, regularizer chosen on validation weight_drop 0.5 (best validation "
+      "loss 1.95 vs 2.01 for none, lower in 3/3 seeds): weight_drop 0.5 has 1.06x lower test "
+      "perplexity at the best-validation checkpoint than none ["), text
+  figures = [("curves", "loss_curves"), ("by strength", "by_strength")]
+  sentences, records = report.checked_findings(out, [])
+  head = e.headline_of(_results(), figures, sentences, records)
+  assert head["figure"] == "by_strength" and head["finding"] == text
+  # Without a regularized run, the unregularized rise.
   df = _results()
-  df.loc[df["meta.regularizer"] == "dropout", "at_best.test.perplexity"] = [6.0, 6.01, 6.02]
-  assert "better: the intervals separate" in overfitting.findings(df)[-1]
-  head = overfitting.headline(_results())["finding"]
-  assert head.startswith(lines[0]) and "dropout 0.4: best validation loss" in head
+  df = df[df["meta.regularizer"] == "none"]
+  out = overfitting.findings(df)
+  sentences, records = report.checked_findings(out, [])
+  head = e.headline_of(df, figures, sentences, records)
+  assert head["finding"] == render(_one(out, kind="validation_rise")), head
+  assert not pick(out, kind="ranking")
+
+
+def test_a_final_evaluation_below_the_best_drops_the_bound_not_the_value(overfitting):
+  df = _results()
+  first = df.index[df["meta.regularizer"] == "none"][0]
+  df.loc[first, "final.validation.loss"] = df.loc[first, "at_best.validation.loss"] - 0.05
+  rise = _one(overfitting.findings(df), kind="validation_rise").statistic
+  assert rise.lo == -math.inf and rise.value == pytest.approx((-0.05 + 0.21 + 0.22) / 3)

@@ -186,6 +186,12 @@ def test_render_statistics_and_counts():
   assert "1 value" in render(Finding("b", "acc", "accuracy", stats.bounded_interval([1], 0, 1)))
   assert "no interval: one value" in render(
       Finding("b", "acc", "accuracy", stats.bounded_interval([1], 0, 1)))
+  # A sign test states the direction of the most seeds, and none where they balance.
+  sign = Finding("s", "vs", "test accuracy", stats.sign_test([1, 2, 3], [0, 1, 4]),
+                 arms=("a", "b"))
+  assert "a has higher test accuracy than b in 2/3 seeds (0 tied;" in render(sign)
+  tied = Finding("s", "vs", "validation loss", stats.sign_test([1, 2], [1, 2]), arms=("a", "b"))
+  assert ": a and b: validation loss higher in 0, lower in 0 of 2 seeds (2 tied;" in render(tied)
 
 
 def test_failed_control_withholds_its_findings():

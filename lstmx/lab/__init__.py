@@ -18,7 +18,9 @@
   configuration and seed chosen on validation data (``choose``);
   `lstmx.lab.solve_curves`: steps to solve as a censored (Kaplan-Meier) curve;
   `lstmx.lab.solving`: a solved-rule sweep's records (controls, solve rates,
-  stopping points, contrasts, steps to solve, paired ratios);
+  stopping points, contrasts, steps to solve, paired ratios); `lstmx.lab.per_seed`:
+  records of a metric measured once per seed (an estimate; two configurations paired
+  by seed: difference or ratio, and the sign test);
 * `lstmx.lab.trained`: what an experiment's ``analyze`` loads of its trial (the
   fresh, trained and checkpointed models);
 * `lstmx.lab.report`: ``report.md``, ``report.json``, ``summary.csv`` and figures from

@@ -137,7 +137,7 @@ def pick(findings: Iterable[Finding], **fields) -> list[Finding]:
 # "a is 3.2x slower than b" or "a has 2x higher validation loss than b". A quantity
 # not listed has ("has", "higher", "lower", the quantity).
 DIRECTIONS = {q: ("is", "slower", "faster", "") for q in (
-    "wall_time", "step_time", "compile_time", "time", "steps_to_solve")}
+    "wall_time", "step_time", "compile_time", "time", "training time", "steps_to_solve")}
 DIRECTIONS.update({q: ("uses", "more", "less", "memory") for q in (
     "step_memory_bytes", "peak_rss_bytes", "memory")})
 
@@ -199,6 +199,9 @@ def _statistic(f: Finding, s: Statistic) -> str:
     return (f"median {q} {value} ({s.method}; {_of(s.n_censored, s.n, 'run')} reached "
             f"the cap of {_num(s.cap)})")
   if isinstance(s, stats.SignTest):
+    if s.k_greater == s.k_less:  # no direction to state
+      return (f"{a} and {b}: {q} higher in {s.k_greater}, lower in {s.k_less} of "
+              f"{_count(s.n)} ({s.ties} tied; {s.test}, p = {s.p_value:.2g})")
     more = s.k_greater > s.k_less
     verb, word = _compare(q, more)
     k = s.k_greater if more else s.k_less
