@@ -7,8 +7,8 @@ which columns are of which kind, `kind_of(column)` reads it:
 | kind | centre | interval (``method``) | scipy, via `lstmx.lab.stats` |
 |---|---|---|---|
 | ``rate`` | fraction k / n | ``Clopper-Pearson exact`` | ``stats.rate`` |
-| ``bounded`` | mean | ``percentile bootstrap``, inside [lo, hi] | ``stats.bootstrap_mean_rows`` (= ``bounded_interval``) |
-| ``censored`` | Kaplan-Meier median (">= cap" when most hit it); no mean | none | ``stats.censored_median`` |
+| ``bounded`` | mean | ``percentile bootstrap`` in [lo, hi] | ``stats.bootstrap_mean_rows`` |
+| ``censored`` | Kaplan-Meier median (">= cap") | none | ``stats.censored_median`` |
 | ``timing`` | median | ``median, min-max`` (the spread, not an interval) | numpy |
 | ``unbounded`` | mean | ``Student t`` | ``stats.t_interval`` |
 
