@@ -631,8 +631,8 @@ def findings(results) -> list[str]:
   if len(df):
     h, b = int(df["meta.hidden"].iloc[0]), int(df["meta.batch"].iloc[0])
     lo, hi = int(df["n"].min()), int(df["n"].max())
-    line = (f"T study at LSTM H={h}, B={b}, {lo if lo == hi else f'{lo}-{hi}'} seeds "
-            "(repeated measurements) per point")
+    line = (f"T study at LSTM H={h}, B={b}, {lo if lo == hi else f'{lo}-{hi}'} "
+            f"seed{'' if hi == 1 else 's'} (repeated measurements) per point")
     if "param_count.mean" in df:
       line += "; parameter counts " + ", ".join(
           f"{m} {int(v)}" for m, v in df.groupby("meta.model")["param_count.mean"].first()
@@ -662,7 +662,8 @@ def findings(results) -> list[str]:
     best = g.loc[g["tokens_per_s.mean"].idxmax()]
     one, last = g["tokens_per_s.mean"].iloc[0], g["tokens_per_s.mean"].iloc[-1]
     lines.append(f"Devices ({m}, B={int(g['batch'].iloc[0])}, T={int(g['length'].iloc[0])}, "
-                 f"data parallel, mean of {int(g['n'].max())} seeds): {one:,.0f} tokens/s "
+                 f"data parallel, mean of {int(g['n'].max())} "
+                 f"seed{'' if int(g['n'].max()) == 1 else 's'}): {one:,.0f} tokens/s "
                  f"on 1 device, {last:,.0f} on {int(g['devices'].iloc[-1])} "
                  f"({last / one:.2f}x), best on {int(best['devices'])} "
                  f"({best['tokens_per_s.mean'] / one:.2f}x).")

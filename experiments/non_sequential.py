@@ -242,8 +242,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     ms = _models(g.reset_index())
     g = g.loc[ms]
     # Points, not bars: the axis starts near the lowest seed, not at 0.
-    plot_mean(ax, g, np.arange(len(ms)), ACC, style="bars", color="black", ms=6, lw=1,
-              fmt="_")
+    plot_mean(ax, g, np.arange(len(ms)), ACC, style="bars", color="black", ms=14, mew=2,
+              lw=1, fmt="_")
     seeds = done[done["meta.dataset"] == d]
     for i, m in enumerate(ms):
       acc = seeds[seeds["meta.model"] == m][ACC].to_numpy()
@@ -256,7 +256,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     params = (f" (~{int(g['param_count.mean'].median())} params)"
               if "param_count.mean" in g else "")
     ax.set_xticks(range(len(ms)), ms, rotation=35, ha="right", fontsize=8)
-    ax.set(title=f"{d}{params}", ylim=(max(0.0, low - 0.05), 1.005))
+    ax.set(title=f"{d}{params}", ylim=(max(0.0, low - 0.05), 1.005), xlim=(-0.6, len(ms) - 0.4))
   axes[0][0].set_ylabel("test accuracy")
   fig.suptitle(f"line and whiskers: {quantities.kind_of(ACC).note}; dots: seeds; dashed: "
                "majority class (when in view)", fontsize=9)
@@ -377,7 +377,8 @@ def findings(results) -> list[str]:
                    f"accuracy (mean of {seeds} seed{'s' if seeds > 1 else ''}).")
     else:
       line = (f"{d}: best {best} at {mean_ci_text(stats.loc[best], ACC)} test accuracy "
-              f"(mean and 95 % interval of {seeds} seed{'s' if seeds > 1 else ''})")
+              f"(mean{' and 95 % interval' if seeds > 1 else ''} of {seeds} "
+              f"seed{'s' if seeds > 1 else ''})")
       if len(stats) > 1:
         second = stats.index[1]
         k, n = pair(best, second)

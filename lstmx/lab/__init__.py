@@ -9,7 +9,8 @@
   `execute`; in this process, in worker processes, as Ray tasks); `lock`, `progress`:
   one runner per output directory, the sweep's progress line;
 * `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
-  mean, std, 95 % Student t interval) and seed counts for findings;
+  each metric's centre and 95 % interval by its kind, `lstmx.lab.quantities`) and seed
+  counts for findings;
 * `lstmx.lab.stats`, `across_tasks`: statistics that fit each quantity, as records
   (exact rate intervals, Fisher contrasts, bounded bootstrap intervals, censored
   medians, sign tests, ratios; IQM and probability of improvement across tasks);

@@ -276,8 +276,9 @@ def write(out_dirs: Sequence[str], path: str | None = None) -> str:
            "One row per limit of LSTMs: the experiment's headline figure and finding, and "
            "the conditions they were measured under, read from each experiment's output "
            "directory (results.csv, experiment.json, report.json; `lstmx report DIR DIR "
-           "...` rewrites this page). Findings give means over seeds with their 95 % Student "
-           "t intervals and say in how many seeds they hold (docs/statistics.md); each "
+           "...` rewrites this page). Findings give each quantity's centre over seeds with the "
+           "95 % interval its kind gets and say in how many seeds they hold "
+           "(docs/statistics.md); each "
            "holds under its conditions only.", "",
            "| Limit | Figure | Finding | Conditions |", "|---|---|---|---|"]
   for e in entries:

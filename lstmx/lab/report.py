@@ -60,7 +60,7 @@ def heatmap(ax, table: pd.DataFrame, labels=None, *, xlabel: str, ylabel: str, t
 # What report.md's summary table and the figures show, whatever the metric's kind; a
 # figure of one kind says which (`quantities.Kind.note`), the table names each column's
 # method in its header (`summary_table`).
-INTERVAL_NOTE = "centre over seeds with the 95 % interval its quantity gets (docs/statistics.md)"
+INTERVAL_NOTE = "centre over seeds with the 95 % interval its quantity's kind gets"
 
 
 def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
