@@ -11,7 +11,8 @@ which treatment"):
   test (``scipy.stats.fisher_exact``, two-sided);
 * `bounded_interval(values, lo, hi)`: a bounded or bimodal metric's mean with a
   percentile bootstrap interval (``scipy.stats.bootstrap``), inside ``[lo, hi]``,
-  and the per-seed points;
+  and the per-seed points; `bootstrap_mean_rows(data)` the same intervals for many
+  configurations in one call (`lstmx.lab.quantities`, for summaries);
 * `t_interval(values)`: an unbounded, roughly normal quantity's mean with Student's
   t interval (``scipy.stats.ttest_1samp(...).confidence_interval``);
 * `censored_median(values, cap)`: counts capped by a budget (steps to solve), the
