@@ -63,7 +63,7 @@ import numpy as np  # noqa: E402
 from lstmx.compile_stats import compile_stats  # noqa: E402
 from lstmx.config import (Config, ModelConfig, OptimizerConfig, TaskConfig,  # noqa: E402
                           TrainConfig)
-from lstmx.lab import Preset, main  # noqa: E402
+from lstmx.lab import Preset, main, quantities  # noqa: E402
 from lstmx.models import match_size, param_count  # noqa: E402
 
 NAME = "compute"
@@ -263,10 +263,12 @@ def analyze(config: Config, workdir: str) -> dict:
   return out
 
 
-# Reporting: means over seeds (repeated measurements) with 95 % Student t intervals.
+# Reporting: every measurement is a timing (lstmx.lab.quantities): figures draw its median
+# over seeds (repeated measurements) with their min-max; slopes, ratios and crossovers are
+# fitted to the means.
 
 KEYS = ["meta.model", "meta.length", "meta.hidden", "meta.batch"]
-_BARS = "mean over seeds with 95 % t error bars"
+_BARS = quantities.TIMING.note
 MEASURED = ("analysis.step_time", "analysis.compile_time", "analysis.peak_bytes",
             "analysis.tokens_per_s", "analysis.flops", "analysis.flops_analytic",
             "analysis.gflops_per_s", "param_count")
@@ -331,8 +333,9 @@ def _log_ticks(ax, xs) -> None:
 
 
 def _loglog(ax, df, x: str, y: str, scale: float = 1.0, fit: bool = True) -> None:
-  """Per model, `y`'s mean over seeds against `x` with 95 % t error bars (summary
-  rows `df`), labelled with the log-log slope fitted to the means if `fit`."""
+  """Per model, `y`'s median over seeds against `x` with min-max bars (summary rows
+  `df`; a timing, `lstmx.lab.quantities`), labelled with the log-log slope fitted to the
+  means if `fit`."""
   from lstmx.lab.report import plot_mean
   if f"{y}.mean" not in df:
     return
@@ -360,7 +363,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     axes[1].set(xlabel="sequence length T", ylabel="lower + compile time (s)",
                 title="compile time")
     save_figure(fig, fig_dir, "time_vs_length")
-    out.append(("Train step time and compile time vs T (log-log, fitted slopes; " + _BARS + ")",
+    out.append(("Train step time and compile time vs T (log-log, slopes fitted to the means; "
+                + _BARS + ")",
                 "time_vs_length"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -370,7 +374,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     _loglog(axes[1], df, "meta.length", "analysis.tokens_per_s")
     axes[1].set(xlabel="sequence length T", ylabel="tokens / s", title="throughput")
     save_figure(fig, fig_dir, "memory_vs_length")
-    out.append(("Peak memory and tokens/s vs T (log-log; tokens/s with fitted slopes; "
+    out.append(("Peak memory and tokens/s vs T (log-log; tokens/s with slopes fitted to the means; "
                 + _BARS + ")",
                 "memory_vs_length"))
 
@@ -383,7 +387,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
         _loglog(ax, d, x, "analysis.step_time", 1e3)
       ax.set(xlabel=name, ylabel="train step time (ms)", title=f"T={t}")
     save_figure(fig, fig_dir, "time_vs_hidden_batch")
-    out.append(("Train step time vs H and B (log-log, fitted slopes; " + _BARS + ")",
+    out.append(("Train step time vs H and B (log-log, slopes fitted to the means; "
+                + _BARS + ")",
                 "time_vs_hidden_batch"))
 
   dev = _device_table(results)
@@ -394,7 +399,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for i, (m, g) in enumerate(dev.groupby("model")):
       g = g.sort_values("devices")
       line = plot_mean(ax, g, "devices", "tokens_per_s", style="bars", fmt="o-", label=m)
-      ideal = g["tokens_per_s.mean"].iloc[0] * g["devices"] / g["devices"].iloc[0]
+      from lstmx.lab.aggregate import center
+      ideal = center(g, "tokens_per_s").iloc[0] * g["devices"] / g["devices"].iloc[0]
       ax.plot(g["devices"], ideal, ":", color=line.get_color(),
               label="linear scaling" if i == 0 else None)
     ax.set(xlabel="devices (data parallel)", ylabel="tokens / s",
@@ -625,8 +631,8 @@ def findings(results) -> list[str]:
   if len(df):
     h, b = int(df["meta.hidden"].iloc[0]), int(df["meta.batch"].iloc[0])
     lo, hi = int(df["n"].min()), int(df["n"].max())
-    line = (f"T study at LSTM H={h}, B={b}, {lo if lo == hi else f'{lo}-{hi}'} seeds "
-            "(repeated measurements) per point")
+    line = (f"T study at LSTM H={h}, B={b}, {lo if lo == hi else f'{lo}-{hi}'} "
+            f"seed{'' if hi == 1 else 's'} (repeated measurements) per point")
     if "param_count.mean" in df:
       line += "; parameter counts " + ", ".join(
           f"{m} {int(v)}" for m, v in df.groupby("meta.model")["param_count.mean"].first()
@@ -656,7 +662,8 @@ def findings(results) -> list[str]:
     best = g.loc[g["tokens_per_s.mean"].idxmax()]
     one, last = g["tokens_per_s.mean"].iloc[0], g["tokens_per_s.mean"].iloc[-1]
     lines.append(f"Devices ({m}, B={int(g['batch'].iloc[0])}, T={int(g['length'].iloc[0])}, "
-                 f"data parallel, mean of {int(g['n'].max())} seeds): {one:,.0f} tokens/s "
+                 f"data parallel, mean of {int(g['n'].max())} "
+                 f"seed{'' if int(g['n'].max()) == 1 else 's'}): {one:,.0f} tokens/s "
                  f"on 1 device, {last:,.0f} on {int(g['devices'].iloc[-1])} "
                  f"({last / one:.2f}x), best on {int(best['devices'])} "
                  f"({best['tokens_per_s.mean'] / one:.2f}x).")

@@ -208,12 +208,12 @@ def _gradient_task(results) -> tuple[str, int] | None:
 
 
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
-  """Figures of the chosen rows (one per configuration and seed, the learning rate
-  chosen on validation), test metrics: loss / baseline against length, MQAR recall
-  against pairs, the fraction of seeds solved against steps, and gradient flow."""
+  """Figures of the chosen rows (the rate chosen on validation), test metrics: loss /
+  baseline vs length, MQAR vs pairs, fraction solved vs steps, and gradient flow."""
   import matplotlib.pyplot as plt
   from lstmx.analysis import gradient_flow_curves
   from lstmx.lab import report, solve_curves
+  from lstmx.lab.quantities import NONNEGATIVE  # gradient norms: a bootstrap band >= 0
   rows = _chosen(results)
   out = []
   summary = _summary(rows)
@@ -277,8 +277,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
                              also=("model.hidden_size",) if sweep == "capacity" else ())
       ax.set(title=t, xlabel="training steps", ylabel="fraction of seeds solved")
       ax.legend(fontsize=6)
-    fig.suptitle("Kaplan-Meier fraction solved (validation rule), censored at the "
-                 "budget; 95 % log-log bands", fontsize=9)
+    fig.suptitle("Kaplan-Meier fraction solved (validation rule), censored at the budget; "
+                 "95 % log-log bands", fontsize=9)
     report.save_figure(fig, fig_dir, "steps_to_solve")
     out.append(("Fraction of seeds solved vs training steps", "steps_to_solve"))
 
@@ -294,14 +294,14 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
       curves = gradient_flow_curves(os.path.dirname(fig_dir), g["trial"])
       for stage, ls in (("init", "--"), ("trained", "-")):
         n = len(curves[stage])
-        report.plot_curves(ax, curves[stage], ls=ls, color=color.get(m),
+        report.plot_curves(ax, curves[stage], ls=ls, color=color.get(m), kind=NONNEGATIVE,
                            label=f"{m} {stage} ({n} seed{'' if n == 1 else 's'})")
     ax.set(xlabel="distance from the first loss step", ylabel="||dL/dh_t||",
            title=f"gradient flow, {t} T={length}")
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
   report.save_figure(fig, fig_dir, "gradient_flow")
-  out.append(("Gradient norm vs distance from the loss (mean over seeds)",
+  out.append(("Gradient norm vs distance from the loss (mean over seeds, bootstrap band)",
               "gradient_flow"))
   return out
 

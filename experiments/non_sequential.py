@@ -34,10 +34,11 @@ budget over several seeds (the presets' ``seeds``: quick 3, full 5, tiny 1;
 70/15/15 split (Fashion-MNIST: its own validation cut of the official training
 set) and every model at one seed sees the same split (paired comparisons).
 Accuracy is exact over the whole test split (every example once,
-`lstmx.train.evaluation`; the findings give the count). Figures draw the mean over seeds
-with its 95 % Student t interval. The findings are records (`findings`): test accuracy,
-bounded in [0, 1], as the mean with a percentile bootstrap interval; comparisons paired
-by ``train.seed`` as the mean difference (bootstrap) and a sign test; training time as a
+`lstmx.train.evaluation`; the findings give the count). Figures draw the mean accuracy over
+seeds with its 95 % percentile bootstrap interval (inside [0, 1]) and the training time's
+median with its min-max (`lstmx.lab.quantities`). The findings are records (`findings`):
+test accuracy as the mean with a percentile bootstrap interval; comparisons paired by
+``train.seed`` as the mean difference (bootstrap) and a sign test; training time as a
 ratio of means (docs/statistics.md).
 
     python experiments/non_sequential.py --preset tiny    # CI, under a minute
@@ -196,7 +197,8 @@ def presets() -> dict[str, Preset]:
   }
 
 
-# Reporting: means over seeds with 95 % Student t intervals (lstmx.lab.aggregate).
+# Reporting: each metric's centre over seeds with the interval its kind gets
+# (lstmx.lab.quantities: accuracy bounded in [0, 1], wall time a timing).
 
 ACC = "final.test.accuracy"
 EXAMPLES = "final.test.examples"  # test examples evaluated (the whole split)
@@ -225,8 +227,8 @@ def _models(df) -> list[str]:
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import matplotlib.ticker as ticker
-  from lstmx.lab import aggregate
-  from lstmx.lab.report import INTERVAL_NOTE, plot_mean, save_figure
+  from lstmx.lab import aggregate, quantities
+  from lstmx.lab.report import plot_mean, save_figure
   summary = _summary(results)
   names = _datasets(summary) if summary is not None and len(summary) else []
   if not names:
@@ -240,8 +242,9 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     g = summary[summary["meta.dataset"] == d].set_index("meta.model")
     ms = _models(g.reset_index())
     g = g.loc[ms]
-    ax.bar(range(len(ms)), g[f"{ACC}.mean"], color=[colors[m] for m in ms], alpha=0.35)
-    plot_mean(ax, g, np.arange(len(ms)), ACC, style="bars", color="black", ms=0, lw=1)
+    # Points, not bars: the axis starts near the lowest seed, not at 0.
+    plot_mean(ax, g, np.arange(len(ms)), ACC, style="bars", color="black", ms=14, mew=2,
+              lw=1, fmt="_")
     seeds = done[done["meta.dataset"] == d]
     for i, m in enumerate(ms):
       acc = seeds[seeds["meta.model"] == m][ACC].to_numpy()
@@ -254,10 +257,10 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     params = (f" (~{int(g['param_count.mean'].median())} params)"
               if "param_count.mean" in g else "")
     ax.set_xticks(range(len(ms)), ms, rotation=35, ha="right", fontsize=8)
-    ax.set(title=f"{d}{params}", ylim=(max(0.0, low - 0.05), 1.005))
+    ax.set(title=f"{d}{params}", ylim=(max(0.0, low - 0.05), 1.005), xlim=(-0.6, len(ms) - 0.4))
   axes[0][0].set_ylabel("test accuracy")
-  fig.suptitle(f"bar and whiskers: {INTERVAL_NOTE}; dots: seeds; dashed: majority class "
-               "(when in view)", fontsize=9)
+  fig.suptitle(f"line and whiskers: {quantities.kind_of(ACC).note}; dots: seeds; dashed: "
+               "majority class (when in view)", fontsize=9)
   save_figure(fig, fig_dir, "accuracy_by_model")
   out.append(("Test accuracy by model at matched parameter count", "accuracy_by_model"))
 
@@ -271,11 +274,10 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for m in _models(g):
       r, s = g[g["meta.model"] == m].iloc[0], seeds[seeds["meta.model"] == m]
       ax.plot(s["wall_time"], s[ACC], "o", color=colors[m], label=m, ms=5, alpha=0.5)
-      err = [[r[f"{k}.mean"] - r[f"{k}.ci_low"]] if np.isfinite(r[f"{k}.ci_low"]) else [0.0]
-             for k in ("wall_time", ACC)]
-      ax.errorbar(r["wall_time.mean"], r[f"{ACC}.mean"], xerr=[err[0], err[0]],
-                  yerr=[err[1], err[1]], fmt="*", color=colors[m], ms=11, mec="black",
-                  mew=0.6, capsize=2, lw=1)
+      (x, *xci), (y, *yci) = (aggregate.center_interval(r, k) for k in ("wall_time", ACC))
+      err = [np.nan_to_num([[c - ci[0]], [ci[1] - c]]) for c, ci in ((x, xci), (y, yci))]
+      ax.errorbar(x, y, xerr=err[0], yerr=err[1], fmt="*", color=colors[m], ms=11,
+                  mec="black", mew=0.6, capsize=2, lw=1)
     ax.set(xscale="log", title=d, xlabel="training loop time (s)",
            ylim=(max(0.0, seeds[ACC].min() - 0.02), 1.005))
     ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -283,8 +285,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.legend(fontsize=7)
   axes[0][0].set_ylabel("test accuracy")
-  fig.suptitle(f"dots: seeds; stars and whiskers: {INTERVAL_NOTE} (time and accuracy)",
-               fontsize=9)
+  fig.suptitle(f"dots: seeds; stars and whiskers: accuracy {quantities.kind_of(ACC).note}, "
+               f"time {quantities.kind_of('wall_time').note}", fontsize=9)
   save_figure(fig, fig_dir, "accuracy_vs_time")
   out.append(("Test accuracy against training time (the loop after compiling the step)",
               "accuracy_vs_time"))
@@ -387,9 +389,8 @@ def _times(done, dataset: str, wheres: list[dict]) -> list:
 
 
 def headline(results) -> dict:
-  """For ``lstmx report``'s page: the accuracy figure, and P(best non-recurrent > best
-  LSTM) across datasets, else the best LSTM against the best non-recurrent model (mean
-  difference, paired by seed) on the first dataset with both, images first."""
+  """For ``lstmx report``'s page: P(best non-recurrent > best LSTM) across datasets, else
+  the best LSTM against the best other (paired by seed) on the first dataset with both."""
   del results
   return {"figure": "accuracy_by_model", "finding": [{"kind": "lstm_vs_rest_across"}] + [
       {"kind": "lstm_vs_rest", "dataset": d} for d in (*IMAGES, *TABLES)]}

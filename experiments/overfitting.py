@@ -159,7 +159,8 @@ def presets() -> dict[str, Preset]:
   }
 
 
-# Reporting: means over seeds with 95 % Student t intervals (lstmx.lab.aggregate).
+# Reporting: each metric's centre over seeds with the interval its kind gets
+# (lstmx.lab.quantities: losses and perplexities >= 0 get a bootstrap interval).
 
 KEYS = ["meta.train_size", "meta.regularizer", "meta.strength"]
 BEST_VAL, TEST_AT_BEST = "at_best.validation.loss", "at_best.test.perplexity"
@@ -203,7 +204,9 @@ def _curves(out_dir: str, trial: str):
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
   import numpy as np
-  from lstmx.lab.report import INTERVAL_NOTE, plot_curves, plot_mean, save_figure
+  from lstmx.lab import quantities
+  from lstmx.lab.report import plot_curves, plot_mean, save_figure
+  loss = quantities.kind_of("final.train.loss")  # the curves' and the summaries' kind
   out_dir = os.path.dirname(fig_dir)
   df = _finished(results)
   summary = _summary(df)
@@ -221,10 +224,10 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     curves = [_curves(out_dir, t) for t in rows["trial"]]
     for split, ls in (("train", "--"), ("validation", "-")):
       name = reg if reg == "none" else f"{reg} {s:g}"
-      plot_curves(ax, [c[split] for c in curves], ls=ls, color=color,
-                  label=f"{name} {split} ({len(curves)} seeds)")
+      plot_curves(ax, [c[split] for c in curves], kind=loss, ls=ls, color=color,
+                  label=f"{name} {split} ({len(curves)} seed{'' if len(curves) == 1 else 's'})")
   ax.set(xlabel="step", ylabel="loss (nats/token)",
-         title=f"train size {size_text}: training (batch) and validation loss\n{INTERVAL_NOTE}")
+         title=f"train size {size_text}: training (batch) and validation loss\n{loss.note}")
   if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=7)
   save_figure(fig, fig_dir, "loss_curves")
@@ -245,7 +248,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   axes[1].set(ylabel="test perplexity at the best-validation checkpoint")
   if axes[0].get_legend_handles_labels()[0]:
     axes[0].legend(fontsize=7)
-  fig.suptitle(INTERVAL_NOTE, fontsize=9)
+  fig.suptitle(quantities.kind_of(BEST_VAL).note, fontsize=9)
   save_figure(fig, fig_dir, "by_strength")
   out.append(("Best validation loss and test perplexity by regularizer strength",
               "by_strength"))

@@ -248,7 +248,7 @@ def _curves(out_dir: str, rows, method: str) -> list[tuple]:
 
 def figures(results, fig_dir: str) -> list[tuple[str, str]]:
   import matplotlib.pyplot as plt
-  from lstmx.lab import aggregate
+  from lstmx.lab import aggregate, quantities
   from lstmx.lab.report import plot_curves, plot_mean, save_figure
   out = []
   rows = aggregate.counted(results)
@@ -266,15 +266,18 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
             curves = _curves(os.path.dirname(fig_dir), g, where + m)
             if curves:
               at = f"{LONGER}T" if where else "T"
-              plot_curves(ax, curves, ls=ls, marker=marker,
-                          label=f"{model} {m} at {at} ({len(curves)} seeds)")
+              kind = quantities.kind_of(ITER.format(method=m, stage="final"))
+              plot_curves(ax, curves, kind=kind, ls=ls, marker=marker,
+                          label=f"{model} {m} at {at} ({len(curves)} "
+                                f"seed{'' if len(curves) == 1 else 's'})")
       ax.axhline(MAX_SWEEPS, color="grey", lw=1, ls="--")
       ax.set(title=f"{t} T={n}", xlabel="training step",
              ylabel=f"Newton sweeps to {EPS:g}", yscale="log")
       ax.legend(fontsize=6)
     save_figure(fig, fig_dir, "sweeps_vs_training")
     out.append((f"Newton sweeps to within {EPS:g} of the sequential scan along training "
-                f"(mean over seeds, 95 % t band; {MAX_SWEEPS} = cap)", "sweeps_vs_training"))
+                f"({quantities.NEWTON_SWEEPS.note}; {MAX_SWEEPS + 1}: not within the cap "
+                f"{MAX_SWEEPS})", "sweeps_vs_training"))
   timing = [c for c in results if c.startswith(TIME)]
   if timing:
     summary = aggregate.summarize(results, metrics=timing)
@@ -294,13 +297,13 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
       ax.set(title=f"forward, B=16, H={H}", xlabel="T", ylabel="ms", xscale="log")
       ax.legend(fontsize=7)
     save_figure(fig, fig_dir, "forward_time")
-    out.append(("Forward wall time of one layer at init weights (median of calls; mean over "
-                "seeds with 95 % t interval)", "forward_time"))
+    out.append(("Forward wall time of one layer at init weights (median of calls; "
+                f"{quantities.TIMING.note})", "forward_time"))
   return out
 
 
 def findings(results) -> list[str]:
-  from lstmx.lab import aggregate
+  from lstmx.lab import aggregate, quantities
   lines = []
   if "meta.model" not in results:
     return lines
@@ -321,8 +324,9 @@ def findings(results) -> list[str]:
                                 lambda r, f=final: r[f] > MAX_SWEEPS)
         at = f"at {LONGER}T" if m.startswith("long_") else "at T"
         parts.append(f"{m.removeprefix('long_')} {at}: "
-                     f"{aggregate.mean_ci_text(s, init, '.1f')} at init -> "
-                     f"{aggregate.mean_ci_text(s, final, '.1f')} trained (more in "
+                     f"{aggregate.mean_ci_text(s, init, '.1f', method=False)} at init -> "
+                     f"{aggregate.mean_ci_text(s, final, '.1f', method=False)} trained "
+                     f"({s[f'{final}.method']}; more in "
                      f"{aggregate.seeds_phrase(*grew)}; not within {MAX_SWEEPS} in "
                      f"{aggregate.seeds_phrase(*stuck)})")
       if parts:
@@ -349,14 +353,15 @@ def findings(results) -> list[str]:
       other = f"{TIME}{name}.{T}.{H}"
       if other in results:
         r = (results[other] / results[c]).dropna()
-        if len(r):
-          mean, _, low, high = aggregate.interval(r.to_numpy())
-          ci = f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) else ""
-          ratios.append(f"{name} {mean:.2f}x{ci}")
+        if len(r):  # a ratio of times per seed: their median and min-max, as a timing's
+          d = quantities.describe(r.to_numpy(), quantities.TIMING)
+          ci = f" [{d.low:.2f}, {d.high:.2f}]" if np.isfinite(d.low) else ""
+          ratios.append(f"{name} {d.center:.2f}x{ci}")
     if ratios:
       n = int(results[c].notna().sum())
       lines.append(f"forward time / sequential scan at {T}, {H} (B=16, init weights, "
-                   f"{n} seeds): " + ", ".join(ratios) + ".")
+                   f"median [min, max] over {n} seed{'' if n == 1 else 's'}): "
+                   + ", ".join(ratios) + ".")
   return lines
 
 

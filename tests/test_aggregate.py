@@ -1,5 +1,5 @@
-"""lstmx.lab.aggregate: the per-configuration summary over seeds (mean, std, Student t
-interval), seed counts for findings, summary.csv from the report, and every
+"""lstmx.lab.aggregate: the per-configuration summary over seeds (centre, std, and the
+interval each metric's kind gets), seed counts for findings, summary.csv from the report, and every
 experiment's figures and findings on synthetic multi-seed tables."""
 
 import glob
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from lstmx.lab import aggregate, report, runner
+from lstmx.lab import aggregate, report, runner, stats
 from lstmx.lab.experiment import Experiment, Preset
 from lstmx.lab.findings import Finding, render
 
@@ -70,18 +70,31 @@ def test_summarize_groups_configurations_over_seeds():
   # The diverged run has no final metrics: the loss rests on 3 seeds, `.n` says so.
   assert a["final.validation.loss.mean"] == pytest.approx(7 / 3)
   assert a["final.validation.loss.n"] == 3 and b["final.validation.loss.n"] == 3
-  ref = scipy.stats.t.interval(0.95, df=2, loc=7 / 3, scale=scipy.stats.sem([1.0, 2.0, 4.0]))
+  # A loss is >= 0: the percentile bootstrap interval of its mean, not Student's t.
+  ref = stats.bounded_interval([1.0, 2.0, 4.0], 0.0, np.inf)
   assert (a["final.validation.loss.ci_low"], a["final.validation.loss.ci_high"]) == \
-      pytest.approx(ref)
+      pytest.approx((ref.low, ref.high))
+  assert a["final.validation.loss.method"] == "percentile bootstrap"
   assert a["final.validation.loss.std"] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
-  # best.value has all 4 counted rows: no `.n` column.
-  assert a["best.value.mean"] == pytest.approx(np.mean([0.5, 1.5, 3.5, 9.0]))
-  assert "best.value.n" not in summary
-  # A boolean's mean is the fraction of seeds: 2 of the 4 counted runs solved.
+  # best.value (its range follows best.metric) has all 4 counted rows: no `.n` column,
+  # and Student's t.
+  values = [0.5, 1.5, 3.5, 9.0]
+  assert a["best.value.mean"] == pytest.approx(np.mean(values))
+  assert (a["best.value.ci_low"], a["best.value.ci_high"]) == pytest.approx(
+      scipy.stats.t.interval(0.95, df=3, loc=np.mean(values), scale=scipy.stats.sem(values)))
+  assert a["best.value.method"] == "Student t" and "best.value.n" not in summary
+  # A boolean's mean is the fraction of seeds: 2 of the 4 counted runs solved, with the
+  # exact interval.
   assert a["task.solved.mean"] == pytest.approx(0.5)
+  ci = scipy.stats.binomtest(2, 4).proportion_ci(method="exact")
+  assert (a["task.solved.ci_low"], a["task.solved.ci_high"]) == pytest.approx((ci.low, ci.high))
   assert b["final.validation.loss.std"] == 0 and b["final.validation.loss.ci_low"] == 3.0
   assert "best.metric.mean" not in summary  # text is not a metric
+  # Wall time: the median with min and max (seeds 0, 1, 2 and the diverged run's 5 s).
   assert set(f"wall_time.{s}" for s in aggregate.STATS) <= set(summary.columns)
+  assert (a["wall_time.median"], a["wall_time.ci_low"], a["wall_time.ci_high"]) == \
+      (10.5, 5.0, 12.0)
+  assert a["wall_time.mean"] == pytest.approx(38 / 4)
 
 
 def test_summarize_one_seed_gives_nan_interval_and_reads_csv_back(tmp_path):
@@ -132,7 +145,11 @@ def test_agree_counts_seeds():
   assert aggregate.seeds_phrase(2, 3) == "2/3 seeds" and aggregate.seeds_phrase(1, 1) == \
       "1/1 seed"
   row = aggregate.summarize(table).iloc[1]
-  assert aggregate.mean_ci_text(row, "final.validation.loss", ".1f") == "3.0 [3.0, 3.0]"
+  assert aggregate.mean_ci_text(row, "final.validation.loss", ".1f") == \
+      "3.0 [3.0, 3.0] (percentile bootstrap)"
+  assert aggregate.mean_ci_text(row, "final.validation.loss", ".1f", method=False) == \
+      "3.0 [3.0, 3.0]"
+  assert aggregate.mean_ci_text(row, "wall_time", ".1f") == "11.0 [10.0, 12.0] (median, min-max)"
   one = aggregate.summarize(table[table["train.seed"] == 0]).iloc[0]
   assert aggregate.mean_ci_text(one, "final.validation.loss", ".1f") == "1.0"
 
@@ -144,7 +161,10 @@ def test_report_writes_summary_csv_and_table(tmp_path):
   summary = pd.read_csv(tmp_path / "summary.csv")
   assert len(summary) == 2 and list(summary["n"]) == [4, 3]
   text = (tmp_path / "report.md").read_text()
-  assert "## Summary over seeds" in text and "95 % Student t interval" in text
+  assert "## Summary over seeds" in text and report.INTERVAL_NOTE in text
+  assert "Student t" not in text  # a loss and a rate here: bootstrap and Clopper-Pearson
+  assert "| final.validation.loss (percentile bootstrap) |" in text
+  assert "task.solved (Clopper-Pearson exact)" in text
   # meta.model (one value) and task.name (one value: an implied key) in a line, not columns
   assert "| optimizer.lr | n | n_diverged | n_failed | n_pending |" in text
   assert "The same in every row: meta.model = lstm." in text
@@ -175,10 +195,11 @@ def test_report_tables_leave_out_blank_constant_and_implied_columns():
                   "final.validation.examples = 512.")
   summary = aggregate.summarize(results)
   shown = report.summary_table(summary, ["final.validation.loss"])
-  assert list(shown.columns) == ["meta.model", "meta.length", "n", "final.validation.loss"]
-  assert shown["final.validation.loss"].iloc[1] == aggregate.mean_ci_text(
-      summary.iloc[1], "final.validation.loss", ".4g")
-  assert " [" in shown["final.validation.loss"].iloc[1]  # mean [lo, hi]
+  column = "final.validation.loss (percentile bootstrap)"  # the method, once per column
+  assert list(shown.columns) == ["meta.model", "meta.length", "n", column]
+  assert shown[column].iloc[1] == aggregate.mean_ci_text(
+      summary.iloc[1], "final.validation.loss", ".4g", method=False)
+  assert " [" in shown[column].iloc[1]  # mean [lo, hi]
   assert report.markdown_table(pd.DataFrame({"x": [float("nan"), 1.5]})).endswith("|  |\n| 1.5 |")
 
 
@@ -273,7 +294,7 @@ def test_experiment_figures_and_findings_on_synthetic_seeds(path, seeds, drop, t
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_every_preset_declares_seeds_and_no_sweep_sets_a_seed(path):
   presets = _load(path).presets()
-  assert presets["quick"].seeds == 3 and presets["full"].seeds >= 3
+  assert presets["quick"].seeds >= 3 and presets["full"].seeds >= 3
   assert 1 <= presets["tiny"].seeds <= 2
   for name, p in presets.items():
     assert not any(aggregate.SEED_KEY in ov for ov in p.sweep), name
@@ -310,11 +331,11 @@ def test_a_multi_seed_sweep_runs_through_the_aggregate(tmp_path):
   assert list(summary["seeds"]) == ["0 1", "0 1"]
   for _, r in summary.iterrows():
     losses = results[results["meta.model"] == r["meta.model"]]["final.validation.loss"]
-    mean, std, low, high = aggregate.interval(losses)
-    assert r["final.validation.loss.mean"] == pytest.approx(mean)
+    e = stats.bounded_interval(losses, 0.0, np.inf)
+    assert r["final.validation.loss.mean"] == pytest.approx(e.value)
     assert (r["final.validation.loss.ci_low"], r["final.validation.loss.ci_high"]) == \
-        pytest.approx((low, high))
-    assert low < mean < high
+        pytest.approx((e.low, e.high))
+    assert 0 <= e.low < e.value < e.high
   assert "## Summary over seeds" in (out / "report.md").read_text()
 
 

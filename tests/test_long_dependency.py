@@ -82,8 +82,8 @@ def _results(lstm_solved, chrono_solved, lstm_loss, decays):
 
 
 def _render(results):
-  from lstmx.lab.report import checked_findings
-  return checked_findings(LD.findings(results), LD.controls(results))
+  from lstmx.lab.findings import checked
+  return checked(LD.findings(results), LD.controls(results))
 
 
 def test_findings_are_records_with_controls_and_fisher_tests():

@@ -262,14 +262,14 @@ def test_findings_are_records_with_the_statistic_of_each_quantity(exp):
 
 
 def test_headline_picks_the_record_by_its_fields(exp):
-  from lstmx.lab import report
+  from lstmx.lab import findings
   from lstmx.lab.experiment import Experiment
   e = Experiment.from_module(exp)
   figures = [("accuracy", "accuracy_by_model")]
   for datasets, kind in ((("digits", "iris"), "lstm_vs_rest_across"),
                          (("iris",), "lstm_vs_rest")):
     out = exp.findings(_table(datasets))
-    sentences, records = report.checked_findings(out, [])
+    sentences, records = findings.checked(out, [])
     head = e.headline_of(_table(datasets), figures, sentences, records)
     (want,) = _records(records, kind=kind)
     assert head["figure"] == "accuracy_by_model"

@@ -140,7 +140,7 @@ def test_findings_are_records_with_the_statistic_of_each_quantity(overfitting):
 
 
 def test_headline_is_the_test_metric_of_the_regularizer_chosen_on_validation(overfitting):
-  from lstmx.lab import report
+  from lstmx.lab import findings
   from lstmx.lab.experiment import Experiment
   e = Experiment.from_module(overfitting)
   out = overfitting.findings(_results())
@@ -155,14 +155,14 @@ def test_headline_is_the_test_metric_of_the_regularizer_chosen_on_validation(ove
       "loss 1.95 vs 2.01 for none, lower in 3/3 seeds): weight_drop 0.5 has 1.06x lower test "
       "perplexity at the best-validation checkpoint than none ["), text
   figures = [("curves", "loss_curves"), ("by strength", "by_strength")]
-  sentences, records = report.checked_findings(out, [])
+  sentences, records = findings.checked(out, [])
   head = e.headline_of(_results(), figures, sentences, records)
   assert head["figure"] == "by_strength" and head["finding"] == text
   # Without a regularized run, the unregularized rise.
   df = _results()
   df = df[df["meta.regularizer"] == "none"]
   out = overfitting.findings(df)
-  sentences, records = report.checked_findings(out, [])
+  sentences, records = findings.checked(out, [])
   head = e.headline_of(df, figures, sentences, records)
   assert head["finding"] == render(_one(out, kind="validation_rise")), head
   assert not pick(out, kind="ranking")

@@ -197,7 +197,7 @@ def test_a_bad_headline_is_noted_and_loses_nothing(tmp_path):
 
 def test_stopping_point_and_controls_columns_read_the_records():
   from lstmx.lab import findings, stats
-  from lstmx.lab.report import records_json
+  from lstmx.lab.findings import report_json
   ok = findings.Control("copy: tf", {"task.name": "copy"}, "paper", seeds=5, solved=5,
                         required=4)
   bad = findings.Control("mqar: tf", {"task.name": "mqar"}, "paper", seeds=5, solved=1,
@@ -208,7 +208,7 @@ def test_stopping_point_and_controls_columns_read_the_records():
                            subject={"task": "mqar"}, control="mqar: tf")
 
   def entry(records, controls):
-    return {"report": records_json(findings.withhold(records, controls), controls)}
+    return {"report": report_json(findings.withhold(records, controls), controls)}
 
   e = entry([stop, never], [ok, bad])
   assert overview.stopping_point(e) == "task adding, model lstm"

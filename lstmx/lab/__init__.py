@@ -8,8 +8,9 @@
 * `lstmx.lab.pool`, `trial`, `local_pool`, `ray_pool`: where trials run (`TrialSpec`,
   `execute`; in this process, in worker processes, as Ray tasks); `lock`, `progress`:
   one runner per output directory, the sweep's progress line;
-* `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``)
-  and seed counts for findings;
+* `lstmx.lab.aggregate`: the per-configuration summary over seeds (``summary.csv``:
+  each metric's centre and 95 % interval by its kind, `lstmx.lab.quantities`) and seed
+  counts for findings;
 * `lstmx.lab.stats`, `across_tasks`: statistics that fit each quantity, as records
   (exact rate intervals, Fisher contrasts, bounded bootstrap intervals, censored
   medians, sign tests, ratios; IQM and probability of improvement across tasks);

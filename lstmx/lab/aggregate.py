@@ -15,17 +15,24 @@ A configuration is a results row's override columns (dotted keys such as
   ``task.chance_accuracy``, ``task.order_free_accuracy`` and ``task.order_free_loss``
   (the copy tasks' order-free floor), ``task.solved`` and ``task.solved_test`` (the
   task's rule on the final validation / test metrics; booleans: the mean is the
-  fraction of seeds), and the costs ``steps``, ``wall_time``, ...):
-  ``m.mean``, ``m.std`` (sample standard deviation, ddof=1) and the 95 %
-  interval ``m.ci_low``, ``m.ci_high``, over the counted rows where ``m`` is
-  finite. Where that is fewer rows than ``n`` for some configuration (a
-  diverged run has no ``final`` metrics), ``m.n`` gives the count.
+  fraction of seeds), and the costs ``steps``, ``wall_time``, ...), over the counted
+  rows where ``m`` is finite, summarized as its kind says
+  (`lstmx.lab.quantities.kind_of`: rate, bounded, censored, timing, unbounded):
+  ``m.mean`` (NaN for a censored kind), ``m.std`` (sample, ddof=1; NaN for censored),
+  the 95 % interval ``m.ci_low``, ``m.ci_high`` (timing: min and max), ``m.method``
+  (the interval's method: ``Clopper-Pearson exact``, ``percentile bootstrap``,
+  ``Student t``, ``median, min-max``, ``Kaplan-Meier median``), ``m.median`` where the
+  kind's centre is the median (timing, censored; `center` picks the centre), and for
+  a censored kind ``m.n_censored`` and ``m.censored`` (the median is only known to be
+  >= ``m.median``). Where the finite values are fewer than ``n`` for some
+  configuration (a diverged run has no ``final`` metrics), ``m.n`` gives the count.
 
-The interval is Student's t interval for the mean, ``mean +- t(0.975, k-1) *
-std / sqrt(k)`` over ``k`` finite values: exact for normally distributed seed
-results, and with 3 to 5 seeds (the presets' counts) it is the honest choice
-(a bootstrap interval of 3 values is far too narrow). ``k = 1`` gives a NaN
-interval (and std); ``k = 0`` a NaN mean.
+A column whose values leave its kind's range (a rule of `quantities.RULES` that does
+not fit this table) is summarized as unbounded, and its ``m.method`` says so. One value
+gives no interval (NaN; a rate's Clopper-Pearson interval exists for one seed), equal
+values a zero-width one, none a NaN centre. Bootstrap intervals come from a fixed seed
+(`lstmx.lab.stats.SEED`): the same table gives the same summary. docs/statistics.md
+says why each kind gets its treatment.
 
     >>> table = summarize(results)          # results.csv as a DataFrame
     >>> k, n = agree(results, {"meta.model": "lstm"}, "task.solved")
@@ -40,6 +47,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lstmx.lab import quantities
+
 SEED_KEY = "train.seed"
 COUNTED = ("completed", "early_stopped", "diverged")  # runs that finished
 METRIC_PREFIXES = ("final.", "at_best.", "best.", "analysis.")
@@ -51,7 +60,9 @@ STATS = ("mean", "std", "ci_low", "ci_high")
 CONFIDENCE = 0.95
 # Summary-derived columns that are never configuration keys (`task.name` is one only
 # where every row has it, i.e. where the sweep sets it).
-# ``task.solved_step`` is censored (a run that never solved has none): not averaged here.
+# ``task.solved_step`` is censored (a run that never solved has none): not a default
+# metric; ``summarize(results, metrics=["task.solved_step"])`` gives its Kaplan-Meier
+# median, censored at each unsolved run's ``steps``.
 _NOT_KEYS = (*TASK_METRICS, "task.solved_rule", "task.solved_step")
 
 Predicate = Callable[[pd.DataFrame], Any] | str
@@ -67,7 +78,8 @@ def t_quantile(p: float, df: float) -> float:
 def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
   """(mean, std, low, high) of the finite `values`: std with ddof=1 and the Student
   t interval of the mean; std and interval NaN for fewer than two values, all NaN
-  for none."""
+  for none. Only for unbounded, roughly normal quantities: `summarize` and
+  `lstmx.lab.quantities.describe` give each kind its own interval."""
   v = np.asarray(values, dtype=float).ravel()
   v = v[np.isfinite(v)]
   if len(v) == 0:
@@ -174,9 +186,9 @@ def summarize(results: pd.DataFrame, metrics: Sequence[str] | None = None,
     if values is None:
       raise ValueError(f"metrics: expected a numeric column; got {m!r} holding "
                        f"{table[m].dropna().iloc[:3].tolist()}")
-    numeric[m] = values
+    numeric[m] = values.to_numpy()
   status = table["status"] if "status" in table else pd.Series("completed", table.index)
-  rows, short = [], set()
+  rows, uses = [], []
   groups = table.groupby(keys, sort=False, dropna=False) if keys else [((), table)]
   for values, g in groups:
     values = values if isinstance(values, tuple) else (values,)
@@ -188,18 +200,42 @@ def summarize(results: pd.DataFrame, metrics: Sequence[str] | None = None,
                n_pending=int((~st.isin((*COUNTED, "failed"))).sum()))
     if SEED_KEY in g:
       row["seeds"] = " ".join(str(_plain(s)) for s in g.loc[use, SEED_KEY])
-    for m in metrics:
-      v = numeric[m][use].to_numpy()
-      finite = int(np.isfinite(v).sum())
-      mean, std, low, high = interval(v, confidence)
-      row.update({f"{m}.mean": mean, f"{m}.std": std, f"{m}.ci_low": low,
-                  f"{m}.ci_high": high, f"{m}.n": finite})
-      if finite < len(use):
-        short.add(m)
     rows.append(row)
+    uses.append(table.index.get_indexer(use))
+  short = set()
+  for m in metrics:
+    for row, d in zip(rows, _described(table, numeric[m], m, uses, confidence)):
+      row.update({f"{m}.mean": d.mean, f"{m}.std": d.std, f"{m}.ci_low": d.low,
+                  f"{m}.ci_high": d.high, f"{m}.n": d.n, f"{m}.method": d.method})
+      if d.kind in ("timing", "censored"):
+        row[f"{m}.median"] = d.median
+      if d.kind == "censored":
+        row.update({f"{m}.n_censored": d.n_censored, f"{m}.censored": d.censored})
+      if d.n < row["n"]:
+        short.add(m)
   out = pd.DataFrame(rows)
   drop = [f"{m}.n" for m in metrics if m not in short]
   return out.drop(columns=drop) if len(out) else out
+
+
+def _described(table: pd.DataFrame, values: np.ndarray, metric: str,
+               uses: list[np.ndarray], confidence: float) -> list[quantities.Described]:
+  """`metric`'s `values` (the whole column) described per configuration (`uses`: the
+  counted rows' positions) as its kind says; a column outside its kind's range (a
+  registry rule that does not fit this table) is described as unbounded, which its
+  ``.method`` then says."""
+  kind = quantities.kind_of(metric)
+  counted_rows = np.concatenate(uses) if uses else np.array([], int)
+  if not quantities.fits(values[counted_rows], kind):
+    kind = quantities.UNBOUNDED
+  budgets = None
+  if kind.budget is not None:
+    if kind.budget not in table:
+      raise ValueError(f"metrics: {metric!r} is censored at its run's {kind.budget!r}, "
+                       f"which the results table lacks")
+    column = _as_numeric(table[kind.budget]).to_numpy()
+    budgets = [column[u] for u in uses]
+  return quantities.describe_groups([values[u] for u in uses], kind, budgets, confidence)
 
 
 def _plain(v):
@@ -285,12 +321,41 @@ def seeds_phrase(k: int, n: int) -> str:
   return f"{k}/{n} seed{'' if n == 1 else 's'}"
 
 
-def mean_ci_text(summary_row: Mapping[str, Any], metric: str, fmt: str = ".3f") -> str:
-  """``"0.965 [0.951, 0.979]"`` (mean and 95 % interval) or ``"0.965"`` where the
-  interval is NaN (one seed)."""
-  mean = summary_row[f"{metric}.mean"]
-  low, high = summary_row[f"{metric}.ci_low"], summary_row[f"{metric}.ci_high"]
-  text = format(mean, fmt)
+def center(summary, metric: str):
+  """`metric`'s centre in `summary` (a summarize() table or one row): its ``.median``
+  where its kind's centre is the median (timing, censored), else its ``.mean``."""
+  name = f"{metric}.median"
+  return summary[name] if name in summary else summary[f"{metric}.mean"]
+
+
+def center_interval(summary_row: Mapping[str, Any], metric: str
+                    ) -> tuple[float, float, float]:
+  """(centre, low, high) of `metric` in one summary row; low and high NaN where there is
+  no interval."""
+  return (float(center(summary_row, metric)), float(summary_row[f"{metric}.ci_low"]),
+          float(summary_row[f"{metric}.ci_high"]))
+
+
+def mean_ci_text(summary_row: Mapping[str, Any], metric: str, fmt: str = ".3f",
+                 method: bool = True) -> str:
+  """`metric`'s centre and 95 % interval as its kind gives them (`summarize`), naming the
+  method where there is an interval (unless `method` is False: a table that names it
+  in its header):
+
+  * ``"0.965 [0.951, 0.979] (percentile bootstrap)"``: a mean and its interval;
+  * ``"1.2 [1.1, 1.5] (median, min-max)"``: a timing's median and range;
+  * ``"42 (Kaplan-Meier median; censored in 1/3 seeds)"``, ``">= 151 (Kaplan-Meier
+    median; censored in 3/3 seeds)"``: a censored count;
+  * ``"0.965"``: one seed (no interval).
+  """
+  c, low, high = center_interval(summary_row, metric)
+  name = summary_row.get(f"{metric}.method", "Student t")
+  if f"{metric}.n_censored" in summary_row:
+    k = int(summary_row[f"{metric}.n_censored"])
+    n = int(summary_row.get(f"{metric}.n", summary_row.get("n", k)))
+    text = (">= " if bool(summary_row[f"{metric}.censored"]) else "") + format(c, fmt)
+    return text + (f" ({name}; censored in {seeds_phrase(k, n)})" if method else "")
+  text = format(c, fmt)
   if np.isfinite(low) and np.isfinite(high):
-    text += f" [{format(low, fmt)}, {format(high, fmt)}]"
+    text += f" [{format(low, fmt)}, {format(high, fmt)}]" + (f" ({name})" if method else "")
   return text

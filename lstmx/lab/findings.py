@@ -301,3 +301,22 @@ def from_json(data: Mapping) -> tuple[list[Finding], list[Control]]:
   """(findings, controls) from `to_json`'s dictionary."""
   return ([_decode(f) for f in data.get("findings", [])],
           [_decode(c) for c in data.get("controls", [])])
+
+
+def checked(given, controls) -> tuple[list[str], list]:
+  """(sentences, records) of an experiment's `given` findings: each `Finding`
+  record checked against `controls` (`findings.withhold`) and rendered in place;
+  sentences pass through."""
+  given = list(given)
+  records = withhold([f for f in given if isinstance(f, Finding)], controls)
+  checked = iter(records)
+  return [render(next(checked)) if isinstance(f, Finding) else str(f)
+          for f in given], records
+
+
+def report_json(records, controls) -> dict:
+  """``report.json``'s ``controls`` (each with ``passed``) and ``records``."""
+  data = to_json(records, controls)
+  for c, rec in zip(controls, data["controls"]):
+    rec["passed"] = c.passed
+  return {"controls": data["controls"], "records": data["findings"]}

@@ -3,11 +3,12 @@
 
 Called after a sweep and on demand (``lstmx report DIR``). ``summary.csv`` is the
 per-configuration aggregate over seeds (`lstmx.lab.aggregate.summarize`: ``n``,
-and per metric mean, std and 95 % Student t interval). The experiment
+and per metric its centre and 95 % interval by its kind, `lstmx.lab.quantities`). The
+experiment
 (`lstmx.lab.experiment.Experiment`) supplies ``figures(results, fig_dir) ->
 [(title, stem)]`` (each figure saved as ``fig_dir/stem.png`` and ``.svg``, e.g.
-with `save_figure`; means drawn with their intervals by `plot_mean`) and
-``findings(results) -> [Finding | sentence]`` and ``controls(results) -> [Control]``;
+with `save_figure`; centres drawn with their intervals by `plot_mean` and
+`plot_curves`) and ``findings(results) -> [Finding | sentence]`` and ``controls(results) -> [Control]``;
 all default to none. Finding records are checked against the controls
 (`lstmx.lab.findings.withhold`) and rendered (`findings.render`). ``report.json``
 holds the same as data (name, ``LIMIT``, figures, the rendered findings,
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from lstmx.lab import aggregate, run_names
+from lstmx.lab import aggregate, quantities, run_names
 from lstmx.lab import findings as fnd
 from lstmx.lab.experiment import Experiment, as_experiment
 from lstmx.train.rundir import atomic_write, read_json, warn, write_json
@@ -58,7 +59,10 @@ def heatmap(ax, table: pd.DataFrame, labels=None, *, xlabel: str, ylabel: str, t
   return im
 
 
-INTERVAL_NOTE = "mean over seeds with its 95 % Student t interval"
+# What report.md's summary table and the figures show, whatever the metric's kind; a
+# figure of one kind says which (`quantities.Kind.note`), the table names each column's
+# method in its header (`summary_table`).
+INTERVAL_NOTE = "centre over seeds with the 95 % interval its quantity's kind gets"
 
 
 def log_ticks(ax, values) -> None:
@@ -87,22 +91,26 @@ def colors(names: Sequence[str]) -> dict[str, str]:
 
 def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
               scale: float = 1.0, label: str | None = None, **plot_kw):
-  """Draws `metric`'s mean over seeds with its 95 % interval, one point per row of
-  `summary` (`lstmx.lab.aggregate.summarize` rows, e.g. one model's lengths).
+  """Draws `metric`'s centre over seeds with its interval as `summarize` gives them for
+  its kind (`lstmx.lab.quantities`: a mean with its bootstrap, Clopper-Pearson or t
+  interval, a timing's median with min-max, a censored count's Kaplan-Meier median
+  alone), one point per row of `summary` (e.g. one model's lengths).
 
   Args:
     ax: the matplotlib axes.
-    summary: summary rows with ``metric.mean``, ``.ci_low``, ``.ci_high``.
+    summary: summary rows with ``metric.mean`` (and ``.median`` where the kind's
+      centre is the median), ``.ci_low``, ``.ci_high``.
     x: a column of `summary` (rows are sorted by it) or positions, one per row.
     metric: the metric's column in the results table, e.g. ``final.test.accuracy``.
     style: ``"band"`` (a line with a shaded interval) or ``"bars"`` (markers with
-      error bars). A configuration with one seed (NaN interval) or a metric
-      missing from `summary` draws no interval (or nothing).
+      error bars, no bar from zero). A configuration with one seed (NaN interval), a
+      censored metric, or a metric missing from `summary` draws no interval (or
+      nothing).
     scale: multiplies the values (units).
     label, plot_kw: passed to ``ax.plot`` / ``ax.errorbar``.
 
   Returns:
-    The mean's line (a Line2D), or None where `metric` is not in `summary`.
+    The centre's line (a Line2D), or None where `metric` is not in `summary`.
   """
   if style not in ("band", "bars"):
     raise ValueError(f"style: expected 'band' or 'bars'; got {style!r}")
@@ -116,37 +124,42 @@ def plot_mean(ax, summary: pd.DataFrame, x, metric: str, *, style: str = "band",
     if len(xs) != len(summary):
       raise ValueError(f"x: expected {len(summary)} positions, one per summary row; "
                        f"got {len(xs)}")
-  mean, low, high = (summary[f"{metric}.{s}"].to_numpy(float) * scale
-                     for s in ("mean", "ci_low", "ci_high"))
+  mid = aggregate.center(summary, metric).to_numpy(float) * scale
+  low, high = (summary[f"{metric}.{s}"].to_numpy(float) * scale for s in ("ci_low", "ci_high"))
   if style == "bars":
-    if ax.get_yscale() == "log":  # a bar reaching zero or below: drawn down to mean / 100
-      low = np.where(np.isnan(low) | (low > 0), low, mean / 100)  # NaN: one seed, no bar
-    yerr = np.stack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)])
+    if ax.get_yscale() == "log":  # a bar reaching zero or below: drawn down to centre / 100
+      low = np.where(np.isnan(low) | (low > 0), low, mid / 100)  # NaN: one seed, no bar
+    yerr = np.stack([np.nan_to_num(mid - low), np.nan_to_num(high - mid)])
     plot_kw.setdefault("fmt", "o")
     plot_kw.setdefault("capsize", 3)
-    return ax.errorbar(xs, mean, yerr=np.maximum(yerr, 0), label=label, **plot_kw).lines[0]
+    return ax.errorbar(xs, mid, yerr=np.maximum(yerr, 0), label=label, **plot_kw).lines[0]
   plot_kw.setdefault("marker", "o")
-  return _line_with_band(ax, xs, mean, low, high, label, plot_kw)
+  return _line_with_band(ax, xs, mid, low, high, label, plot_kw)
 
 
-def _line_with_band(ax, xs, mean, low, high, label, plot_kw):
-  """The mean as a line and [low, high] as a band of its colour where both are finite;
-  on a log y axis a band reaching zero or below is drawn down to mean / 100."""
+def _line_with_band(ax, xs, mid, low, high, label, plot_kw):
+  """The centre as a line and [low, high] as a band of its colour where both are finite;
+  on a log y axis a band reaching zero or below is drawn down to centre / 100."""
   if ax.get_yscale() == "log":
-    low = np.where(low > 0, low, mean / 100)
-  line, = ax.plot(xs, mean, label=label, **plot_kw)
+    low = np.where(low > 0, low, mid / 100)
+  line, = ax.plot(xs, mid, label=label, **plot_kw)
   ok = np.isfinite(low) & np.isfinite(high)
   if ok.any():
-    ax.fill_between(xs, np.where(ok, low, mean), np.where(ok, high, mean),
+    ax.fill_between(xs, np.where(ok, low, mid), np.where(ok, high, mid),
                     color=line.get_color(), alpha=0.2, lw=0)
   return line
 
 
-def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw):
-  """Draws the mean over seeds of curves ``[(steps, values), ...]`` (one per seed)
-  at the steps they all share, with a 95 % interval band (none for one curve).
-  On a log y axis a band reaching zero or below is drawn down to mean / 100.
-  Returns the line, or None where there is no curve."""
+def plot_curves(ax, curves: list[tuple], *, kind: quantities.Kind = quantities.UNBOUNDED,
+                label: str | None = None, **plot_kw):
+  """Draws the centre over seeds of curves ``[(steps, values), ...]`` (one per seed) at
+  the steps they all share, with the band `kind` gives each step's values
+  (`lstmx.lab.quantities.describe`: e.g. ``quantities.NONNEGATIVE`` for losses, a
+  bootstrap band that stays above 0; ``kind_of(column)`` for a results column). The
+  default, ``UNBOUNDED``, draws the mean with a Student t band: pass the kind of any
+  bounded, censored or timing quantity. No band for one curve. On a log y axis a band
+  reaching zero or below is drawn down to centre / 100. Returns the line, or None where
+  there is no curve."""
   curves = [(np.asarray(s), np.asarray(v, float)) for s, v in curves if len(s)]
   if not curves:
     return None
@@ -155,8 +168,10 @@ def plot_curves(ax, curves: list[tuple], *, label: str | None = None, **plot_kw)
     steps = np.intersect1d(steps, s)
   stacked = np.array([[dict(zip(s.tolist(), v))[t] for t in steps.tolist()]
                       for s, v in curves])
-  mean, _, low, high = aggregate.interval_along(stacked, axis=0)
-  return _line_with_band(ax, steps, mean, low, high, label, plot_kw)
+  at = quantities.describe_groups(list(stacked.T), kind)
+  mid, low, high = (np.array([getattr(d, f) for d in at], float)
+                    for f in ("center", "low", "high"))
+  return _line_with_band(ax, steps, mid, low, high, label, plot_kw)
 
 
 def markdown_table(df: pd.DataFrame, max_rows: int = 200) -> str:
@@ -240,7 +255,9 @@ def write_summary(out_dir: str, results: pd.DataFrame) -> pd.DataFrame:
 def summary_table(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
   """The summary for ``report.md``: configuration keys (less those its ``meta.*`` labels
   imply: `implied_keys`), seed counts (failed and diverged where any), and each metric
-  as ``mean [ci_low, ci_high]`` (the mean alone for one seed; blank for none)."""
+  as ``centre [ci_low, ci_high]`` (the centre alone for one seed; blank for none) under
+  a header naming the interval's method, e.g. ``final.validation.accuracy (percentile
+  bootstrap)``."""
   keys = aggregate.summary_keys(summary)
   keys = [k for k in keys if k not in implied_keys(summary, keys)]
   counts = ["n"] + [c for c in ("n_diverged", "n_failed", "n_pending")
@@ -248,8 +265,11 @@ def summary_table(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
   table = summary[keys + counts].copy()
   for m in metrics:
     if f"{m}.mean" in summary:
-      table[m] = ["" if _blank(r[f"{m}.mean"]) else aggregate.mean_ci_text(r, m, ".4g")
-                  for _, r in summary.iterrows()]
+      methods = summary[f"{m}.method"].dropna() if f"{m}.method" in summary else []
+      header = f"{m} ({methods.iloc[0]})" if len(methods) else m
+      table[header] = ["" if _blank(aggregate.center(r, m)) else
+                       aggregate.mean_ci_text(r, m, ".4g", method=False)
+                       for _, r in summary.iterrows()]
   return table
 
 
@@ -274,25 +294,6 @@ def sweep_trials(out_dir: str, results: pd.DataFrame) -> list[tuple[str, dict]]:
   keys = [*aggregate.config_keys(results), aggregate.SEED_KEY]
   return [(str(r["trial"]), {k: r[k] for k in keys if k in r and not _blank(r[k])})
           for _, r in results.iterrows()]
-
-
-def checked_findings(given, controls) -> tuple[list[str], list]:
-  """(sentences, records) of an experiment's `given` findings: each `Finding`
-  record checked against `controls` (`findings.withhold`) and rendered in place;
-  sentences pass through."""
-  given = list(given)
-  records = fnd.withhold([f for f in given if isinstance(f, fnd.Finding)], controls)
-  checked = iter(records)
-  return [fnd.render(next(checked)) if isinstance(f, fnd.Finding) else str(f)
-          for f in given], records
-
-
-def records_json(records, controls) -> dict:
-  """``report.json``'s ``controls`` (each with ``passed``) and ``records``."""
-  data = fnd.to_json(records, controls)
-  for c, rec in zip(controls, data["controls"]):
-    rec["passed"] = c.passed
-  return {"controls": data["controls"], "records": data["findings"]}
 
 
 def controls_section(controls) -> list[str]:
@@ -338,7 +339,7 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
     try:
       figures = [tuple(f) for f in exp.figures(results, fig_dir)]
       controls = list(exp.controls(results))
-      findings, records = checked_findings(exp.findings(results), controls)
+      findings, records = fnd.checked(exp.findings(results), controls)
     except Exception as e:  # noqa: BLE001 - a figure bug must not lose the report
       lines += [f"Drawing the figures or findings failed ({type(e).__name__}: {e}); the "
                 "results table below is complete.", ""]
@@ -350,7 +351,7 @@ def write(experiment: Experiment | types.ModuleType, out_dir: str,
   write_json(os.path.join(out_dir, REPORT_JSON), {
       "name": exp.name, "limit": exp.limit, "description": exp.description,
       "experiment": exp.path, "figures": [list(f) for f in figures], "findings": findings,
-      "headline": headline, **records_json(records, controls)})
+      "headline": headline, **fnd.report_json(records, controls)})
   lines += controls_section(controls)
   if findings:
     lines += ["## Findings", ""] + [f"- {f}" for f in findings] + [""]

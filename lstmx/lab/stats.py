@@ -11,7 +11,8 @@ which treatment"):
   test (``scipy.stats.fisher_exact``, two-sided);
 * `bounded_interval(values, lo, hi)`: a bounded or bimodal metric's mean with a
   percentile bootstrap interval (``scipy.stats.bootstrap``), inside ``[lo, hi]``,
-  and the per-seed points;
+  and the per-seed points; `bootstrap_mean_rows(data)` the same intervals for many
+  configurations in one call (`lstmx.lab.quantities`, for summaries);
 * `t_interval(values)`: an unbounded, roughly normal quantity's mean with Student's
   t interval (``scipy.stats.ttest_1samp(...).confidence_interval``);
 * `censored_median(values, cap)`: counts capped by a budget (steps to solve), the
@@ -150,6 +151,22 @@ def percentile_bootstrap(samples: Sequence[np.ndarray], statistic: Callable,
                               confidence_level=confidence, n_resamples=N_RESAMPLES,
                               vectorized=True, axis=-1, **_seeded())
   return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def bootstrap_mean_rows(data, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+  """(low, high), one per row of `data` ``[m, k]`` (m configurations, k finite values
+  each): the percentile bootstrap interval of each row's mean in one scipy call, fast
+  for a summary table. scipy draws one set of resample indices for all rows, so each
+  row's interval is the one `bounded_interval` gives for that row alone."""
+  data = np.asarray(data, dtype=float)
+  if data.ndim != 2 or data.shape[1] < 2:
+    raise ValueError(f"data: expected [m, k >= 2] values; got shape {data.shape}")
+  res = scipy.stats.bootstrap((data,), lambda x, axis: np.mean(x, axis=axis),
+                              method="percentile", confidence_level=confidence,
+                              n_resamples=N_RESAMPLES, vectorized=True, axis=-1,
+                              **_seeded())
+  return (np.asarray(res.confidence_interval.low, float),
+          np.asarray(res.confidence_interval.high, float))
 
 
 def rate(k: int, n: int, confidence: float = CONFIDENCE) -> RateEstimate:
