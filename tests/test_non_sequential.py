@@ -289,3 +289,14 @@ def test_findings_state_exact_counts_and_the_literature(exp):
   lit = [f for f in out if isinstance(f, str) and "published LSTMs" in f]
   assert len(lit) == 2 and any("0.902 (Cooijmans" in line for line in lit)
   assert any("lstm_pixels: mean test accuracy 0.910 here" in line for line in lit)
+
+
+def test_validation_ranks_the_models_test_is_only_reported(exp):
+  """Where validation and test disagree, "best" follows validation: reversing the
+  validation order of the models reverses the first accuracy record's model."""
+  table = _table(("iris",))
+  by_test = [f.subject["model"] for f in _records(exp.findings(table), kind="accuracy")]
+  rank = {m: i for i, m in enumerate(by_test)}  # 0 = best on test
+  table["final.validation.accuracy"] = table["meta.model"].map(rank) / 10  # reversed
+  by_val = [f.subject["model"] for f in _records(exp.findings(table), kind="accuracy")]
+  assert by_val == by_test[::-1]
