@@ -45,12 +45,12 @@ from lstmx.lab import Preset, main
 NAME = "long_dependency"
 LIMIT = "long_range"
 LENGTH_KEY = {"copy": "delay", "adding": "length", "selective_copy": "delay", "mqar": "length"}
-MODELS = {
-    "lstm": {"model.kind": "lstm", "model.init": "forget_bias"},
-    "lstm_chrono": {"model.kind": "lstm", "model.init": "chrono"},
-    "gru": {"model.kind": "gru"},
-    "transformer": {"model.kind": "transformer", "model.num_layers": 2},
-}
+MODELS = {"lstm": {"model.kind": "lstm", "model.init": "forget_bias"},
+          "lstm_chrono": {"model.kind": "lstm", "model.init": "chrono"},
+          "gru": {"model.kind": "gru"},
+          "transformer": {"model.kind": "transformer", "model.num_layers": 2}}
+SHOWN = {"lstm": "LSTM", "lstm_chrono": "LSTM, chrono init", "gru": "GRU", "mqar": "MQAR",
+         "transformer": "Transformer", "adding": "adding problem"}  # display names
 
 
 def base() -> Config:
@@ -117,9 +117,8 @@ def presets() -> dict[str, Preset]:
       b.train, steps=2000, eval_every=100, eval_batches=8, checkpoint_every=500,
       stop_when_solved=True, solved_streak=2))
   full = dataclasses.replace(b, model=dataclasses.replace(b.model, hidden_size=128),
-                             train=dataclasses.replace(b.train, steps=20000, batch_size=128,
-                                                       eval_every=500, stop_when_solved=True,
-                                                       solved_streak=2))
+                             train=dataclasses.replace(quick.train, steps=20000, batch_size=128,
+                                                       eval_every=500, eval_batches=4))
   small = {"copy": {"num_symbols": 3, "num_categories": 4},
            "selective_copy": {"num_symbols": 2, "num_categories": 4}}
   return {
@@ -226,7 +225,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for ax, t in zip(axes[0], task_names):
       mine = df[df["task.name"] == t]
       for m, g in mine.groupby("meta.model", sort=False):
-        report.plot_mean(ax, g, "meta.length", LOSS, label=m, color=color.get(m))
+        report.plot_mean(ax, g, "meta.length", LOSS, label=SHOWN.get(m, m), color=color.get(m))
       ax.axhline(1.0, color="grey", ls="--", lw=1, label="memoryless baseline")
       if t == "adding":
         ax.axhline(ONE_VALUE, color="grey", ls=":", lw=1, label="one value remembered")
@@ -234,7 +233,8 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
       if floor in mine and mine[floor].notna().any():
         ax.axhline(float((mine[floor] / mine[BASELINE]).mean()), color="grey", ls=":",
                    lw=1, label="order-free floor")  # both losses scale as S / T
-      ax.set(title=t, xlabel="sequence length T", ylabel="test loss / memoryless baseline",
+      ax.set(title=SHOWN.get(t, t), xlabel="sequence length T",
+             ylabel="test loss / memoryless baseline",
              xscale="log", ylim=(0, None))
       report.log_ticks(ax, mine["meta.length"])
       ax.legend(fontsize=7)
@@ -256,7 +256,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
       ax.axhline(1.0, color="grey", ls="--", lw=1, label="ln V (memoryless)")
       ax.plot(pairs, np.log(pairs) / ln_v, color="grey", ls=":", lw=1,
               label="bag of values (ln N)")
-      ax.set(title=f"MQAR, {m}", xlabel="key-value pairs N", xscale="log",
+      ax.set(title=f"MQAR, {SHOWN.get(m, m)}", xlabel="key-value pairs N", xscale="log",
              ylabel="test loss / ln V", ylim=(0, None))
       report.log_ticks(ax, pairs)
       ax.legend(fontsize=7)
@@ -273,9 +273,9 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
     for ax, (t, sweep, axis) in zip(axes[0], families):
       mine = _sweep(rows, sweep)
       mine = mine[mine["task.name"] == t]
-      solve_curves.plot_arms(ax, mine, axis, colors=color, names=NAMES,
+      solve_curves.plot_arms(ax, mine, axis, colors=color, names={**NAMES, **SHOWN},
                              also=("model.hidden_size",) if sweep == "capacity" else ())
-      ax.set(title=t, xlabel="training steps", ylabel="fraction of seeds solved")
+      ax.set(title=SHOWN.get(t, t), xlabel="training steps", ylabel="fraction of seeds solved")
       ax.legend(fontsize=6)
     fig.suptitle("Kaplan-Meier fraction solved (validation rule), censored at the budget; "
                  "95 % log-log bands", fontsize=9)
@@ -295,7 +295,7 @@ def figures(results, fig_dir: str) -> list[tuple[str, str]]:
       for stage, ls in (("init", "--"), ("trained", "-")):
         n = len(curves[stage])
         report.plot_curves(ax, curves[stage], ls=ls, color=color.get(m), kind=NONNEGATIVE,
-                           label=f"{m} {stage} ({n} seed{'' if n == 1 else 's'})")
+                           label=f"{SHOWN.get(m, m)} {stage} ({n} seed{'' if n == 1 else 's'})")
     ax.set(xlabel="distance from the first loss step", ylabel="||dL/dh_t||",
            title=f"gradient flow, {t} T={length}")
     if ax.get_legend_handles_labels()[0]:

@@ -86,14 +86,14 @@ def plot_arms(ax, rows: pd.DataFrame, along: str, *, arm: str = "meta.model",
               names: dict | None = None) -> None:
   """One `plot_solved_fraction` curve per (arm, `along` value, `also` values) of
   `rows`: a colour per arm (`colors`), a line style per `along` value, each to the
-  rows' budget (``train.steps``, else the longest run); `names` shortens the keys in
-  the labels (``{"meta.length": "T"}``)."""
+  rows' budget (``train.steps``, else the longest run); `names` shows the keys and arms
+  in the labels (``{"meta.length": "T", "lstm_chrono": "LSTM, chrono init"}``)."""
   colors, names = colors or {}, names or {}
   styles = dict(zip(sorted(set(rows[along])), ("-", "--", ":", "-.") * 4))
   steps = rows["train.steps"] if "train.steps" in rows else rows["steps"]
   budget = float(pd.to_numeric(steps, errors="coerce").max())
   for key, g in rows.groupby([arm, along, *also], sort=True):
-    label = " ".join([str(key[0])] + [f"{names.get(k, k)}={v:g}" for k, v in
+    label = " ".join([names.get(str(key[0]), str(key[0]))] + [f"{names.get(k, k)}={v:g}" for k, v in
                                       zip((along, *also), key[1:])])
     plot_solved_fraction(ax, g, label=label, color=colors.get(key[0]), ls=styles[key[1]],
                          budget=budget)
