@@ -368,9 +368,9 @@ def findings(results) -> list:
     out += solving.stopping_points(part, arm, axis, **kw)
     out += solving.steps_to_solve(part, arm + [axis], cap=lambda s: kw["budget"](s)["steps"],
                                   **kw)
-    if sweep == "length":
-      out += solving.contrasts(part, ["task.name", axis], "meta.model", "lstm_chrono",
-                               "lstm", **kw)
+    for a in ("lstm_chrono", "transformer") if sweep == "length" else ("transformer",):
+      out += solving.contrasts(part[part["model.hidden_size"] == 64] if sweep == "capacity"
+                               else part, ["task.name", axis], "meta.model", a, "lstm", **kw)
   return out + _gradient_finding(results, rows)
 
 
@@ -390,10 +390,10 @@ def _gradient_finding(results, rows) -> list:
 
 def headline(results) -> dict:
   """For ``lstmx report``'s page: the length sweep's curves, and where the default-init
-  LSTM stops solving adding, else where it solves no copy length tried."""
+  LSTM stops solving adding, else the LSTM against the Transformer on copy."""
   return {"figure": "loss_vs_length", "where": {"meta.sweep": "length"},
           "finding": [{"kind": "stops", "task": "adding", "model": "lstm"},
-                      {"kind": "never_solved", "task": "copy", "model": "lstm"}]}
+                      {"kind": "contrast", "task": "copy", "arms": ("transformer", "lstm")}]}
 
 
 if __name__ == "__main__":
