@@ -116,3 +116,13 @@ def test_a_failed_control_withholds_its_findings():
   out = findings.withhold(fs, solving.controls(rows, [spec]))
   assert all(f.statistic is None and f.withheld_reason == findings.CONTROL_FAILED for f in out)
   assert "withheld: the control copy: tf solved 2/5 seeds" in findings.render(out[0])
+
+
+def test_a_contrast_names_each_arms_budget_where_they_differ():
+  rows = _rows({("copy", "tf", 20): [1] * 3, ("copy", "lstm", 20): [0] * 3})
+  rows.loc[rows["meta.model"] == "tf", "optimizer.lr"] = 1e-3
+  grid = pd.concat([rows, rows.assign(**{"optimizer.lr": rows["optimizer.lr"] * 3})])
+  (f,) = solving.contrasts(rows, ["task.name"], "meta.model", "tf", "lstm",
+                           control=lambda s: None, budget=solving.budget_of(grid), names=NAMES)
+  assert f.budget == {"steps": 1000, "learning rates (tf)": [1e-3, 3e-3],
+                      "learning rates (lstm)": [1e-2, 3e-2]}

@@ -231,8 +231,8 @@ def stopping_points(chosen: pd.DataFrame, keys: Sequence[str], along: str, *,
 def contrasts(chosen: pd.DataFrame, keys: Sequence[str], arm: str, a: Any, b: Any, *,
               control: Named, budget: Named, names: Mapping[str, str] = {}) -> list[Finding]:
   """Arm `a` against arm `b` (values of the column `arm`) at each configuration of
-  `keys` where both ran: their solve rates and Fisher's exact test (the budget is
-  arm `a`'s)."""
+  `keys` where both ran: their solve rates and Fisher's exact test (each arm's budget
+  where they differ)."""
   out = []
   for subject, rows in _groups(chosen, keys):
     ra, rb = rows[rows[arm] == a], rows[rows[arm] == b]
@@ -242,10 +242,20 @@ def contrasts(chosen: pd.DataFrame, keys: Sequence[str], arm: str, a: Any, b: An
     agreeing = ka if ka >= kb else kb
     out.append(Finding(_id(f"contrast_{a}_{b}", subject), "contrast", "solved",
                        stats.contrast(ka, na, kb, nb), subject=_names(subject, names),
-                       arms=(str(a), str(b)), budget=budget({**subject, arm: a}),
+                       arms=(str(a), str(b)), budget=_both(budget, subject, arm, a, b),
                        control=control(subject), seeds_agreeing=agreeing,
                        seeds=na if ka >= kb else nb))
   return out
+
+
+def _both(budget: Named, subject, arm: str, a, b) -> dict:
+  """The budget of arms `a` and `b`: one where they agree, else each key per arm."""
+  ba, bb = budget({**subject, arm: a}), budget({**subject, arm: b})
+  if ba == bb:
+    return ba
+  return {**{k: v for k, v in ba.items() if bb.get(k) == v},
+          **{f"{k} ({x})": v for x, bx in ((a, ba), (b, bb)) for k, v in bx.items()
+             if ba.get(k) != bb.get(k)}}
 
 
 def steps_to_solve(chosen: pd.DataFrame, keys: Sequence[str], *, cap: Named,
