@@ -20,6 +20,8 @@ fraction solved by step s. Its pointwise 95 % interval is scipy's log-log one, i
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.stats
@@ -74,9 +76,12 @@ def plot_solved_fraction(ax, rows: pd.DataFrame, *, label: str, budget: float | 
                   label=f"{label} ({int(solved.sum())}/{n} seed{'s' if n != 1 else ''})",
                   **plot_kw)
   if solved.any() and n > 1:
-    band = curve.cdf.confidence_interval(CONFIDENCE, method="log-log")
+    with warnings.catch_warnings():  # "undefined at some observations": masked below
+      warnings.simplefilter("ignore", RuntimeWarning)
+      band = curve.cdf.confidence_interval(CONFIDENCE, method="log-log")
     lo, hi = band.low.evaluate(xs), band.high.evaluate(xs)
-    ax.fill_between(xs, np.nan_to_num(lo, nan=0.0), np.nan_to_num(hi, nan=1.0), step="post",
+    ok = np.isfinite(lo) & np.isfinite(hi)  # undefined where all or none have solved
+    ax.fill_between(xs, np.where(ok, lo, ys), np.where(ok, hi, ys), where=ok, step="post",
                     alpha=0.15, color=line.get_color(), linewidth=0)
   ax.set_ylim(0, 1.02)
 
