@@ -215,7 +215,8 @@ def test_stopping_point_and_controls_columns_read_the_records():
   assert overview.controls_text(e) == "1/2 passed (5 seeds each); failed: mqar: tf"
   assert overview.stopping_point(entry([never], [bad])) == "withheld: a control failed"
   passed = findings.Control("mqar: tf", {}, "paper", seeds=5, solved=5, required=4)
-  assert overview.stopping_point(entry([never], [passed])).startswith("none within the budget")
+  assert overview.stopping_point(entry([never], [passed])) == (
+      "none within the budget; not solved at the shortest tried: task mqar")
   assert overview.stopping_point({"report": {}}).startswith("not assessed")
   assert overview.controls_text({"report": {}}) == "none"
   rows = overview._by_limit([{"limit": "compute", "n": 1}, {"limit": "long_range", "n": 2},

@@ -265,16 +265,19 @@ STOP_KINDS = ("stops",)  # record kinds that locate a stopping point (lstmx.lab.
 
 def stopping_point(entry: dict) -> str:
   """Whether the experiment's records locate a stopping point within its budget: the
-  first kept ``stops`` record's subject; "none within the budget" where records of a
-  solved rule exist but none stops; "not assessed" without such records."""
+  kept ``stops`` records' subjects; "none within the budget" where records of a solved
+  rule exist but none stops (naming the arms not solved even at the shortest value);
+  "not assessed" without such records."""
   from lstmx.lab import findings
   records, _ = findings.from_json({"findings": entry["report"].get("records") or []})
   kept = [f for f in records if f.withheld_reason is None]
   stops = [f for f in kept if f.kind in STOP_KINDS]
   if stops:
     return "; ".join(findings.render(f).split(":")[0] for f in stops)
+  never = [findings.render(f).split(":")[0] for f in kept if f.kind == "never_solved"]
   if any(f.quantity == "solved" for f in kept):
-    return "none within the budget (see its findings)"
+    return "none within the budget" + (
+        f"; not solved at the shortest tried: {'; '.join(never)}" if never else "")
   if any(f.withheld_reason for f in records):
     return "withheld: a control failed"
   return "not assessed (no solved rule in its findings)"
