@@ -20,14 +20,20 @@ def build(config: Config, *, seed: int | None = None):
   return task, model
 
 
-def load_trained(config: Config, workdir: str):
-  """(task, model) with the parameters of the run's latest checkpoint (the
-  iterate average when the run averaged, as in its final evaluation)."""
+def _restore_target(config: Config):
+  """(task, the model's graph, a training state to restore a checkpoint into)."""
   task, model = build(config)
   tx = optim.build(config.optimizer, config.train.steps)
   carry = (tbptt.initial_carry(model, config.train.batch_size) if tbptt.is_stateful(task)
            else None)
   modeldef, target = init_state(model, tx, config.train.seed, carry)
+  return task, modeldef, target
+
+
+def load_trained(config: Config, workdir: str):
+  """(task, model) with the parameters of the run's latest checkpoint (the
+  iterate average when the run averaged, as in its final evaluation)."""
+  task, modeldef, target = _restore_target(config)
   ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
   restored = ckpts.restore_latest(target)
   ckpts.close()
@@ -40,11 +46,7 @@ def load_trained(config: Config, workdir: str):
 def checkpointed(config: Config, workdir: str):
   """(step, model) for each checkpoint the run keeps, in step order (its training
   parameters, not an iterate average)."""
-  task, model = build(config)
-  tx = optim.build(config.optimizer, config.train.steps)
-  carry = (tbptt.initial_carry(model, config.train.batch_size) if tbptt.is_stateful(task)
-           else None)
-  modeldef, target = init_state(model, tx, config.train.seed, carry)
+  _, modeldef, target = _restore_target(config)
   ckpts = Checkpoints(workdir, config.train.keep_checkpoints)
   try:
     for step in sorted(ckpts.latest.all_steps()):
