@@ -172,12 +172,9 @@ def analyze(config: Config, workdir: str) -> dict:
   return out
 
 
-LOSS = "final.test.loss_over_baseline"  # of the chosen rows: validation chose the rate
-ACC = "final.test.accuracy"
-SOLVED = "task.solved"
-ORDER_FREE, BASELINE = "task.order_free_loss", "task.baseline_loss.mean"
-DECAY = "analysis.grad_decay_init"
-R2 = "analysis.grad_fit_r2_init"
+LOSS, ACC = "final.test.loss_over_baseline", "final.test.accuracy"  # of the chosen rows
+SOLVED, ORDER_FREE, BASELINE = "task.solved", "task.order_free_loss", "task.baseline_loss.mean"
+DECAY, R2 = "analysis.grad_decay_init", "analysis.grad_fit_r2_init"
 ONE_VALUE = 0.5  # adding: loss / baseline of a model that remembers one of the two values
 
 
@@ -188,11 +185,13 @@ def _sweep(df, name: str):
   return df[df["meta.sweep"] == name]
 
 
-def _summary(results):
+def _summary(rows):
+  """Per configuration over its chosen rows (each seed's own rate: not a key)."""
   from lstmx.lab import aggregate
   metrics = [m for m in (LOSS, ACC, SOLVED, DECAY, R2, "analysis.grad_decay_trained",
-                         ORDER_FREE, "task.baseline_loss") if m in results]
-  return aggregate.summarize(results, metrics=metrics)
+                         ORDER_FREE, "task.baseline_loss") if m in rows]
+  rows = rows.drop(columns=["optimizer.lr", "selected_from", "selected_by"], errors="ignore")
+  return aggregate.summarize(rows, metrics=metrics)
 
 
 def _gradient_task(results) -> tuple[str, int] | None:
