@@ -376,15 +376,16 @@ def findings(results) -> list:
 def _gradient_finding(results, rows) -> list:
   """The decay rate of ||dL/dh_t|| at init, default against chrono init, paired by
   seed (a ratio of the means with its bootstrap interval, and a sign test)."""
-  from lstmx.lab import solving
+  from lstmx.lab import per_seed
   where = _gradient_task(results)
   if where is None or DECAY not in rows:
     return []
   t, length = where
-  return solving.paired(rows, {"meta.sweep": "length", "task.name": t, "meta.length": length},
-                        "meta.model", "lstm", "lstm_chrono", DECAY, kind="gradient_decay",
-                        quantity="gradient decay rate",
-                        subject={"task": t, "T": length, "at": "init"})
+  at = {"meta.sweep": "length", "task.name": t, "meta.length": length}
+  return per_seed.ratio(rows, {**at, "meta.model": "lstm"}, {**at, "meta.model": "lstm_chrono"},
+                        DECAY, kind="gradient_decay", quantity="gradient decay rate",
+                        subject={"task": t, "T": length, "at": "init"},
+                        arms=("lstm", "lstm_chrono"))
 
 
 def headline(results) -> dict:

@@ -130,11 +130,9 @@ class TrainConfig:
   times the run's initial loss (its first step's); ``diverge_factor=None`` or
   ``diverge_patience=0`` turns this rule off (`lstmx.train.hooks.Diverge`).
 
-  Every validation evaluation checks the task's solved rule (`Task.solved`); the first
-  step where it holds is the run's ``solved_step`` (summary ``task.solved_step``), and
-  ``stop_when_solved=True`` ends the run as ``early_stopped`` once the rule has held at
-  ``solved_streak`` consecutive evaluations (1: at the first; more guards against a
-  model stopped just past the threshold by the noise of one evaluation set).
+  Every validation evaluation checks the task's solved rule (`Task.solved`); the first step
+  where it holds is the run's ``solved_step``, and ``stop_when_solved=True`` ends the run
+  (``early_stopped``) once it held at ``solved_streak`` evaluations in a row.
 
   ``steps_per_call=k`` runs k training steps (batch sampling included) in one
   compiled call (a `jax.lax.scan`); it must divide ``log_every``, ``eval_every``

@@ -99,6 +99,11 @@ class Finding:
       raise ValueError(f"arms: expected two names (a, b); got {self.arms}")
 
 
+def record_id(kind: str, subject: Mapping[str, Any]) -> str:
+  """A finding's id from its kind and subject: ``"stops:task.name=adding,..."``."""
+  return kind + ":" + ",".join(f"{k}={v}" for k, v in subject.items())
+
+
 def withhold(findings: Iterable[Finding], controls: Iterable[Control]) -> list[Finding]:
   """`findings` with their controls checked: a finding whose control failed, or was
   not run, keeps its subject but loses its statistic and seed counts, and says why
@@ -220,7 +225,8 @@ def _value(v) -> str:
   return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _subject(f: Finding) -> str:
+def subject_text(f: Finding) -> str:
+  """The subject as rendered before the colon: "task adding, model lstm"."""
   return ", ".join(f"{k} {_value(v)}" for k, v in f.subject.items()) or f.id
 
 
@@ -235,7 +241,7 @@ def render(finding: Finding) -> str:
   direction its value says: "a is 3.2x slower than b", or "faster" below 1), seeds
   agreeing, budget and control; a withheld finding says which control failed."""
   f, c = finding, finding.control_record
-  head = f"{_subject(f)}: "
+  head = f"{subject_text(f)}: "
   if f.withheld_reason == CONTROL_MISSING:
     return f"{head}{f.quantity} withheld: the control {f.control} was not run."
   if f.withheld_reason is not None:

@@ -273,8 +273,8 @@ def stopping_point(entry: dict) -> str:
   kept = [f for f in records if f.withheld_reason is None]
   stops = [f for f in kept if f.kind in STOP_KINDS]
   if stops:
-    return "; ".join(findings.render(f).split(":")[0] for f in stops)
-  never = [findings.render(f).split(":")[0] for f in kept if f.kind == "never_solved"]
+    return "; ".join(findings.subject_text(f) for f in stops)
+  never = [findings.subject_text(f) for f in kept if f.kind == "never_solved"]
   if any(f.quantity == "solved" for f in kept):
     return "none within the budget" + (
         f"; not solved at the shortest tried: {'; '.join(never)}" if never else "")

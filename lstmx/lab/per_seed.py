@@ -35,6 +35,7 @@ import pandas as pd
 
 from lstmx.lab import aggregate, stats
 from lstmx.lab.findings import Finding
+from lstmx.lab.findings import record_id as _id
 
 Where = Mapping[str, Any]
 SIGN_TEST = "_sign_test"  # the kind suffix of a paired comparison's sign test
@@ -60,10 +61,6 @@ def matched(rows: pd.DataFrame, a: Where, b: Where, metric: str,
   va, vb = values(rows, a, metric), values(rows, b, metric_b or metric)
   both = sorted(set(va.index) & set(vb.index))
   return va[both].to_numpy(float), vb[both].to_numpy(float)
-
-
-def _id(kind: str, subject: Mapping[str, Any]) -> str:
-  return kind + ":" + ",".join(f"{k}={v}" for k, v in subject.items())
 
 
 def estimate(rows: pd.DataFrame, where: Where, metric: str,

@@ -35,6 +35,7 @@ import pandas as pd
 
 from lstmx.lab import aggregate, solve_curves, stats
 from lstmx.lab.findings import Control, Finding
+from lstmx.lab.findings import record_id as _id
 
 SOLVED = "task.solved_test"
 SOLVED_VALIDATION = "task.solved"
@@ -68,11 +69,7 @@ def solved_column(rows: pd.DataFrame) -> str:
 
 def count_solved(rows: pd.DataFrame) -> tuple[int, int]:
   """(k, n): of the `n` rows, `k` solved (a missing value is not solved)."""
-  if not len(rows):
-    return 0, 0
-  v = pd.to_numeric(rows[solved_column(rows)].astype(object).replace({True: 1, False: 0}),
-                    errors="coerce").fillna(0)
-  return int((v > 0).sum()), len(rows)
+  return aggregate.agree(rows, {}, solved_column(rows)) if len(rows) else (0, 0)
 
 
 def controls(chosen: pd.DataFrame, specs: Sequence[ControlSpec]) -> list[Control]:
@@ -156,10 +153,6 @@ def _groups(chosen: pd.DataFrame, keys: Sequence[str]):
 
 def _plain(v):
   return v.item() if hasattr(v, "item") else v
-
-
-def _id(kind: str, subject: Mapping[str, Any]) -> str:
-  return kind + ":" + ",".join(f"{k}={v}" for k, v in subject.items())
 
 
 def _names(subject: Mapping[str, Any], names: Mapping[str, str]) -> dict:
@@ -275,26 +268,3 @@ def steps_to_solve(chosen: pd.DataFrame, keys: Sequence[str], *, cap: Named,
                        seeds_agreeing=int((~censored[ok]).sum()), seeds=int(ok.sum()),
                        budget=budget(subject), control=control(subject)))
   return out
-
-
-def paired(rows: pd.DataFrame, where: Mapping[str, Any], arm: str, a: Any, b: Any,
-           metric: str, *, kind: str, quantity: str, subject: Mapping[str, Any],
-           control: str | None = None) -> list[Finding]:
-  """Arms `a` and `b` (values of the column `arm`) of the configuration `where`,
-  paired by seed on a positive `metric`: the ratio of their means with its bootstrap
-  interval (holding in the seeds where a's value is above b's) and the sign test.
-  None where no seed has both values finite and positive."""
-  pick = [aggregate.select(rows, {**where, arm: x}) for x in (a, b)]
-  both = sorted(set(pick[0][aggregate.SEED_KEY]) & set(pick[1][aggregate.SEED_KEY]))
-  va, vb = (pd.to_numeric(r.set_index(aggregate.SEED_KEY).loc[both, metric],
-                          errors="coerce").to_numpy(float) for r in pick)
-  ok = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0)
-  if not ok.any():
-    return []
-  va, vb = va[ok], vb[ok]
-  common = dict(subject=dict(subject), arms=(str(a), str(b)), control=control)
-  tag = _id(kind, {**where, arm: f"{a}/{b}"})
-  return [Finding(tag, kind, quantity, stats.ratio(va, vb),
-                  seeds_agreeing=int((va > vb).sum()), seeds=len(va), **common),
-          Finding(tag + ":sign", kind + "_paired", quantity, stats.sign_test(va, vb),
-                  **common)]
